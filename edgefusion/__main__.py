@@ -1,0 +1,5 @@
+import sys
+
+from edgefusion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""Audio preprocessing: any rate -> the model rate, then log-mel features, in numpy.
+
+The runtime's dependencies are numpy, OpenCV and ONNX Runtime only, and none of them
+resamples audio or computes mel spectrograms, so both are written here (a windowed-sinc
+resampler and an HTK mel filterbank). They are the only implementation: training,
+calibration and the runtime all call these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["AudioParams", "logmel", "preprocess_audio", "resample"]
+
+
+@dataclass(frozen=True)
+class AudioParams:
+    """Parameters of the log-mel front end.
+
+    Example:
+        >>> p = AudioParams()
+        >>> p.n_frames
+        49
+    """
+
+    sample_rate: int = 16000
+    window_ms: int = 1000
+    n_fft: int = 512
+    hop: int = 320
+    n_mels: int = 40
+    fmin: float = 50.0
+    fmax: float = 7600.0
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def window_samples(self) -> int:
+        return self.sample_rate * self.window_ms // 1000
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + (self.window_samples - self.n_fft) // self.hop
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AudioParams:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["kind"] = "logmel"
+        return d
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int, taps: int = 32) -> np.ndarray:
+    """Band-limited resampling by windowed-sinc interpolation (Hann window).
+
+    Example:
+        >>> y = resample(np.ones(441, np.float32), 44100, 16000)
+        >>> len(y)
+        160
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if rate_in == rate_out or len(x) == 0:
+        return x.copy()
+    n_out = int(len(x) * rate_out // rate_in)
+    ratio = rate_in / rate_out
+    cutoff = min(1.0, 1.0 / ratio)  # lowpass below the lower Nyquist
+    pos = np.arange(n_out) * ratio
+    base = np.floor(pos).astype(np.int64)
+    k = np.arange(-taps // 2 + 1, taps // 2 + 1)
+    idx = base[:, None] + k[None, :]
+    d = pos[:, None] - idx
+    win = 0.5 + 0.5 * np.cos(np.pi * d / (taps // 2 + 1))
+    w = cutoff * np.sinc(cutoff * d) * win
+    w /= w.sum(axis=1, keepdims=True)
+    xs = x[np.clip(idx, 0, len(x) - 1)]
+    return (xs * w).sum(axis=1).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    mels = np.linspace(hz_to_mel(np.array(fmin)), hz_to_mel(np.array(fmax)), n_mels + 2)
+    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    fb = np.zeros((n_mels, len(bins)), np.float32)
+    for m in range(n_mels):
+        lo, c, hi = hz[m], hz[m + 1], hz[m + 2]
+        up = (bins - lo) / (c - lo)
+        down = (hi - bins) / (hi - c)
+        fb[m] = np.maximum(0.0, np.minimum(up, down))
+    return fb
+
+
+@lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    return np.hanning(n + 1)[:-1].astype(np.float32)
+
+
+def logmel(x: np.ndarray, params: AudioParams) -> np.ndarray:
+    """Natural-log mel power spectrogram, (frames, n_mels), float32, not normalized."""
+    n = params.window_samples
+    x = np.asarray(x, np.float32)
+    if len(x) < n:  # pad at the start: the window ends at the frame's time
+        x = np.concatenate([np.zeros(n - len(x), np.float32), x])
+    x = x[-n:]
+    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop][: params.n_frames]
+    spec = np.fft.rfft(frames * _hann(params.n_fft), axis=1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    fb = _mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
+    return np.log(power @ fb.T + 1e-6).astype(np.float32)
+
+
+def preprocess_audio(x: np.ndarray, rate: int, params: AudioParams) -> np.ndarray:
+    """Mono float32 audio at ``rate`` -> normalized log-mel (n_frames, n_mels)."""
+    if rate != params.sample_rate:
+        x = resample(x, rate, params.sample_rate)
+    feats = logmel(x, params)
+    return ((feats - np.float32(params.mean)) / np.float32(params.std)).astype(np.float32)

@@ -1,0 +1,182 @@
+"""Samples: the small frozen data containers every part of EdgeFusion passes around.
+
+Time is integer nanoseconds (``t_ns``) in the source's clock (DESIGN.md contract 1).
+Each container validates itself once, on construction, with messages that give the
+expected and the actual value (contract 2).
+
+Example:
+    >>> import numpy as np
+    >>> f = Frame(t_ns=0, image=np.zeros((120, 160, 3), np.uint8))
+    >>> f.image.shape
+    (120, 160, 3)
+    >>> Command(t_ns=5, text="turn on the lights").text
+    'turn on the lights'
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgefusion.errors import SampleError
+
+__all__ = [
+    "MAX_COMMAND_CHARS",
+    "MODALITIES",
+    "AudioChunk",
+    "Command",
+    "Frame",
+    "FusionWindow",
+    "Result",
+]
+
+MODALITIES = ("image", "audio", "text")
+MAX_COMMAND_CHARS = 256
+
+
+def _check_time(t_ns: object, what: str) -> None:
+    if not isinstance(t_ns, (int, np.integer)) or isinstance(t_ns, bool):
+        raise SampleError(f"{what}.t_ns must be an integer number of nanoseconds, got {t_ns!r}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera frame: BGR uint8 of shape (H, W, 3), captured at ``t_ns``.
+
+    Example:
+        >>> Frame(t_ns=1, image=np.zeros((2, 2, 3), np.uint8)).image.dtype
+        dtype('uint8')
+    """
+
+    t_ns: int
+    image: np.ndarray
+    source: str = "camera"
+
+    def __post_init__(self) -> None:
+        _check_time(self.t_ns, "Frame")
+        img = self.image
+        if not isinstance(img, np.ndarray):
+            raise SampleError(f"Frame.image must be a numpy array, got {type(img).__name__}")
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise SampleError(
+                "Frame.image must be BGR uint8 of shape (H, W, 3); "
+                f"got dtype {img.dtype} and shape {tuple(img.shape)}"
+            )
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Mono float32 audio starting at ``t_ns`` (the time of its first sample).
+
+    Example:
+        >>> c = AudioChunk(t_ns=0, samples=np.zeros(160, np.float32), sample_rate=16000)
+        >>> c.end_ns
+        10000000
+    """
+
+    t_ns: int
+    samples: np.ndarray
+    sample_rate: int
+    source: str = "audio"
+
+    def __post_init__(self) -> None:
+        _check_time(self.t_ns, "AudioChunk")
+        s = self.samples
+        if not isinstance(s, np.ndarray) or s.dtype != np.float32 or s.ndim != 1:
+            got = f"{s.dtype} of shape {s.shape}" if isinstance(s, np.ndarray) else type(s).__name__
+            raise SampleError(f"AudioChunk.samples must be mono float32 of shape (N,); got {got}")
+        if not isinstance(self.sample_rate, (int, np.integer)) or self.sample_rate <= 0:
+            raise SampleError(f"AudioChunk.sample_rate must be a positive int, got {self.sample_rate!r}")
+
+    @property
+    def end_ns(self) -> int:
+        """Time just after the last sample."""
+        return self.t_ns + len(self.samples) * 1_000_000_000 // int(self.sample_rate)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A text command issued at ``t_ns``.
+
+    Empty commands, commands over :data:`MAX_COMMAND_CHARS` characters and commands
+    holding control characters are refused with a message that says so.
+
+    Example:
+        >>> Command(t_ns=0, text="  lock the door ").text
+        'lock the door'
+    """
+
+    t_ns: int
+    text: str
+    source: str = "text"
+
+    def __post_init__(self) -> None:
+        _check_time(self.t_ns, "Command")
+        if not isinstance(self.text, str):
+            raise SampleError(f"Command.text must be a str, got {type(self.text).__name__}")
+        bad = sorted({f"U+{ord(c):04X}" for c in self.text if unicodedata.category(c) in ("Cc", "Cf")})
+        if bad:
+            raise SampleError(
+                f"command contains control characters ({', '.join(bad[:5])}); "
+                "send plain text, one command per line"
+            )
+        text = " ".join(self.text.split())
+        if not text:
+            raise SampleError("command is empty; expected a text such as 'turn on the lights'")
+        if len(text) > MAX_COMMAND_CHARS:
+            raise SampleError(
+                f"command is {len(text)} characters long; the limit is {MAX_COMMAND_CHARS}. "
+                "Send one short command per line"
+            )
+        object.__setattr__(self, "text", text)
+
+
+@dataclass(frozen=True)
+class FusionWindow:
+    """What one fusion step consumes: a frame, the audio ending at its time, a command.
+
+    ``missing`` names the modalities that are absent or stale; the step masks them.
+
+    Example:
+        >>> w = FusionWindow(t_ns=0, image=None, audio=None, command=None)
+        >>> w.missing
+        ('image', 'audio', 'text')
+    """
+
+    t_ns: int
+    image: np.ndarray | None
+    audio: np.ndarray | None
+    command: str | None
+    audio_rate: int = 16000
+    missing: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_time(self.t_ns, "FusionWindow")
+        absent = [
+            m
+            for m, v in zip(MODALITIES, (self.image, self.audio, self.command))
+            if v is None or m in self.missing
+        ]
+        object.__setattr__(self, "missing", tuple(absent))
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one fusion step.
+
+    Example:
+        >>> r = Result(t_ns=0, seq=0, action="none", action_score=0.9, scores={}, events=())
+        >>> r.action
+        'none'
+    """
+
+    t_ns: int
+    seq: int
+    action: str
+    action_score: float
+    scores: dict[str, float]
+    events: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    timings_ns: dict[str, int] = field(default_factory=dict)

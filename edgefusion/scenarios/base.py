@@ -1,0 +1,285 @@
+"""One generator, two forms: labelled samples and continuous timelines.
+
+A :class:`Scenario` says how to sample a visual state, how to draw it, which sounds
+exist, how commands are phrased and - in :meth:`Scenario.decide`, the one place the rules
+live - which action follows from the scene events and the command intent. The functions
+here turn that into (a) independent labelled samples for training and evaluation and
+(b) a continuous timeline (camera at 30 fps, audio at 16 kHz, commands at event times)
+with per-frame ground truth. Both forms use the same drawing, mixing and rules.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgefusion.scenarios.sounds import SR, colored_noise
+
+__all__ = [
+    "AUDIO_WINDOW_S",
+    "COMMAND_HORIZON_S",
+    "FPS",
+    "FRAME_SIZE",
+    "LabeledSample",
+    "Scenario",
+    "SoundEvent",
+    "Timeline",
+    "TimelineCommand",
+    "generate_samples",
+    "generate_timeline",
+]
+
+FRAME_SIZE = (160, 120)  # width, height of synthesized camera frames
+FPS = 30
+AUDIO_WINDOW_S = 1.0
+COMMAND_HORIZON_S = 3.0
+MIN_OVERLAP_S = 0.3  # an audio event counts in a window when this much of it lies inside
+
+
+@dataclass(frozen=True)
+class SoundEvent:
+    """A sound placed on a time axis (seconds); ``label`` is False for distractors."""
+
+    kind: str
+    onset_s: float
+    dur_s: float
+    gain: float
+    seed: int
+    label: bool = True
+
+
+@dataclass(frozen=True)
+class LabeledSample:
+    """Form (a): one frame, the audio window ending at it, a command, and the truth."""
+
+    image: np.ndarray
+    audio: np.ndarray
+    command: str | None
+    intent: str | None
+    events: frozenset[str]
+    action: str
+    hard: bool = False
+
+
+@dataclass(frozen=True)
+class TimelineCommand:
+    t_ns: int
+    text: str
+    intent: str
+
+
+@dataclass
+class Timeline:
+    """Form (b): continuous streams with per-frame ground truth."""
+
+    scenario: str
+    seed: int
+    frame_t_ns: np.ndarray
+    frames: np.ndarray
+    audio: np.ndarray
+    audio_rate: int
+    commands: list[TimelineCommand]
+    truth_events: list[frozenset[str]]
+    truth_action: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Scenario(ABC):
+    """A synthetic world. Subclasses fill in the class attributes and the methods."""
+
+    name: str
+    visual_events: tuple[str, ...]
+    audio_events: tuple[str, ...]
+    actions: tuple[str, ...]
+    intents: tuple[str, ...]
+    no_command_prob: float = 0.25
+    audio_event_prob: dict[str, float]
+    distractor_sounds: dict[str, Callable[[float, np.random.Generator], np.ndarray]]
+    event_sounds: dict[str, Callable[[float, np.random.Generator], np.ndarray]]
+    phrases: dict[str, tuple[str, ...]]
+    fillers: tuple[str, ...] = ("please", "now", "hey", "could you", "right away", "thanks")
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return self.visual_events + self.audio_events
+
+    @abstractmethod
+    def sample_visual(self, rng: np.random.Generator, hard: bool) -> dict[str, Any]:
+        """A random visual state (its keys are the scenario's own)."""
+
+    @abstractmethod
+    def visual_labels(self, visual: dict[str, Any]) -> frozenset[str]:
+        """The visual scene events of a state."""
+
+    @abstractmethod
+    def render(self, visual: dict[str, Any], rng: np.random.Generator, hard: bool) -> np.ndarray:
+        """Draw a BGR uint8 frame of FRAME_SIZE; ``rng`` varies noise only."""
+
+    @abstractmethod
+    def background(self, n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
+        """Ambient sound of n samples."""
+
+    @abstractmethod
+    def decide(self, events: frozenset[str], intent: str | None) -> str:
+        """The rules: scene events + command intent -> action."""
+
+    # -- shared machinery -------------------------------------------------------------
+
+    def phrase(self, intent: str, rng: np.random.Generator, hard: bool) -> str:
+        """A paraphrase of ``intent``, sometimes with fillers or a misspelt word."""
+        words = str(rng.choice(self.phrases[intent])).split()
+        if rng.random() < 0.3:
+            filler = str(rng.choice(self.fillers))
+            words = [filler, *words] if rng.random() < 0.5 else [*words, filler]
+        if rng.random() < (0.25 if hard else 0.1):
+            i = int(rng.integers(len(words)))
+            w = words[i]
+            if len(w) > 3:
+                j = int(rng.integers(1, len(w) - 1))
+                words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2 :]  # swap two letters
+        text = " ".join(words)
+        return text.capitalize() if rng.random() < 0.3 else text
+
+    def sample_intent(self, rng: np.random.Generator) -> str | None:
+        if rng.random() < self.no_command_prob:
+            return None
+        return str(rng.choice(self.intents))
+
+    def sound(self, ev: SoundEvent) -> np.ndarray:
+        table = self.event_sounds if ev.label else self.distractor_sounds
+        return table[ev.kind](ev.dur_s, np.random.default_rng(ev.seed)) * np.float32(ev.gain)
+
+    def mix(self, sounds: list[SoundEvent], start_s: float, n: int, rng: np.random.Generator,
+            hard: bool) -> np.ndarray:
+        """Background plus every sound overlapping [start_s, start_s + n / SR)."""
+        out = self.background(n, rng, hard)
+        for ev in sounds:
+            x = self.sound(ev)
+            a = int(round((ev.onset_s - start_s) * SR))
+            lo, hi = max(a, 0), min(a + len(x), n)
+            if hi > lo:
+                out[lo:hi] += x[lo - a : hi - a]
+        return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+    def random_sounds(self, rng: np.random.Generator, hard: bool) -> list[SoundEvent]:
+        """Events for one window [0, AUDIO_WINDOW_S): labelled ones overlap it enough."""
+        sounds = []
+        boost = 1.3 if hard else 1.0
+        for kind, p in self.audio_event_prob.items():
+            if rng.random() < p * boost:
+                dur = float(rng.uniform(0.5, 1.6))
+                onset = float(rng.uniform(MIN_OVERLAP_S + 0.05 - dur, AUDIO_WINDOW_S - MIN_OVERLAP_S - 0.05))
+                sounds.append(SoundEvent(kind, onset, dur, _gain(rng, hard), int(rng.integers(2**31))))
+        for _ in range(int(rng.integers(0, 3 if hard else 2))):
+            kind = str(rng.choice(sorted(self.distractor_sounds)))
+            dur = float(rng.uniform(0.3, 1.2))
+            sounds.append(SoundEvent(kind, float(rng.uniform(-0.5, 0.9)), dur, _gain(rng, hard) * 0.8,
+                                     int(rng.integers(2**31)), label=False))
+        return sounds
+
+
+def _gain(rng: np.random.Generator, hard: bool) -> float:
+    lo = -22.0 if hard else -16.0
+    return float(10 ** (rng.uniform(lo, -2.0) / 20))
+
+
+def active_sound_labels(sounds: list[SoundEvent], t_end_s: float) -> frozenset[str]:
+    """Labelled sounds overlapping the window [t_end - W, t_end] by MIN_OVERLAP_S or more."""
+    t0 = t_end_s - AUDIO_WINDOW_S
+    out = set()
+    for ev in sounds:
+        if ev.label and min(ev.onset_s + ev.dur_s, t_end_s) - max(ev.onset_s, t0) >= MIN_OVERLAP_S:
+            out.add(ev.kind)
+    return frozenset(out)
+
+
+def generate_samples(scenario: Scenario, n: int, seed: int, hard: bool = False) -> Iterator[LabeledSample]:
+    """Form (a): ``n`` independent labelled samples, deterministic from ``seed``."""
+    rng = np.random.default_rng([seed, 1 if hard else 0])
+    n_audio = int(AUDIO_WINDOW_S * SR)
+    for _ in range(n):
+        visual = scenario.sample_visual(rng, hard)
+        image = scenario.render(visual, rng, hard)
+        sounds = scenario.random_sounds(rng, hard)
+        audio = scenario.mix(sounds, 0.0, n_audio, rng, hard)
+        intent = scenario.sample_intent(rng)
+        command = scenario.phrase(intent, rng, hard) if intent else None
+        events = scenario.visual_labels(visual) | active_sound_labels(sounds, AUDIO_WINDOW_S)
+        yield LabeledSample(image, audio, command, intent, events, scenario.decide(events, intent), hard)
+
+
+def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bool = False) -> Timeline:
+    """Form (b): a continuous timeline with per-frame ground truth.
+
+    The visual state changes every 2-5 s, sounds occur at random times, and a command is
+    issued every 2.5-6 s, valid for COMMAND_HORIZON_S.
+    """
+    rng = np.random.default_rng([seed, 2, 1 if hard else 0])
+    n_frames = int(duration_s * FPS)
+    segments: list[tuple[float, dict[str, Any]]] = []
+    t = 0.0
+    while t < duration_s:
+        segments.append((t, scenario.sample_visual(rng, hard)))
+        t += float(rng.uniform(2.0, 5.0))
+    sounds: list[SoundEvent] = []
+    for kind, p in scenario.audio_event_prob.items():
+        t = float(rng.exponential(1.6 / p))
+        while t < duration_s:
+            dur = float(rng.uniform(0.6, 2.0))
+            sounds.append(SoundEvent(kind, t, dur, _gain(rng, hard), int(rng.integers(2**31))))
+            t += dur + float(rng.exponential(1.6 / p))
+    for kind in sorted(scenario.distractor_sounds):
+        t = float(rng.exponential(6.0))
+        while t < duration_s:
+            dur = float(rng.uniform(0.3, 1.5))
+            sounds.append(SoundEvent(kind, t, dur, _gain(rng, hard) * 0.8, int(rng.integers(2**31)), label=False))
+            t += dur + float(rng.exponential(6.0))
+    commands: list[TimelineCommand] = []
+    t = float(rng.uniform(0.5, 2.0))
+    while t < duration_s:
+        intent = str(rng.choice(scenario.intents))
+        commands.append(TimelineCommand(int(t * 1e9), scenario.phrase(intent, rng, hard), intent))
+        t += float(rng.uniform(2.5, 6.0))
+    audio = scenario.mix(sounds, 0.0, int(duration_s * SR), rng, hard)
+    frame_t_ns = (np.arange(n_frames, dtype=np.int64) * 1_000_000_000) // FPS
+    frames = np.empty((n_frames, FRAME_SIZE[1], FRAME_SIZE[0], 3), np.uint8)
+    truth_events, truth_action = [], []
+    seg = 0
+    for i, t_ns in enumerate(frame_t_ns):
+        ts = t_ns / 1e9
+        while seg + 1 < len(segments) and segments[seg + 1][0] <= ts:
+            seg += 1
+        visual = segments[seg][1]
+        frames[i] = scenario.render(visual, rng, hard)
+        events = scenario.visual_labels(visual) | active_sound_labels(sounds, ts)
+        valid = [c for c in commands if 0 <= t_ns - c.t_ns <= COMMAND_HORIZON_S * 1e9]
+        intent = valid[-1].intent if valid else None
+        truth_events.append(events)
+        truth_action.append(scenario.decide(events, intent))
+    return Timeline(scenario.name, seed, frame_t_ns, frames, audio, SR, commands, truth_events, truth_action,
+                    meta={"duration_s": duration_s, "hard": hard, "fps": FPS})
+
+
+def noise_and_blur(img: np.ndarray, rng: np.random.Generator, hard: bool, dark: bool = False) -> np.ndarray:
+    """Sensor noise (stronger in the dark) and occasional motion blur."""
+    import cv2
+
+    sigma = rng.uniform(2, 6) + (rng.uniform(3, 8) if dark else 0) + (3 if hard else 0)
+    out = img.astype(np.float32) + rng.normal(0, sigma, img.shape).astype(np.float32)
+    if rng.random() < (0.35 if hard else 0.15):
+        k = int(rng.integers(3, 7))
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2, :] = 1.0 / k
+        if rng.random() < 0.5:
+            kernel = kernel.T.copy()
+        out = cv2.filter2D(out, -1, kernel)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def pink_background(n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
+    level = 10 ** (rng.uniform(-38, -22 if hard else -26) / 20)
+    return colored_noise(n, rng, tilt=float(rng.uniform(0.5, 1.5))) * np.float32(level * 4)

@@ -1,0 +1,168 @@
+"""ONNX export with a parity check, written as a model package.
+
+The dynamo exporter (opset 20, weights inside the file) traces with an example batch of
+2; afterwards every declared dynamic axis is checked to be symbolic in the graph. Parity
+against PyTorch is measured on held-out samples and stored in the manifest; export fails
+(and writes nothing) when it does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from edgefusion.errors import ExportError, ParityError
+from edgefusion.package import FORMAT_VERSION, MANIFEST, load_package, sha256_file
+from edgefusion.preprocess import FeedBuilder
+from edgefusion.scenarios import get_scenario
+from export.data import INPUT_ORDER, build_dataset
+from export.train import EVAL_SEED_OFFSET, load_checkpoint, predict
+
+__all__ = ["PARITY_ATOL", "export_package"]
+
+PARITY_ATOL = 1e-4
+OPSET = 20
+PARITY_SEED_OFFSET = 7  # parity data: held-out, and distinct from the evaluation set
+
+
+def _git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+
+
+def _shapes(ck: dict[str, Any]) -> dict[str, tuple[list[int | str], str, str]]:
+    m = ck["model_config"]
+    s, t, f, L = m["image_size"], m["n_frames"], m["n_mels"], m["max_tokens"]
+    return {
+        "image": (["batch", 3, s, s], "float32", "image"),
+        "audio": (["batch", t, f], "float32", "audio"),
+        "tokens": (["batch", L], "int64", "text"),
+        "token_mask": (["batch", L], "float32", "text"),
+        "present": (["batch", 3], "float32", "presence"),
+    }
+
+
+def _check_symbolic(path: Path) -> None:
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for vi in list(graph.input) + list(graph.output):
+        d0 = vi.type.tensor_type.shape.dim[0]
+        if not d0.dim_param or d0.HasField("dim_value"):
+            raise ExportError(f"exported ONNX: dimension 0 of '{vi.name}' is not symbolic "
+                              f"(dim_value={d0.dim_value}); the batch axis must stay dynamic")
+
+
+def parity(model: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Max abs logit difference and argmax agreement between PyTorch and ONNX Runtime."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    ev_o, act_o = sess.run(["event_logits", "action_logits"], {k: feeds[k] for k in INPUT_ORDER})
+    ev_t, act_t = predict(model, feeds)
+    return {
+        "samples": int(len(act_t)),
+        "max_abs_diff": float(max(np.abs(ev_o - ev_t).max(), np.abs(act_o - act_t).max())),
+        "argmax_agreement": float(np.mean(act_o.argmax(1) == act_t.argmax(1))),
+        "event_decision_agreement": float(np.mean((ev_o > 0) == (ev_t > 0))),
+        "atol": PARITY_ATOL,
+    }
+
+
+def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 256,
+                   command: str | None = None, force: bool = False) -> Path:
+    """Export ``checkpoint`` to ``out_dir`` as a verified model package; returns its path."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} exists and is not empty; choose a new --out or pass --force to replace it")
+    model, ck = load_checkpoint(checkpoint)
+    scen = get_scenario(ck["train_config"]["scenario"])
+    builder = FeedBuilder([tuple(x) for x in ck["inputs"]])
+    seed = ck["train_config"]["seed"] + EVAL_SEED_OFFSET + PARITY_SEED_OFFSET
+    data = build_dataset(scen, builder, max(n_parity, 2), seed)
+    example = tuple(torch.from_numpy(data.feeds[k][:2]) for k in INPUT_ORDER)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with tempfile.TemporaryDirectory(prefix="edgefusion-export-") as tmp:
+        stage = Path(tmp) / "pkg"
+        stage.mkdir()
+        onnx_path = stage / "model.fp32.onnx"
+        try:
+            torch.onnx.export(model, example, str(onnx_path), dynamo=True, opset_version=OPSET, external_data=False,
+                              input_names=list(INPUT_ORDER), output_names=["event_logits", "action_logits"],
+                              dynamic_shapes=tuple({0: batch} for _ in INPUT_ORDER), verbose=False)
+        except Exception as exc:
+            raise ExportError(f"torch.onnx.export failed for {checkpoint}: {exc}") from exc
+        _check_symbolic(onnx_path)
+        par = parity(model, onnx_path, data.feeds)
+        if par["max_abs_diff"] > PARITY_ATOL or par["argmax_agreement"] < 1.0:
+            raise ParityError(f"ONNX differs from PyTorch on {par['samples']} held-out samples: max |Δlogit| "
+                              f"{par['max_abs_diff']:.3g} (limit {PARITY_ATOL}), argmax agreement "
+                              f"{100 * par['argmax_agreement']:.2f}% (need 100%); nothing was written")
+        shutil.copyfile(checkpoint, stage / "checkpoint.pt")
+        manifest = _manifest(ck, stage, par, seed, command)
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(stage, out)
+    load_package(out)  # verify what was written
+    return out
+
+
+def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed: int,
+              command: str | None) -> dict[str, Any]:
+    shapes = _shapes(ck)
+    inputs = []
+    for name, pre in ck["inputs"]:
+        shape, dtype, modality = shapes[name]
+        inputs.append({"name": name, "modality": modality, "dtype": dtype, "shape": shape, "preprocess": pre})
+    cfg = ck["train_config"]
+    metrics = ck["metrics"]
+
+    def art(name: str, **extra: Any) -> dict[str, Any]:
+        f = stage / name
+        return {"path": name, "sha256": sha256_file(f), "bytes": f.stat().st_size, **extra}
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": f"{cfg['scenario']}-{cfg['arch']}",
+        "scenario": cfg["scenario"],
+        "inputs": inputs,
+        "outputs": [
+            {"name": "event_logits", "kind": "multilabel_logits", "labels": ck["events"], "threshold": 0.5},
+            {"name": "action_logits", "kind": "class_logits", "labels": ck["actions"]},
+        ],
+        "artifacts": {"fp32": art("model.fp32.onnx", format="onnx", opset=OPSET, precision="fp32")},
+        "sources": {"checkpoint": art("checkpoint.pt", format="torch")},
+        "engines": {},
+        "model": ck["model_config"],
+        "parity": {**par, "seed": parity_seed},
+        "provenance": {
+            "command": command or f"edgefusion export {ck.get('path', 'CHECKPOINT')} --out {stage.name}",
+            "train_command": f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} --seed {cfg['seed']}",
+            "seed": cfg["seed"],
+            "git_revision": _git_revision(),
+            "data_sha256": metrics.get("train_data_sha256"),
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tools": {"python": sys.version.split()[0], "torch": torch.__version__, "onnx": onnx.__version__,
+                      "onnxruntime": ort.__version__, "numpy": np.__version__},
+            "train_config": cfg,
+            "metrics": {k: metrics[k] for k in ("held_out", "held_out_hard", "parameters", "train_seconds")
+                        if k in metrics},
+        },
+    }
