@@ -1,7 +1,8 @@
-"""The demo: a synthesized timeline through a model package, step by step.
+"""The demo: a synthesized timeline through the streaming pipeline, scored against truth.
 
-Prints each change of predicted action next to the ground truth, then a summary with
-accuracy and per-stage latency percentiles.
+The timeline is fed as one time-ordered source in lossless mode, so the run is
+deterministic. Printed: each change of the (smoothed) action or of the truth, then frame
+accuracy, event-level precision/recall with reaction time, drops and latency per stage.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from edgefusion.backends import open_backend
-from edgefusion.engine import STAGES, FusionStep
-from edgefusion.metrics import percentiles_ms
 from edgefusion.package import load_package
-from edgefusion.samples import FusionWindow, Result
-from edgefusion.scenarios import AUDIO_WINDOW_S, COMMAND_HORIZON_S, Timeline, generate_timeline, get_scenario
+from edgefusion.pipeline import STAGES, Pipeline, PipelineConfig, RunStats
+from edgefusion.samples import Result
+from edgefusion.scenarios import FPS, Timeline, generate_timeline, get_scenario
+from edgefusion.scoring import score_events
+from edgefusion.sinks import CallbackSink, Sink
+from edgefusion.sources import TimelineSource
 
-__all__ = ["DemoReport", "run_timeline", "run_demo"]
+__all__ = ["DemoReport", "run_demo", "run_timeline"]
 
 
 @dataclass
@@ -29,66 +32,78 @@ class DemoReport:
     backend: str
     frames: int
     action_accuracy: float
+    raw_action_accuracy: float
     event_accuracy: float
+    event_level: dict[str, Any]
     latency_ms: dict[str, dict[str, float]]
+    drops: dict[str, int]
     results: list[Result] = field(repr=False, default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "results"}
 
 
-def windows(tl: Timeline) -> list[FusionWindow]:
-    """One fusion window per frame: audio [t - W, t] and the command still valid at t."""
-    out = []
-    w = int(AUDIO_WINDOW_S * tl.audio_rate)
-    cmds = sorted(tl.commands, key=lambda c: c.t_ns)
-    for t_ns, frame in zip(tl.frame_t_ns.tolist(), tl.frames):
-        end = int(t_ns * tl.audio_rate // 1_000_000_000)
-        valid = [c for c in cmds if 0 <= t_ns - c.t_ns <= COMMAND_HORIZON_S * 1e9]
-        out.append(FusionWindow(t_ns=t_ns, image=frame, audio=tl.audio[max(0, end - w) : end],
-                                command=valid[-1].text if valid else None, audio_rate=tl.audio_rate))
-    return out
-
-
 def run_timeline(tl: Timeline, package: str, backend: str = "onnxruntime", variant: str = "fp32",
-                 threads: int | None = 2, out: TextIO | None = sys.stdout) -> DemoReport:
+                 threads: int | None = 2, out: TextIO | None = sys.stdout, sinks: list[Sink] | None = None,
+                 config: PipelineConfig | None = None) -> DemoReport:
+    """Run ``tl`` through ``package`` on ``backend``; print and return the report."""
     pkg = load_package(package)
     results: list[Result] = []
-    cmd_at = {c.t_ns: c for c in tl.commands}
-    next_cmds = sorted(cmd_at)
     with open_backend(backend, pkg, variant=variant, threads=threads) as be:
-        step = FusionStep(pkg, be)
-        if out:
-            print(f"{tl.scenario}: {len(tl.frames)} frames, {len(tl.commands)} commands, model {pkg.name} on {be.info}",
-                  file=out)
-            print(f"{'time':>8}  {'predicted':<18} {'truth':<18} events", file=out)
-        prev = (None, None)
-        for win, truth in zip(windows(tl), tl.truth_action):
-            while out and next_cmds and next_cmds[0] <= win.t_ns:
-                c = cmd_at[next_cmds.pop(0)]
-                print(f"{c.t_ns / 1e9:7.2f}s  command: {c.text!r}", file=out)
-            r = step(win)
-            results.append(r)
-            if out and (r.action, truth) != prev:
-                mark = "ok" if r.action == truth else "MISS"
-                print(f"{r.t_ns / 1e9:7.2f}s  {r.action:<18} {truth:<18} {','.join(r.events) or '-'}  {mark}", file=out)
-            prev = (r.action, truth)
-    acc = float(np.mean([r.action == t for r, t in zip(results, tl.truth_action)]))
-    ev_acc = float(np.mean([set(r.events) == set(t) for r, t in zip(results, tl.truth_events)]))
-    lat = {s: percentiles_ms([r.timings_ns[s] for r in results]) for s in STAGES}
-    report = DemoReport(tl.scenario, pkg.name, str(step.backend.info), len(results), acc, ev_acc, lat, results)
+        info = str(be.info)
+        pipe = Pipeline(pkg, be, [TimelineSource(tl)], [CallbackSink(results.append), *(sinks or [])],
+                        config or PipelineConfig(lossless=True))
+        stats = pipe.run()
+    if len(results) != len(tl.frames):
+        raise RuntimeError(f"lossless run produced {len(results)} results for {len(tl.frames)} frames")
+    truth = tl.truth_action
+    t_ns = [r.t_ns for r in results]
+    level = score_events(truth, t_ns, [r.action for r in results], [(r.t_ns, r.action) for r in results if r.emitted])
+    report = DemoReport(
+        scenario=tl.scenario, package=pkg.name, backend=info, frames=len(results),
+        action_accuracy=float(np.mean([r.action == t for r, t in zip(results, truth)])),
+        raw_action_accuracy=float(np.mean([r.raw_action == t for r, t in zip(results, truth)])),
+        event_accuracy=float(np.mean([set(r.events) == set(t) for r, t in zip(results, tl.truth_events)])),
+        event_level=level, latency_ms=stats.latency_ms, drops=stats.drops, results=results,
+    )
     if out:
-        print(f"\naction accuracy {100 * acc:.1f}% over {len(results)} frames; "
-              f"all scene events right on {100 * ev_acc:.1f}% of frames", file=out)
-        print(f"{'stage':<12} {'p50 ms':>8} {'p99 ms':>8}", file=out)
-        for s in STAGES:
-            print(f"{s:<12} {lat[s]['p50']:8.3f} {lat[s]['p99']:8.3f}", file=out)
+        _print(tl, report, stats, out)
     return report
+
+
+def _print(tl: Timeline, rep: DemoReport, stats: RunStats, out: TextIO) -> None:
+    print(f"{tl.scenario}: {len(tl.frames)} frames, {len(tl.commands)} commands; model {rep.package} on {rep.backend}",
+          file=out)
+    print(f"{'time':>8}  {'action':<18} {'truth':<18} events", file=out)
+    cmds = sorted(tl.commands, key=lambda c: c.t_ns)
+    prev: tuple[str, str] | None = None
+    for r, truth in zip(rep.results, tl.truth_action):
+        while cmds and cmds[0].t_ns <= r.t_ns:
+            c = cmds.pop(0)
+            print(f"{c.t_ns / 1e9:7.2f}s  command: {c.text!r}", file=out)
+        if (r.action, truth) != prev:
+            mark = "ok" if r.action == truth else "MISS"
+            print(f"{r.t_ns / 1e9:7.2f}s  {r.action:<18} {truth:<18} {','.join(r.events) or '-'}  {mark}", file=out)
+        prev = (r.action, truth)
+    lv = rep.event_level
+    frame_ms = 1000 / FPS
+    print(f"\naction accuracy {100 * rep.action_accuracy:.1f}% of {rep.frames} frames "
+          f"(per-step {100 * rep.raw_action_accuracy:.1f}%); scene events all right on "
+          f"{100 * rep.event_accuracy:.1f}% of frames", file=out)
+    print(f"action events: precision {lv['precision']:.3f}, recall {lv['recall']:.3f} "
+          f"({lv['detected']}/{lv['segments']} segments), median reaction "
+          f"{lv['median_reaction_ns'] / 1e6:.0f} ms = {lv['median_reaction_ns'] / 1e6 / frame_ms:.1f} frames",
+          file=out)
+    print(f"drops: {stats.drops or 'none'}", file=out)
+    print(f"{'stage':<12} {'p50 ms':>8} {'p99 ms':>8}", file=out)
+    for s in STAGES:
+        lat = rep.latency_ms[s]
+        print(f"{s:<12} {lat.get('p50', float('nan')):8.3f} {lat.get('p99', float('nan')):8.3f}", file=out)
 
 
 def run_demo(scenario: str = "smart_home", package: str | None = None, seed: int = 7, duration_s: float = 20.0,
              backend: str = "onnxruntime", variant: str = "fp32", threads: int | None = 2,
              out: TextIO | None = sys.stdout) -> DemoReport:
-    """Synthesize ``duration_s`` of ``scenario`` and run every frame through the model."""
+    """Synthesize ``duration_s`` of ``scenario`` and run every frame through the pipeline."""
     tl = generate_timeline(get_scenario(scenario), duration_s, seed)
     return run_timeline(tl, package or scenario, backend, variant, threads, out)

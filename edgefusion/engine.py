@@ -44,10 +44,21 @@ class FusionStep:
 
     def __call__(self, window: FusionWindow) -> Result:
         t0 = time.perf_counter_ns()
-        feeds, _ = self.builder.build([window])
+        feeds = self.preprocess(window)
         t1 = time.perf_counter_ns()
         outs = self.backend.infer(feeds)
         t2 = time.perf_counter_ns()
+        result = self.postprocess(window, outs)
+        t3 = time.perf_counter_ns()
+        result.timings_ns.update(preprocess=t1 - t0, inference=t2 - t1, postprocess=t3 - t2, total=t3 - t0)
+        return result
+
+    def preprocess(self, window: FusionWindow) -> dict[str, np.ndarray]:
+        """The model feeds (batch of 1) for a window."""
+        return self.builder.build([window])[0]
+
+    def postprocess(self, window: FusionWindow, outs: dict[str, np.ndarray]) -> Result:
+        """Per-step decision: argmax action, thresholded events; assigns the next sequence number."""
         logits = outs[self.action_out.name][0].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
@@ -56,11 +67,8 @@ class FusionStep:
         labels = self.event_out.labels
         scores = {name: float(p) for name, p in zip(labels, ev)}
         events = tuple(n for n in labels if scores[n] >= self.event_out.threshold)
-        t3 = time.perf_counter_ns()
-        result = Result(
-            t_ns=window.t_ns, seq=self.seq, action=self.action_out.labels[k], action_score=float(probs[k]),
-            scores=scores, events=events, missing=window.missing,
-            timings_ns={"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2, "total": t3 - t0},
-        )
+        action = self.action_out.labels[k]
+        result = Result(t_ns=window.t_ns, seq=self.seq, action=action, action_score=float(probs[k]), scores=scores,
+                        events=events, missing=window.missing, raw_action=action, command=window.command)
         self.seq += 1
         return result

@@ -18,7 +18,8 @@ message says what was expected, what was found and what to do about it.
      ├── BackendError             a backend failed to open or to run
      ├── MissingDependencyError   an optional extra is not installed (names the pip command)
      └── ExportError              training / export / parity problems in the toolchain
-          └── ParityError         ONNX and PyTorch disagree beyond tolerance
+          ├── ParityError         ONNX and PyTorch disagree beyond tolerance
+          └── QuantizationError   INT8 calibration failed its guards or its accuracy gate
 
 The CLI prints ``error: <message>`` for any of these and exits with status 2, never a
 traceback.
@@ -48,6 +49,7 @@ __all__ = [
     "MissingDependencyError",
     "PackageError",
     "ParityError",
+    "QuantizationError",
     "SampleError",
     "unknown_name",
 ]
@@ -109,6 +111,10 @@ class ParityError(ExportError):
     """The exported model does not match PyTorch within tolerance."""
 
 
+class QuantizationError(ExportError):
+    """INT8 quantization produced a model that fails its guards or its accuracy gate."""
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigError:
     """Build a ConfigError for an unknown name, with a "did you mean" hint.
 
@@ -117,6 +123,6 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigError:
         "unknown scenario 'smart_hom'; did you mean 'smart_home'? (known: driving, smart_home)"
     """
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
+    close = difflib.get_close_matches(name, known, n=1) or [k for k in known if k.startswith(name)][:1]
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ConfigError(f"unknown {kind} '{name}'{hint} (known: {', '.join(known)})")

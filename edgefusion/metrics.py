@@ -36,6 +36,6 @@ def percentiles_ms(values_ns: Sequence[int] | np.ndarray) -> dict[str, float]:
     """p50 / p90 / p99 / max / mean in milliseconds."""
     v = np.asarray(values_ns, dtype=np.float64) / 1e6
     if v.size == 0:
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan"), "mean": float("nan")}
+        return dict.fromkeys(("p50", "p90", "p99", "max", "mean"), float("nan"))
     p50, p90, p99 = np.percentile(v, [50, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(v.max()), "mean": float(v.mean())}

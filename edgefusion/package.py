@@ -104,7 +104,8 @@ class ModelPackage:
     def describe(self) -> str:
         lines = [f"package   {self.name}  ({self.path})", f"format    {self.manifest.get('format_version')}"]
         for i in self.inputs:
-            lines.append(f"input     {i.name:<11} {i.modality:<9} {i.dtype:<8} {list(i.shape)}  [{i.preprocess.get('kind')}]")
+            kind = i.preprocess.get("kind")
+            lines.append(f"input     {i.name:<11} {i.modality:<9} {i.dtype:<8} {list(i.shape)}  [{kind}]")
         for o in self.outputs:
             lines.append(f"output    {o.name:<15} {o.kind:<18} {', '.join(o.labels)}")
         for v, a in sorted(self.manifest.get("artifacts", {}).items()):

@@ -180,3 +180,15 @@ class Result:
     events: tuple[str, ...]
     missing: tuple[str, ...] = ()
     timings_ns: dict[str, int] = field(default_factory=dict)
+    raw_action: str = ""
+    emitted: bool = False
+    command: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (scores rounded to 5 digits, timings in ns)."""
+        return {
+            "seq": self.seq, "t_ns": self.t_ns, "action": self.action, "emitted": self.emitted,
+            "raw_action": self.raw_action or self.action, "action_score": round(self.action_score, 5),
+            "events": list(self.events), "scores": {k: round(v, 5) for k, v in self.scores.items()},
+            "missing": list(self.missing), "command": self.command, "timings_ns": self.timings_ns,
+        }

@@ -28,16 +28,17 @@ MASK_BIAS = -1.0e4
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "attention"
-    image_size: int = 64
+    image_size: int = 96
     n_mels: int = 40
     n_frames: int = 49
     max_tokens: int = 12
     vocab_size: int = 128
     n_events: int = 7
     n_actions: int = 8
-    d_model: int = 96
+    d_model: int = 128
     heads: int = 4
-    fusion_layers: int = 2
+    fusion_layers: int = 3
+    channels: tuple[int, ...] = (32, 64, 64, 128, 128)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,9 +81,10 @@ class FusionNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
+        c = cfg.channels
         self.image_enc = nn.Sequential(
-            _conv(3, 24, 2), _conv(24, 32, 2), _conv(32, 32, 1), _conv(32, 64, 2), _conv(64, 64, 1),
-            _conv(64, d, 2), nn.AdaptiveAvgPool2d(3),
+            _conv(3, c[0], 2), _conv(c[0], c[1], 2), _conv(c[1], c[2], 1), _conv(c[2], c[3], 2), _conv(c[3], c[4], 1),
+            _conv(c[4], d, 2), nn.AdaptiveAvgPool2d(3),
         )
         self.audio_front = nn.Sequential(nn.Conv1d(cfg.n_mels, 64, 3, 2, 1), nn.GELU())
         self.gru = nn.GRU(64, d, batch_first=True)

@@ -76,7 +76,7 @@ def parity(model: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]
     ev_o, act_o = sess.run(["event_logits", "action_logits"], {k: feeds[k] for k in INPUT_ORDER})
     ev_t, act_t = predict(model, feeds)
     return {
-        "samples": int(len(act_t)),
+        "samples": len(act_t),
         "max_abs_diff": float(max(np.abs(ev_o - ev_t).max(), np.abs(act_o - act_t).max())),
         "argmax_agreement": float(np.mean(act_o.argmax(1) == act_t.argmax(1))),
         "event_decision_agreement": float(np.mean((ev_o > 0) == (ev_t > 0))),
@@ -114,7 +114,7 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
                               f"{par['max_abs_diff']:.3g} (limit {PARITY_ATOL}), argmax agreement "
                               f"{100 * par['argmax_agreement']:.2f}% (need 100%); nothing was written")
         shutil.copyfile(checkpoint, stage / "checkpoint.pt")
-        manifest = _manifest(ck, stage, par, seed, command)
+        manifest = _manifest(ck, stage, par, seed, command or f"edgefusion export {checkpoint} --out {out}")
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -125,7 +125,7 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
 
 
 def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed: int,
-              command: str | None) -> dict[str, Any]:
+              command: str) -> dict[str, Any]:
     shapes = _shapes(ck)
     inputs = []
     for name, pre in ck["inputs"]:
@@ -153,8 +153,10 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
         "model": ck["model_config"],
         "parity": {**par, "seed": parity_seed},
         "provenance": {
-            "command": command or f"edgefusion export {ck.get('path', 'CHECKPOINT')} --out {stage.name}",
-            "train_command": f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} --seed {cfg['seed']}",
+            "command": command,
+            "train_command": (f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} "
+                              f"--seed {cfg['seed']} --epochs {cfg['epochs']} --samples {cfg['n_train']} "
+                              f"--threads {cfg['threads']}"),
             "seed": cfg["seed"],
             "git_revision": _git_revision(),
             "data_sha256": metrics.get("train_data_sha256"),

@@ -37,14 +37,14 @@ class TrainConfig:
     seed: int = 0
     n_train: int = 12000
     n_eval: int = 2000
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-2
     drop_image: float = 0.1
     drop_audio: float = 0.1
     threads: int = 2
-    image_size: int = 64
+    image_size: int = 96
 
 
 @dataclass
@@ -172,7 +172,9 @@ def _held_out_metrics(model: nn.Module, scen: Any, builder: FeedBuilder, cfg: Tr
 def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
     """The model (eval mode) and the checkpoint dictionary."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = FusionNet(ModelConfig(**ck["model_config"]))
+    mc = dict(ck["model_config"])
+    mc["channels"] = tuple(mc.get("channels", ModelConfig.channels))
+    model = FusionNet(ModelConfig(**mc))
     model.load_state_dict(ck["state_dict"])
     return model.eval(), ck
 

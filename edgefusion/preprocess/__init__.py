@@ -103,7 +103,8 @@ class FeedBuilder:
                             else np.zeros((3, s, s), np.float32))
         if self._audio is not None:
             a = self._audio
-            out["logmel"] = (preprocess_audio(w.audio, w.audio_rate, a) if w.audio is not None and "audio" not in w.missing
+            has_audio = w.audio is not None and "audio" not in w.missing
+            out["logmel"] = (preprocess_audio(w.audio, w.audio_rate, a) if has_audio  # type: ignore[arg-type]
                              else np.zeros((a.n_frames, a.n_mels), np.float32))
         unknown, truncated = 0, False
         if self._text is not None:

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["AudioParams", "logmel", "preprocess_audio", "resample"]
+__all__ = ["AudioParams", "StreamResampler", "logmel", "preprocess_audio", "resample"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,11 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int, taps: int = 32) -> np.n
         return x.copy()
     n_out = int(len(x) * rate_out // rate_in)
     ratio = rate_in / rate_out
-    cutoff = min(1.0, 1.0 / ratio)  # lowpass below the lower Nyquist
-    pos = np.arange(n_out) * ratio
+    return _sinc_interp(x, np.arange(n_out) * ratio, min(1.0, 1.0 / ratio), taps)
+
+
+def _sinc_interp(x: np.ndarray, pos: np.ndarray, cutoff: float, taps: int) -> np.ndarray:
+    """Values of ``x`` at fractional positions ``pos``, lowpassed at ``cutoff`` (1 = Nyquist)."""
     base = np.floor(pos).astype(np.int64)
     k = np.arange(-taps // 2 + 1, taps // 2 + 1)
     idx = base[:, None] + k[None, :]
@@ -79,6 +82,55 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int, taps: int = 32) -> np.n
     w /= w.sum(axis=1, keepdims=True)
     xs = x[np.clip(idx, 0, len(x) - 1)]
     return (xs * w).sum(axis=1).astype(np.float32)
+
+
+class StreamResampler:
+    """Chunk-by-chunk resampling with the same filter as :func:`resample`, no seams.
+
+    Example:
+        >>> r = StreamResampler(48000, 16000)
+        >>> sum(len(r.process(np.zeros(480, np.float32))) for _ in range(100)) + len(r.flush())
+        16000
+    """
+
+    def __init__(self, rate_in: int, rate_out: int, taps: int = 32) -> None:
+        self.ratio = rate_in / rate_out
+        self.cutoff = min(1.0, 1.0 / self.ratio)
+        self.taps = taps
+        self.same = rate_in == rate_out
+        self._buf = np.zeros(0, np.float32)
+        self._buf_start = 0  # absolute input index of _buf[0]
+        self._n_in = 0
+        self._k = 0  # next output index
+
+    def _emit(self, last_pos: float) -> np.ndarray:
+        k_end = int(np.floor(last_pos / self.ratio)) + 1 if last_pos >= 0 else self._k
+        if k_end <= self._k:
+            return np.zeros(0, np.float32)
+        pos = np.arange(self._k, k_end) * self.ratio
+        out = _sinc_interp(self._buf, pos - self._buf_start, self.cutoff, self.taps)
+        self._k = k_end
+        keep_from = int(np.floor(self._k * self.ratio)) - self.taps
+        if keep_from > self._buf_start:
+            self._buf = self._buf[keep_from - self._buf_start :]
+            self._buf_start = keep_from
+        return out
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        chunk = np.asarray(chunk, np.float32)
+        if self.same:
+            return chunk.copy()
+        self._buf = np.concatenate([self._buf, chunk])
+        self._n_in += len(chunk)
+        # outputs whose filter taps all lie inside what has arrived
+        return self._emit(self._n_in - 1 - self.taps // 2 - 1)
+
+    def flush(self) -> np.ndarray:
+        """The outputs still owed at the end of the stream (edge samples repeated)."""
+        if self.same:
+            return np.zeros(0, np.float32)
+        total = int(self._n_in / self.ratio)
+        return self._emit((total - 1) * self.ratio) if total > self._k else np.zeros(0, np.float32)
 
 
 @lru_cache(maxsize=8)

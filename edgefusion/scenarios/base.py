@@ -159,7 +159,7 @@ class Scenario(ABC):
         out = self.background(n, rng, hard)
         for ev in sounds:
             x = self.sound(ev)
-            a = int(round((ev.onset_s - start_s) * SR))
+            a = round((ev.onset_s - start_s) * SR)
             lo, hi = max(a, 0), min(a + len(x), n)
             if hi > lo:
                 out[lo:hi] += x[lo - a : hi - a]
@@ -257,9 +257,8 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
         frames[i] = scenario.render(visual, rng, hard)
         events = scenario.visual_labels(visual) | active_sound_labels(sounds, ts)
         valid = [c for c in commands if 0 <= t_ns - c.t_ns <= COMMAND_HORIZON_S * 1e9]
-        intent = valid[-1].intent if valid else None
         truth_events.append(events)
-        truth_action.append(scenario.decide(events, intent))
+        truth_action.append(scenario.decide(events, valid[-1].intent if valid else None))
     return Timeline(scenario.name, seed, frame_t_ns, frames, audio, SR, commands, truth_events, truth_action,
                     meta={"duration_s": duration_s, "hard": hard, "fps": FPS})
 
@@ -276,7 +275,7 @@ def noise_and_blur(img: np.ndarray, rng: np.random.Generator, hard: bool, dark: 
         kernel[k // 2, :] = 1.0 / k
         if rng.random() < 0.5:
             kernel = kernel.T.copy()
-        out = cv2.filter2D(out, -1, kernel)
+        out = np.asarray(cv2.filter2D(out, -1, kernel), np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

@@ -36,10 +36,16 @@ def _color(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple[int, i
     return int(c[0]), int(c[1]), int(c[2])
 
 
-def draw_person(img: np.ndarray, x: int, feet_y: int, scale: float, rng: np.random.Generator) -> None:
-    """A standing figure: head, torso, arms, legs, in random clothes and skin tone."""
+def draw_person(img: np.ndarray, x: int, feet_y: int, scale: float, rng: np.random.Generator,
+                avoid: tuple[int, int, int] | None = None) -> None:
+    """A standing figure: head, torso, arms, legs, in random clothes and skin tone.
+
+    ``avoid``: a background colour the shirt must stand out from (as people do, mostly).
+    """
     skin = [(80, 110, 160), (110, 150, 200), (60, 80, 120), (150, 180, 225)][int(rng.integers(4))]
     shirt, trousers = _color(rng, 20, 230), _color(rng, 10, 150)
+    while avoid is not None and sum(abs(a - b) for a, b in zip(shirt, avoid)) < 150:
+        shirt = _color(rng, 20, 230)
     s = scale
     leg = int(22 * s)
     torso = int(24 * s)
@@ -95,7 +101,8 @@ class SmartHome(Scenario):
         lay = np.random.default_rng(visual["layout_seed"])
         img = np.empty((H, W, 3), np.uint8)
         floor_y = int(lay.integers(82, 96))
-        img[:floor_y] = _color(lay, 120, 240)
+        wall = _color(lay, 120, 240)
+        img[:floor_y] = wall
         img[floor_y:] = _color(lay, 40, 160)
         wx = int(lay.integers(0, W - 40))
         cv2.rectangle(img, (wx, 12), (wx + int(lay.integers(24, 40)), 45), _color(lay, 60, 255), -1)
@@ -115,8 +122,8 @@ class SmartHome(Scenario):
             self._clutter(img, lay, floor_y)
         if visual["person"]:
             draw_person(img, int(lay.integers(12, W - 12)), int(lay.integers(floor_y + 4, H - 2)),
-                        float(lay.uniform(0.8, 1.35)), lay)
-        gain = rng.uniform(0.15, 0.3) if visual["dark"] else rng.uniform(0.6, 1.1)
+                        float(lay.uniform(0.9, 1.35)), lay, avoid=wall)
+        gain = rng.uniform(0.22, 0.4) if visual["dark"] else rng.uniform(0.65, 1.1)
         tint = np.array([1.0 + rng.uniform(0, 0.3) * visual["dark"], 1.0, rng.uniform(0.85, 1.1)], np.float32)
         lit = img.astype(np.float32) * np.float32(gain) * tint
         return noise_and_blur(np.clip(lit, 0, 255).astype(np.uint8), rng, hard, dark=visual["dark"])

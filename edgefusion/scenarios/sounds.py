@@ -61,17 +61,18 @@ def chime(dur_s: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def glass_break(dur_s: float, rng: np.random.Generator) -> np.ndarray:
-    """A sharp broadband crash followed by random high-pitched tinkles."""
+    """A sharp broadband crash, then high-pitched tinkles of falling shards over the whole span."""
     t = _t(dur_s)
     n = len(t)
     crash = colored_noise(n, rng, tilt=0.0) * np.exp(-t * rng.uniform(10, 25))
     crash = np.diff(crash, prepend=0.0)  # emphasise highs
-    out = crash * 4
-    for _ in range(rng.integers(8, 25)):
-        t0 = rng.uniform(0, dur_s * 0.8)
+    out = crash * 1.5
+    for _ in range(int(rng.integers(12, 24) * dur_s) + 4):
+        t0 = rng.uniform(0, dur_s * 0.95)
         f = rng.uniform(2500, 7000)
         tt = t - t0
-        out += (tt >= 0) * np.exp(-np.maximum(tt, 0) * rng.uniform(30, 80)) * np.sin(2 * np.pi * f * tt) * rng.uniform(0.2, 0.8)
+        env = (tt >= 0) * np.exp(-np.maximum(tt, 0) * rng.uniform(30, 80))
+        out += env * np.sin(2 * np.pi * f * tt) * rng.uniform(0.2, 0.8)
     return _norm(out)
 
 

@@ -1,0 +1,29 @@
+"""Helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from edgefusion.errors import MissingDependencyError
+
+
+def add_command(sub: Any, name: str, help_: str, fn: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+    sp: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+    sp.set_defaults(fn=fn)
+    return sp
+
+
+def runtime_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or null")
+    sp.add_argument("--variant", default="fp32", help="artifact of the package to run (default fp32)")
+    sp.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+
+
+def require_toolchain(purpose: str) -> None:
+    """Raise MissingDependencyError naming the 'train' extra when torch is absent."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("torch", "train", purpose) from exc

@@ -1,0 +1,25 @@
+"""Sources: camera (OpenCV), audio (soundfile / sounddevice), text (stdin, TCP, UNIX socket,
+Python call), and synthesized timelines. Each is a context manager yielding samples.
+"""
+
+from __future__ import annotations
+
+from edgefusion.sources.audio import AudioFileSource, MicrophoneSource
+from edgefusion.sources.base import Sample, Source
+from edgefusion.sources.camera import CameraSource
+from edgefusion.sources.text import CallTextSource, SocketTextSource, StdinTextSource, open_text_source, sanitize
+from edgefusion.sources.timeline import TimelineSource
+
+__all__ = [
+    "AudioFileSource",
+    "CallTextSource",
+    "CameraSource",
+    "MicrophoneSource",
+    "Sample",
+    "SocketTextSource",
+    "Source",
+    "StdinTextSource",
+    "TimelineSource",
+    "open_text_source",
+    "sanitize",
+]

@@ -1,0 +1,54 @@
+"""A synthesized scenario timeline as a source: frames, audio chunks and commands in time order.
+
+One thread yields all three modalities interleaved by time, so a lossless run over it is
+deterministic. Paced in real time, or as fast as the pipeline takes it (``pace=False``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from edgefusion.clock import Clock
+from edgefusion.samples import AudioChunk, Command, Frame
+from edgefusion.scenarios import Timeline
+from edgefusion.sources.base import Sample, Source, pace_until
+
+__all__ = ["TimelineSource"]
+
+
+class TimelineSource(Source):
+    """Replays a :class:`~edgefusion.scenarios.Timeline` (its own clock starts at 0 ns)."""
+
+    name = "timeline"
+    drives_run = True
+
+    def __init__(self, timeline: Timeline, clock: Clock | None = None, pace: bool = False,
+                 start_ns: int = 0) -> None:
+        super().__init__(clock)
+        self.timeline = timeline
+        self.pace = pace
+        self.start_ns = start_ns
+        self.info = {"scenario": timeline.scenario, "seed": timeline.seed, "frames": len(timeline.frames)}
+
+    def __iter__(self) -> Iterator[Sample]:
+        tl = self.timeline
+        rate = tl.audio_rate
+        cmds = sorted(tl.commands, key=lambda c: c.t_ns)
+        ci = 0
+        sent = 0
+        mono0 = time.monotonic_ns()
+        for t_ns, img in zip(tl.frame_t_ns.tolist(), tl.frames):
+            if self.stop.is_set():
+                return
+            if self.pace and not pace_until(self.stop, mono0 + t_ns):
+                return
+            end = min(len(tl.audio), int(t_ns * rate // 1_000_000_000))
+            if end > sent:
+                yield AudioChunk(t_ns=self.start_ns + sent * 1_000_000_000 // rate, samples=tl.audio[sent:end],
+                                 sample_rate=rate, source="audio")
+                sent = end
+            while ci < len(cmds) and cmds[ci].t_ns <= t_ns:
+                yield Command(t_ns=self.start_ns + cmds[ci].t_ns, text=cmds[ci].text, source="text")
+                ci += 1
+            yield Frame(t_ns=self.start_ns + t_ns, image=img, source="camera")

@@ -1,0 +1,182 @@
+"""Multimodal time sync (DESIGN.md contract 7).
+
+The camera frame triggers a fusion step. Audio comes from a ring buffer: the window
+``[t - W, t]`` for the frame's time ``t``. A command stays valid for a horizon after it
+was issued, or until it was acted on. Each source may carry a constant clock offset
+(added to its timestamps to bring them into the camera's clock).
+
+A missing or stale modality is an outcome, never silent: with policy ``mask`` the step
+runs with the modality masked and says so; with ``skip`` the step is skipped. Every
+outcome is counted in :attr:`Synchronizer.outcomes`.
+
+Example:
+    >>> import numpy as np
+    >>> from edgefusion.samples import AudioChunk, Command, Frame
+    >>> s = Synchronizer(SyncConfig())
+    >>> s.add_audio(AudioChunk(t_ns=0, samples=np.zeros(16000, np.float32), sample_rate=16000))
+    >>> s.add_command(Command(t_ns=500_000_000, text="lights on"))
+    >>> w, info = s.on_frame(Frame(t_ns=1_000_000_000, image=np.zeros((4, 4, 3), np.uint8)))
+    >>> w.command, w.missing, info.audio_skew_ns
+    ('lights on', (), 0)
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgefusion.errors import ConfigError, InputError
+from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow
+
+__all__ = ["MissingPolicy", "SyncConfig", "SyncInfo", "Synchronizer"]
+
+SECOND = 1_000_000_000
+
+
+class MissingPolicy(str, enum.Enum):
+    MASK = "mask"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Sync policy. Durations are integer nanoseconds (``*_ns``).
+
+    audio_max_skew_ns: the audio may end at most this long before the frame's time;
+        beyond it the audio counts as missing (stale).
+    audio_policy: what a step does when audio is missing or stale.
+    command_horizon_ns: how long a command stays valid.
+    consume_commands: a command is used for one action only (then it is spent).
+    offsets_ns: per-source constant clock offset, added to that source's timestamps.
+    """
+
+    audio_window_ns: int = SECOND
+    audio_max_skew_ns: int = 150_000_000
+    audio_policy: MissingPolicy = MissingPolicy.MASK
+    audio_buffer_ns: int = 4 * SECOND
+    command_horizon_ns: int = 3 * SECOND
+    consume_commands: bool = False
+    offsets_ns: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "audio_policy", MissingPolicy(self.audio_policy))
+        if self.audio_max_skew_ns < 0 or self.audio_window_ns <= 0:
+            raise ConfigError("sync: audio_window_ns must be > 0 and audio_max_skew_ns >= 0")
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    """What sync found for one frame: outcome, audio skew and command age."""
+
+    outcome: str
+    audio_skew_ns: int | None
+    command_age_ns: int | None
+    command_t_ns: int | None
+
+
+class Synchronizer:
+    """Holds recent audio and commands; turns each frame into a FusionWindow (or a skip)."""
+
+    def __init__(self, config: SyncConfig) -> None:
+        self.config = config
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._rate: int | None = None
+        self._ring = np.zeros(0, np.float32)
+        self._ring_end_ns: int | None = None  # time just after the last buffered sample
+        self._commands: collections.deque[Command] = collections.deque(maxlen=64)
+        self._spent: set[int] = set()
+
+    def _offset(self, source: str) -> int:
+        return int(self.config.offsets_ns.get(source, 0))
+
+    def add_audio(self, chunk: AudioChunk) -> None:
+        """Append a chunk; a gap is filled with silence, an overlap is trimmed."""
+        with self._lock:
+            rate = int(chunk.sample_rate)
+            if self._rate is None:
+                self._rate = rate
+                cap = int(self.config.audio_buffer_ns * rate // SECOND)
+                self._ring = np.zeros(cap, np.float32)
+            elif rate != self._rate:
+                raise InputError(f"audio rate changed from {self._rate} Hz to {rate} Hz within one stream")
+            t0 = chunk.t_ns + self._offset(chunk.source)
+            x = chunk.samples
+            if self._ring_end_ns is not None:
+                gap = round((t0 - self._ring_end_ns) * rate / SECOND)
+                if gap > 0:
+                    self.outcomes["audio_gap_filled"] += 1
+                    x = np.concatenate([np.zeros(min(gap, len(self._ring)), np.float32), x])
+                elif gap < 0:
+                    x = x[min(-gap, len(x)) :]
+                end = self._ring_end_ns + len(x) * SECOND // rate
+            else:
+                end = t0 + len(x) * SECOND // rate
+            x = x[-len(self._ring) :]
+            self._ring = np.concatenate([self._ring[len(x) :], x]) if len(x) else self._ring
+            self._ring_end_ns = end
+
+    def add_command(self, cmd: Command) -> None:
+        """Keep a command; the latest one issued before a frame's time wins."""
+        with self._lock:
+            self.outcomes["commands_received"] += 1
+            self._commands.append(Command(t_ns=cmd.t_ns + self._offset(cmd.source), text=cmd.text, source=cmd.source))
+
+    def spend(self, command_t_ns: int) -> None:
+        """Mark the command issued at ``command_t_ns`` as acted on."""
+        if self.config.consume_commands:
+            with self._lock:
+                self._spent.add(command_t_ns)
+
+    def on_frame(self, frame: Frame) -> tuple[FusionWindow | None, SyncInfo]:
+        t = frame.t_ns + self._offset(frame.source)
+        with self._lock:
+            audio, skew = self._audio_window(t)
+            cmd = self._valid_command(t)
+        age = None if cmd is None else t - cmd.t_ns
+        outcome = "ok"
+        missing: list[str] = []
+        if audio is None:
+            if self.config.audio_policy is MissingPolicy.SKIP:
+                outcome = "skipped_audio_missing" if skew is None else "skipped_audio_stale"
+                self.outcomes[outcome] += 1
+                return None, SyncInfo(outcome, skew, age, None if cmd is None else cmd.t_ns)
+            outcome = "masked_audio_missing" if skew is None else "masked_audio_stale"
+            missing.append("audio")
+        if cmd is None:
+            missing.append("text")
+        self.outcomes[outcome] += 1
+        self.outcomes["with_command" if cmd else "without_command"] += 1
+        window = FusionWindow(t_ns=t, image=frame.image, audio=audio, command=None if cmd is None else cmd.text,
+                              audio_rate=self._rate or 16000, missing=tuple(missing))
+        return window, SyncInfo(outcome, skew, age, None if cmd is None else cmd.t_ns)
+
+    def _audio_window(self, t: int) -> tuple[np.ndarray | None, int | None]:
+        if self._ring_end_ns is None or self._rate is None:
+            return None, None
+        skew = t - self._ring_end_ns  # > 0: audio ends before the frame
+        if skew > self.config.audio_max_skew_ns:
+            return None, skew
+        rate = self._rate
+        n = int(self.config.audio_window_ns * rate // SECOND)
+        # index (from the ring's end) of the sample at time t; audio later than t is not used
+        back = max(0, round((self._ring_end_ns - t) * rate / SECOND))
+        end = len(self._ring) - back
+        if end <= 0:
+            return None, skew
+        return self._ring[max(0, end - n) : end].copy(), skew
+
+    def _valid_command(self, t: int) -> Command | None:
+        horizon = self.config.command_horizon_ns
+        best = None
+        for c in self._commands:
+            if c.t_ns <= t and t - c.t_ns <= horizon and c.t_ns not in self._spent:
+                best = c
+            elif c.t_ns <= t and t - c.t_ns > horizon and c.t_ns not in self._spent:
+                self._spent.add(c.t_ns)
+                self.outcomes["command_expired"] += 1
+        return best

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import pytest
+
+from edgefusion.cli import build_parser, main
+
+COMMANDS = sorted(next(a for a in build_parser()._actions if a.dest == "command").choices)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([cmd, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: edgefusion {cmd}" in out and len(out) > 200
+
+
+def test_top_level_help_lists_commands_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in COMMANDS:
+        assert cmd in out
+    assert "examples:" in out
+
+
+def test_parser_has_the_documented_commands():
+    assert {"info", "demo", "synth", "run-file", "run", "train", "export"} <= set(COMMANDS)
+
+
+def test_errors_are_one_line_not_a_traceback(pkg_copy):
+    (pkg_copy / "model.fp32.onnx").write_bytes(b"tampered")
+    for args, expect in [
+        (["demo", "--scenario", "kitchen"], "error: unknown scenario 'kitchen'"),
+        (["info", str(pkg_copy)], "error: package 'smart_home-attention': model.fp32.onnx has sha256"),
+        (["info", str(pkg_copy / "nope")], "does not exist"),
+        (["demo", "--backend", "tpu"], "error: unknown backend 'tpu'"),
+    ]:
+        p = subprocess.run([sys.executable, "-m", "edgefusion", *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, (args, p.stderr)
+        assert expect in p.stderr, (args, p.stderr)
+        assert "Traceback" not in p.stderr
+
+
+def test_info_prints_inputs_and_parity(capsys):
+    assert main(["info", "driving"]) == 0
+    out = capsys.readouterr().out
+    assert "input     image" in out and "parity    max |Δlogit|" in out and "artifact  fp32" in out
+
+
+def test_synth_writes_a_timeline_that_run_file_scores(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    assert main(["synth", "--scenario", "driving", "--duration", "2", "--seed", "4", "--out", str(out)]) == 0
+    assert "60 frames at 30 fps" in capsys.readouterr().out
+    assert main(["run-file", str(out), "--threads", "1"]) == 0
+    assert "action accuracy" in capsys.readouterr().out

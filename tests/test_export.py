@@ -1,0 +1,51 @@
+"""Training a few steps and exporting a tiny model: loss falls, parity holds, batch is symbolic."""
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefusion import load_package, open_backend
+from edgefusion.errors import ExportError, ParityError
+
+pytest.importorskip("torch")
+
+from export import onnx_export
+from export.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    cfg = TrainConfig(scenario="driving", n_train=384, n_eval=64, epochs=3, batch_size=32, lr=3e-3, threads=2)
+    return train(cfg, out, progress=False)
+
+
+def test_a_few_steps_make_the_loss_fall(tiny):
+    assert len(tiny.losses) == 3 * 12
+    assert np.mean(tiny.losses[-6:]) < 0.8 * np.mean(tiny.losses[:6])
+    m = tiny.metrics
+    assert set(m["held_out"]["ablation_action_accuracy"]) == {"image", "audio", "text"}
+    assert 0 <= m["held_out"]["event_f1"]["macro"] <= 1
+
+
+def test_export_parity_and_symbolic_batch(tiny, tmp_path):
+    pkg_dir = onnx_export.export_package(tiny.checkpoint, tmp_path / "pkg", n_parity=256)
+    pkg = load_package(pkg_dir)
+    par = pkg.manifest["parity"]
+    assert par["samples"] == 256 and par["max_abs_diff"] <= 1e-4 and par["argmax_agreement"] == 1.0
+    graph = onnx.load(str(pkg.artifact("fp32"))).graph
+    assert all(vi.type.tensor_type.shape.dim[0].dim_param for vi in [*graph.input, *graph.output])
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer)
+    assert {o.op_type for o in graph.node} >= {"Conv", "GRU", "Softmax"}
+    with open_backend("onnxruntime", pkg, threads=1) as be:
+        feeds = {i.name: np.zeros([5 if d == "batch" else d for d in i.shape], i.dtype) for i in pkg.inputs}
+        assert be.infer(feeds)["action_logits"].shape == (5, 6)
+    with pytest.raises(ExportError, match="exists and is not empty"):
+        onnx_export.export_package(tiny.checkpoint, pkg_dir)
+
+
+def test_export_fails_loudly_when_parity_fails(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)
+    with pytest.raises(ParityError, match=r"max \|Δlogit\| .* \(limit 0.0\).*nothing was written"):
+        onnx_export.export_package(tiny.checkpoint, tmp_path / "bad", n_parity=16)
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,116 @@
+"""The streaming pipeline: bounded latency under overload, lossless mode, failures, stalls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import Ticker, our_threads
+
+from edgefusion import load_package, open_backend
+from edgefusion.pipeline import Pipeline, PipelineConfig, PipelineError
+from edgefusion.sinks import CallbackSink, Sink
+
+
+@pytest.fixture(scope="module")
+def pkg():
+    return load_package("smart_home")
+
+
+def test_overload_keeps_latency_bounded_and_counts_drops(pkg):
+    """A backend slower than the camera (50 ms per step vs a 33 ms period) for 20 s."""
+    e2e: list[int] = []
+    with open_backend("null", pkg, delay_ms=50) as be:
+        pipe = Pipeline(pkg, be, [Ticker(n=600, fps=30)], [], PipelineConfig(),
+                        on_result=lambda r: e2e.append(r.timings_ns["end_to_end"]))
+        stats = pipe.run()
+    q = len(e2e) // 4
+    first, last = np.percentile(e2e[:q], 99), np.percentile(e2e[-q:], 99)
+    assert last <= 1.5 * first, (first / 1e6, last / 1e6)
+    assert last < 200e6  # bounded by the queue, not growing with the run
+    assert stats.drops.get("frames/queue_full", 0) + stats.drops.get("frames/too_old", 0) > 100
+    assert stats.steps + sum(v for k, v in stats.drops.items() if k.startswith("frames/")) == 600
+
+
+def test_lossless_drops_nothing_and_back_pressures_the_source(pkg):
+    src = Ticker(n=60, pace=False)
+    with open_backend("null", pkg, delay_ms=10) as be:
+        pipe = Pipeline(pkg, be, [src], [], PipelineConfig(lossless=True))
+        stats = pipe.run()
+    assert stats.drops == {}
+    assert stats.steps == stats.results == 60
+    assert pipe.frames.high_water == pipe.config.frame_capacity  # the source had to wait
+    assert stats.wall_s >= 60 * 0.010
+
+
+class _BadSink(Sink):
+    def write(self, result):
+        raise ValueError("disk full (test)")
+
+
+def _break(pipe: Pipeline, stage: str) -> None:
+    def boom(*a, **k):
+        raise RuntimeError(f"{stage} broke (test)")
+
+    if stage == "preprocess":
+        pipe.step.preprocess = boom  # type: ignore[method-assign]
+    elif stage == "backend":
+        pipe.backend.infer = boom  # type: ignore[method-assign]
+    elif stage == "postprocess":
+        pipe.step.postprocess = boom  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("stage", ["source open", "source read", "preprocess", "backend", "postprocess", "sink"])
+def test_an_error_in_any_stage_comes_out_of_run(pkg, stage):
+    src = Ticker(n=10_000, fps=200, fail_open=stage == "source open", fail_after=5 if stage == "source read" else None)
+    sinks = [_BadSink()] if stage == "sink" else []
+    with open_backend("null", pkg) as be:
+        pipe = Pipeline(pkg, be, [src], sinks, PipelineConfig(join_timeout_s=2.0))
+        _break(pipe, stage)
+        with pytest.raises(PipelineError, match=f"pipeline stage '{stage}' failed") as exc:
+            pipe.run(timeout_s=20)
+    assert exc.value.stage == stage
+    assert exc.value.__cause__ is not None
+    assert our_threads() == []
+
+
+def test_camera_stall_is_counted_and_the_run_continues(pkg):
+    with open_backend("null", pkg) as be:
+        stats = Pipeline(pkg, be, [Ticker(n=10, fps=30, gap_after=5, gap_s=1.3)], [], PipelineConfig()).run()
+    assert stats.sync["camera_stalled"] == 1
+    assert stats.steps == 10
+
+
+def test_stop_request_ends_a_live_run_quickly(pkg):
+    import threading
+    import time
+
+    with open_backend("null", pkg) as be:
+        pipe = Pipeline(pkg, be, [Ticker(n=100_000)], [], PipelineConfig())
+        threading.Timer(0.5, pipe.request_stop).start()
+        t0 = time.monotonic()
+        stats = pipe.run()
+    assert time.monotonic() - t0 < 2.0
+    assert stats.stopped_by == "stop requested" and stats.steps > 5
+    assert our_threads() == []
+
+
+def test_slow_sink_never_stalls_inference(pkg):
+    import time
+
+    class Slow(Sink):
+        def write(self, result):
+            time.sleep(0.05)
+
+    with open_backend("null", pkg) as be:
+        stats = Pipeline(pkg, be, [Ticker(n=90, fps=30)], [Slow()], PipelineConfig(sink_capacity=4)).run()
+    assert stats.steps == 90  # every frame was processed
+    assert stats.drops.get("sink/queue_full", 0) > 0
+    assert stats.latency_ms["end_to_end"]["p99"] < 40
+
+
+def test_results_stream_to_callbacks_in_order(pkg):
+    got = []
+    with open_backend("null", pkg) as be:
+        Pipeline(pkg, be, [Ticker(n=20, pace=False)], [CallbackSink(got.append)], PipelineConfig(lossless=True)).run()
+    assert [r.seq for r in got] == list(range(20))
+    assert all(set(r.timings_ns) >= {"queue_wait", "inference", "end_to_end"} for r in got)

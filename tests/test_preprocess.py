@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from edgefusion.errors import ConfigError
+from edgefusion.preprocess import (
+    PAD,
+    UNK,
+    AudioParams,
+    FeedBuilder,
+    ImageParams,
+    TextParams,
+    preprocess_audio,
+    preprocess_image,
+    resample,
+    tokenize,
+)
+from edgefusion.samples import FusionWindow
+
+
+def _peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
+
+
+@pytest.mark.parametrize("rate_in", [8000, 22050, 44100, 48000])
+def test_resample_keeps_frequency_and_length(rate_in):
+    t = np.arange(rate_in) / rate_in
+    y = resample(np.sin(2 * np.pi * 1000 * t).astype(np.float32), rate_in, 16000)
+    assert len(y) == 16000
+    assert abs(_peak_hz(y, 16000) - 1000) < 2
+    assert 0.9 < np.abs(y[200:-200]).max() < 1.1
+
+
+def test_resample_removes_content_above_the_new_nyquist():
+    rate = 48000
+    t = np.arange(rate) / rate
+    y = resample(np.sin(2 * np.pi * 12000 * t).astype(np.float32), rate, 16000)  # 12 kHz > 8 kHz Nyquist
+    assert np.abs(y[200:-200]).max() < 0.05
+
+
+def test_audio_features_same_at_any_input_rate():
+    p = AudioParams()
+    rng = np.random.default_rng(0)
+    t16 = np.arange(16000) / 16000
+    t48 = np.arange(48000) / 48000
+    x16 = (np.sin(2 * np.pi * 440 * t16) * 0.5).astype(np.float32)
+    x48 = (np.sin(2 * np.pi * 440 * t48) * 0.5).astype(np.float32)
+    f16, f48 = preprocess_audio(x16, 16000, p), preprocess_audio(x48, 48000, p)
+    assert f16.shape == (p.n_frames, p.n_mels) == (49, 40)
+    assert np.corrcoef(f16.ravel(), f48.ravel())[0, 1] > 0.99
+    short = preprocess_audio(rng.standard_normal(4000).astype(np.float32), 16000, p)
+    assert short.shape == f16.shape  # short audio is padded at the start
+
+
+def test_image_preprocess_layout_and_normalization():
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[..., 2] = 255  # red in BGR
+    x = preprocess_image(img, ImageParams(size=64))
+    assert x.shape == (3, 64, 64) and x.dtype == np.float32
+    assert np.allclose(x[0], (1 - 0.5) / 0.25) and np.allclose(x[2], (0 - 0.5) / 0.25)
+
+
+def test_tokenizer_unknown_truncation_and_mask():
+    p = TextParams(vocab=(PAD, UNK, "lock", "the", "door"), max_tokens=4)
+    tok = tokenize("LOCK the garage door now!", p)
+    assert tok.ids.tolist() == [2, 3, 1, 4]
+    assert tok.mask.tolist() == [1, 1, 1, 1]
+    assert tok.unknown == 1 and tok.truncated
+    short = tokenize("lock", p)
+    assert short.ids.tolist() == [2, 0, 0, 0] and short.mask.tolist() == [1, 0, 0, 0] and not short.truncated
+
+
+def test_feed_builder_masks_missing_modalities():
+    specs = [("img", ImageParams(size=8).to_dict()), ("aud", AudioParams().to_dict()),
+             ("ids", TextParams(vocab=(PAD, UNK, "hi")).to_dict()), ("m", {"kind": "token_mask"}),
+             ("p", {"kind": "presence", "order": ["image", "audio", "text"]})]
+    b = FeedBuilder(specs)
+    w = FusionWindow(t_ns=0, image=np.full((4, 4, 3), 200, np.uint8), audio=None, command="hi there")
+    feeds, info = b.build([w, w])
+    assert feeds["img"].shape == (2, 3, 8, 8)
+    assert feeds["aud"].shape == (2, 49, 40) and not feeds["aud"].any()
+    assert feeds["ids"][0, :2].tolist() == [2, 1]
+    assert feeds["p"][0].tolist() == [1.0, 0.0, 1.0]
+    assert info[0].unknown_words == 1 and info[0].missing == ("audio",)
+
+
+def test_feed_builder_rejects_unknown_kind():
+    with pytest.raises(ConfigError, match="input 'x': unknown preprocess kind 'depth'"):
+        FeedBuilder([("x", {"kind": "depth"})])

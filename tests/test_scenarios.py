@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from edgefusion.errors import ConfigError
+from edgefusion.scenarios import FPS, generate_samples, generate_timeline, get_scenario
+
+
+@pytest.mark.parametrize("name", ["smart_home", "driving"])
+def test_samples_are_deterministic(name):
+    s = get_scenario(name)
+    a = list(generate_samples(s, 8, seed=5))
+    b = list(generate_samples(s, 8, seed=5))
+    c = list(generate_samples(s, 8, seed=6))
+    assert all(np.array_equal(x.image, y.image) and np.array_equal(x.audio, y.audio) for x, y in zip(a, b))
+    assert [x.command for x in a] == [x.command for x in b]
+    assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("name", ["smart_home", "driving"])
+def test_sample_labels_follow_the_rules(name):
+    s = get_scenario(name)
+    for x in generate_samples(s, 50, seed=1):
+        assert x.image.shape == (120, 160, 3) and x.image.dtype == np.uint8
+        assert x.audio.shape == (16000,) and x.audio.dtype == np.float32
+        assert x.action == s.decide(x.events, x.intent)
+        assert x.events <= set(s.events)
+
+
+def test_smart_home_rules_need_every_modality():
+    s = get_scenario("smart_home")
+    # image decides: same command, light level differs
+    assert s.decide(frozenset({"dark"}), "lights_on") == "lights_on"
+    assert s.decide(frozenset(), "lights_on") == "none"
+    assert s.decide(frozenset({"door_open"}), "lock_door") == "notify_door_open"
+    # audio decides: same image and command
+    assert s.decide(frozenset({"smoke_alarm"}), "lock_door") == "emergency"
+    assert s.decide(frozenset({"glass_break"}), None) == "intrusion_alert"
+    assert s.decide(frozenset({"glass_break", "person"}), None) == "none"
+    # text decides: same scene
+    assert s.decide(frozenset({"person", "doorbell"}), "let_in") == "unlock_door"
+    assert s.decide(frozenset({"person", "doorbell"}), None) == "notify_visitor"
+
+
+def test_driving_rules_need_every_modality():
+    s = get_scenario("driving")
+    assert s.decide(frozenset({"pedestrian", "siren"}), "turn_left") == "brake"
+    assert s.decide(frozenset({"red_light"}), "continue") == "stop"
+    assert s.decide(frozenset({"siren"}), "turn_left") == "pull_over"
+    assert s.decide(frozenset({"horn"}), "turn_left") == "slow_down"
+    assert s.decide(frozenset(), "turn_left") == "turn_left"
+    assert s.decide(frozenset({"vehicle_close"}), "turn_left") == "slow_down"
+    assert s.decide(frozenset(), None) == "proceed"
+    assert s.decide(frozenset(), "pull_over") == "pull_over"
+
+
+def test_timeline_streams_and_truth():
+    s = get_scenario("smart_home")
+    tl = generate_timeline(s, 4.0, seed=2)
+    assert tl.frames.shape == (4 * FPS, 120, 160, 3)
+    assert np.all(np.diff(tl.frame_t_ns) > 0) and tl.frame_t_ns.dtype == np.int64
+    assert len(tl.audio) == 4 * 16000
+    assert len(tl.truth_action) == len(tl.frames) and set(tl.truth_action) <= set(s.actions)
+    again = generate_timeline(s, 4.0, seed=2)
+    assert np.array_equal(tl.frames, again.frames) and np.array_equal(tl.audio, again.audio)
+
+
+def test_unknown_scenario_has_a_hint():
+    with pytest.raises(ConfigError, match="unknown scenario 'drivng'; did you mean 'driving'"):
+        get_scenario("drivng")

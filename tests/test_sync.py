@@ -1,0 +1,79 @@
+"""Sync policies with skewed clocks, missing and stale modalities; every outcome counted."""
+
+import numpy as np
+
+from edgefusion.samples import AudioChunk, Command, Frame
+from edgefusion.sync import MissingPolicy, SyncConfig, Synchronizer
+
+S = 1_000_000_000
+IMG = np.zeros((4, 4, 3), np.uint8)
+
+
+def _audio(t0_ns, seconds=2.0, value=0.5):
+    return AudioChunk(t_ns=t0_ns, samples=np.full(int(16000 * seconds), value, np.float32), sample_rate=16000)
+
+
+def test_window_is_the_last_second_before_the_frame():
+    s = Synchronizer(SyncConfig())
+    x = np.arange(32000, dtype=np.float32)
+    s.add_audio(AudioChunk(t_ns=0, samples=x, sample_rate=16000))
+    w, info = s.on_frame(Frame(t_ns=int(1.5 * S), image=IMG))
+    assert w is not None and len(w.audio) == 16000
+    assert w.audio[0] == 8000 and w.audio[-1] == 23999  # [0.5 s, 1.5 s)
+    assert info.audio_skew_ns == -S // 2 and s.outcomes["ok"] == 1
+
+
+def test_audio_offset_is_corrected_by_configuration():
+    late = _audio(-3 * S, seconds=2.0)  # the mic clock runs 2 s behind: its audio seems to end at -1 s
+    plain = Synchronizer(SyncConfig())
+    plain.add_audio(late)
+    w, info = plain.on_frame(Frame(t_ns=S, image=IMG))
+    assert w is not None and "audio" in w.missing and info.outcome == "masked_audio_stale"
+    fixed = Synchronizer(SyncConfig(offsets_ns={"audio": 2 * S}))
+    fixed.add_audio(late)
+    w, info = fixed.on_frame(Frame(t_ns=S, image=IMG))
+    assert w is not None and w.missing == ("text",) and info.audio_skew_ns == 0
+
+
+def test_audio_missing_masks_or_skips_by_policy():
+    mask = Synchronizer(SyncConfig(audio_policy=MissingPolicy.MASK))
+    w, _ = mask.on_frame(Frame(t_ns=S, image=IMG))
+    assert w is not None and w.missing == ("audio", "text")
+    assert mask.outcomes["masked_audio_missing"] == 1
+    skip = Synchronizer(SyncConfig(audio_policy="skip"))
+    w, info = skip.on_frame(Frame(t_ns=S, image=IMG))
+    assert w is None and info.outcome == "skipped_audio_missing" and skip.outcomes["skipped_audio_missing"] == 1
+
+
+def test_command_valid_for_its_horizon_then_stale():
+    s = Synchronizer(SyncConfig(command_horizon_ns=3 * S))
+    s.add_audio(_audio(0, seconds=10))
+    s.add_command(Command(t_ns=S, text="lock the door"))
+    assert s.on_frame(Frame(t_ns=int(0.5 * S), image=IMG))[0].command is None  # not issued yet
+    w, info = s.on_frame(Frame(t_ns=2 * S, image=IMG))
+    assert w.command == "lock the door" and info.command_age_ns == S
+    w, _ = s.on_frame(Frame(t_ns=5 * S, image=IMG))
+    assert w.command is None and "text" in w.missing
+    assert s.outcomes["command_expired"] == 1
+
+
+def test_spent_commands_are_not_reused_when_consumed():
+    s = Synchronizer(SyncConfig(consume_commands=True))
+    s.add_command(Command(t_ns=0, text="lights on"))
+    w, info = s.on_frame(Frame(t_ns=S // 10, image=IMG))
+    assert w.command == "lights on"
+    s.spend(info.command_t_ns)
+    assert s.on_frame(Frame(t_ns=S // 5, image=IMG))[0].command is None
+
+
+def test_gaps_are_filled_and_overlaps_trimmed():
+    s = Synchronizer(SyncConfig())
+    s.add_audio(_audio(0, seconds=1.0, value=1.0))
+    s.add_audio(_audio(int(1.5 * S), seconds=0.5, value=2.0))  # 0.5 s gap
+    s.add_audio(_audio(int(1.9 * S), seconds=0.2, value=3.0))  # 0.1 s overlap
+    w, _ = s.on_frame(Frame(t_ns=int(2.1 * S), image=IMG))
+    assert s.outcomes["audio_gap_filled"] == 1
+    a = w.audio
+    assert len(a) == 16000
+    assert set(np.unique(a)) == {0.0, 2.0, 3.0}  # [1.1, 1.5) gap, [1.5, 2.0) second, [2.0, 2.1) third
+    assert a[-1] == 3.0 and np.count_nonzero(a == 3.0) == int(0.1 * 16000)
