@@ -1,6 +1,7 @@
 """The streaming pipeline: sources -> sync -> preprocess -> backend -> postprocess -> sinks.
 
-Threads: one per source, one fusion worker, one sink worker. Queues are bounded and
+Threads: one per source, a prepare stage (sync + preprocess), an inference stage
+(backend + postprocess) and a sink worker, so preprocessing overlaps inference. Queues are bounded and
 declare their overflow policy (contract 6): live runs take the latest frame and drop
 stale ones; lossless runs (replays) back-pressure the source and drop nothing. One stop
 event ends everything; the first error in any stage stops the pipeline and is raised
@@ -93,6 +94,16 @@ class _Envelope:
     recv_ns: int  # monotonic host time when the source delivered it
 
 
+@dataclass
+class _Prepared:
+    env: _Envelope
+    window: Any
+    command_t_ns: int | None
+    feeds: dict[str, Any]
+    timings: dict[str, int]
+    ready_ns: int
+
+
 class Pipeline:
     """Runs sources through one model into sinks. Use once: ``run()`` then it is spent."""
 
@@ -113,6 +124,7 @@ class Pipeline:
             "frames", cfg.frame_capacity, pol, self.drops, max_age_ns=age, age_of=lambda e: e.recv_ns)
         self.audio: BoundedQueue[_Envelope] = BoundedQueue("audio", cfg.audio_capacity, pol, self.drops)
         self.text: BoundedQueue[_Envelope] = BoundedQueue("text", cfg.text_capacity, pol, self.drops)
+        self.prepared: BoundedQueue[_Prepared] = BoundedQueue("prepared", 2, pol, self.drops)
         self.results: BoundedQueue[Result] = BoundedQueue("sink", cfg.sink_capacity, pol, self.drops)
         self.sync = Synchronizer(cfg.sync)
         self.step = FusionStep(package, backend)
@@ -154,19 +166,20 @@ class Pipeline:
         t0 = time.monotonic()
         threads = [threading.Thread(target=self._source_loop, args=(s,), name=f"source-{s.name}", daemon=True)
                    for s in self.sources]
-        worker = threading.Thread(target=self._fusion_loop, name="fusion", daemon=True)
+        preparer = threading.Thread(target=self._prepare_loop, name="fusion-prepare", daemon=True)
+        worker = threading.Thread(target=self._infer_loop, name="fusion-infer", daemon=True)
         sinker = threading.Thread(target=self._sink_loop, name="sinks", daemon=True)
-        for t in (*threads, worker, sinker):
+        for t in (*threads, preparer, worker, sinker):
             t.start()
         deadline = None if timeout_s is None else t0 + timeout_s
-        while worker.is_alive() or sinker.is_alive():
+        while preparer.is_alive() or worker.is_alive() or sinker.is_alive():
             worker.join(0.05)
             if deadline is not None and time.monotonic() > deadline and not self.stop_event.is_set():
                 self.request_stop("timeout")
             if self._stop_mono is not None and time.monotonic() - self._stop_mono > self.config.join_timeout_s:
                 break  # bounded: whatever is still running is reported by _join below
         self.request_stop(self.stats.stopped_by)  # the trigger ended: stop the other sources too
-        self._join([worker, sinker, *threads], "shutdown")
+        self._join([preparer, worker, sinker, *threads], "shutdown")
         self.stats.wall_s = time.monotonic() - t0
         self._finish_stats()
         if self._error is not None:
@@ -221,14 +234,16 @@ class Pipeline:
                     break
                 add(env.sample)
 
-    def _fusion_loop(self) -> None:
+    def _stopping_too_long(self) -> bool:
+        return self._stop_mono is not None and time.monotonic() - self._stop_mono > self.config.join_timeout_s / 2
+
+    def _prepare_loop(self) -> None:
+        """Stage 1 (own thread, so it overlaps inference): sync + preprocess."""
         stage = "sync"
         last_frame = time.monotonic_ns()
         stalled = False
         try:
-            while self._error is None:
-                if self._stop_mono is not None and time.monotonic() - self._stop_mono > self.config.join_timeout_s / 2:
-                    break  # stopping, and the sources did not close the frame queue in time
+            while self._error is None and not self._stopping_too_long():
                 self._drain_side_streams()
                 try:
                     env = self.frames.get(timeout=0.02)
@@ -251,16 +266,36 @@ class Pipeline:
                 stage = "preprocess"
                 feeds = self.step.preprocess(window)
                 t_pre = time.monotonic_ns()
+                timings = {"queue_wait": t_deq - env.recv_ns, "sync": t_sync - t_deq, "preprocess": t_pre - t_sync}
+                self.prepared.put(_Prepared(env, window, info.command_t_ns, feeds, timings, t_pre), self.stop_event)
+        except BaseException as exc:
+            self._fail(stage, exc)
+        finally:
+            self.prepared.close()
+
+    def _infer_loop(self) -> None:
+        """Stage 2: backend + postprocess, then hand the result to the sink worker."""
+        stage = "backend"
+        try:
+            while self._error is None and not self._stopping_too_long():
+                try:
+                    item = self.prepared.get(timeout=0.05)
+                except QueueClosed:
+                    break
+                if item is None:
+                    continue
+                t_start = time.monotonic_ns()
                 stage = "backend"
-                outs = self.backend.infer(feeds)
+                outs = self.backend.infer(item.feeds)
                 t_inf = time.monotonic_ns()
                 stage = "postprocess"
-                raw = self.step.postprocess(window, outs)
-                sm = self.post.update(raw.scores, raw.action, info.command_t_ns)
+                raw = self.step.postprocess(item.window, outs)
+                sm = self.post.update(raw.scores, raw.action, item.command_t_ns)
                 t_post = time.monotonic_ns()
-                timings = {"queue_wait": t_deq - env.recv_ns, "sync": t_sync - t_deq, "preprocess": t_pre - t_sync,
-                           "inference": t_inf - t_pre, "postprocess": t_post - t_inf,
-                           "end_to_end": t_post - env.recv_ns}
+                timings = dict(item.timings)
+                timings["queue_wait"] += t_start - item.ready_ns  # both queues: frames and prepared
+                timings.update(inference=t_inf - t_start, postprocess=t_post - t_inf,
+                               end_to_end=t_post - item.env.recv_ns)
                 result = replace(raw, action=sm.action, events=sm.events, emitted=sm.emitted, timings_ns=timings)
                 for k, v in timings.items():
                     self.hist[k].record(v)

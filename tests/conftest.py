@@ -73,4 +73,4 @@ class Ticker(Source):
 
 
 def our_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(("source-", "fusion", "sinks"))]
+    return [t.name for t in threading.enumerate() if t.name.startswith(("source-", "fusion-", "sinks"))]
