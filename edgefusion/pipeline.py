@@ -109,12 +109,14 @@ class Pipeline:
 
     def __init__(self, package: ModelPackage, backend: Backend, sources: Sequence[Source], sinks: Sequence[Sink],
                  config: PipelineConfig | None = None, clock: Clock | None = None,
-                 on_result: Callable[[Result], None] | None = None) -> None:
+                 on_result: Callable[[Result], None] | None = None,
+                 taps: Sequence[Callable[[Any], None]] = ()) -> None:
         self.config = config or PipelineConfig()
         self.clock = clock or MonotonicClock()
         self.package, self.backend = package, backend
         self.sources, self.sinks = list(sources), list(sinks)
         self.on_result = on_result
+        self.taps = list(taps)  # called with every raw input sample (the recorder)
         self.stop_event = threading.Event()
         self.drops = DropCounter()
         cfg = self.config
@@ -211,6 +213,8 @@ class Pipeline:
                         self.text if isinstance(sample, Command) else None
                     if q is None:
                         raise TypeError(f"source '{src.name}' yielded {type(sample).__name__}, not a sample")
+                    for tap in self.taps:
+                        tap(sample)
                     q.put(env, self.stop_event)
                 self.stats.sources[src.name] = dict(src.info)
         except BaseException as exc:

@@ -88,6 +88,8 @@ class Synchronizer:
         self._rate: int | None = None
         self._ring = np.zeros(0, np.float32)
         self._ring_end_ns: int | None = None  # time just after the last buffered sample
+        self._base_ns = 0  # time of the stream's first sample
+        self._end_idx = 0  # index (from the stream's first sample) just after the last buffered one
         self._commands: collections.deque[Command] = collections.deque(maxlen=64)
         self._spent: set[int] = set()
 
@@ -95,30 +97,34 @@ class Synchronizer:
         return int(self.config.offsets_ns.get(source, 0))
 
     def add_audio(self, chunk: AudioChunk) -> None:
-        """Append a chunk; a gap is filled with silence, an overlap is trimmed."""
+        """Append a chunk; a gap is filled with silence, an overlap is trimmed.
+
+        Positions are kept as integer sample indices from the stream's first sample, so
+        the window for a frame does not depend on how much later audio has arrived.
+        """
         with self._lock:
             rate = int(chunk.sample_rate)
+            t0 = chunk.t_ns + self._offset(chunk.source)
             if self._rate is None:
                 self._rate = rate
-                cap = int(self.config.audio_buffer_ns * rate // SECOND)
-                self._ring = np.zeros(cap, np.float32)
+                self._ring = np.zeros(int(self.config.audio_buffer_ns * rate // SECOND), np.float32)
+                self._base_ns = t0
+                self._end_idx = 0
             elif rate != self._rate:
                 raise InputError(f"audio rate changed from {self._rate} Hz to {rate} Hz within one stream")
-            t0 = chunk.t_ns + self._offset(chunk.source)
             x = chunk.samples
-            if self._ring_end_ns is not None:
-                gap = round((t0 - self._ring_end_ns) * rate / SECOND)
-                if gap > 0:
-                    self.outcomes["audio_gap_filled"] += 1
-                    x = np.concatenate([np.zeros(min(gap, len(self._ring)), np.float32), x])
-                elif gap < 0:
-                    x = x[min(-gap, len(x)) :]
-                end = self._ring_end_ns + len(x) * SECOND // rate
-            else:
-                end = t0 + len(x) * SECOND // rate
+            start = round((t0 - self._base_ns) * rate / SECOND)
+            gap = start - self._end_idx
+            if gap > 1:  # more than rounding: a real gap
+                self.outcomes["audio_gap_filled"] += 1
+                x = np.concatenate([np.zeros(min(gap, len(self._ring)), np.float32), x])
+            elif gap < -1:
+                x = x[min(-gap, len(x)) :]
+            self._end_idx += len(x)
             x = x[-len(self._ring) :]
-            self._ring = np.concatenate([self._ring[len(x) :], x]) if len(x) else self._ring
-            self._ring_end_ns = end
+            if len(x):
+                self._ring = np.concatenate([self._ring[len(x) :], x])
+            self._ring_end_ns = self._base_ns + self._end_idx * SECOND // rate
 
     def add_command(self, cmd: Command) -> None:
         """Keep a command; the latest one issued before a frame's time wins."""
@@ -163,10 +169,10 @@ class Synchronizer:
             return None, skew
         rate = self._rate
         n = int(self.config.audio_window_ns * rate // SECOND)
-        # index (from the ring's end) of the sample at time t; audio later than t is not used
-        back = max(0, round((self._ring_end_ns - t) * rate / SECOND))
-        end = len(self._ring) - back
-        if end <= 0:
+        # audio later than t is not used: the window ends at the sample index of time t
+        end_idx = min(self._end_idx, (t - self._base_ns) * rate // SECOND)
+        end = len(self._ring) - (self._end_idx - end_idx)
+        if end_idx <= 0 or end <= 0:  # the frame is older than the audio stream (or its buffer)
             return None, skew
         return self._ring[max(0, end - n) : end].copy(), skew
 

@@ -27,7 +27,7 @@ def test_top_level_help_lists_commands_and_examples(capsys):
 
 
 def test_parser_has_the_documented_commands():
-    assert {"info", "demo", "synth", "run-file", "run", "train", "export"} <= set(COMMANDS)
+    assert {"info", "demo", "synth", "run", "record", "replay", "log", "train", "export"} <= set(COMMANDS)
 
 
 def test_errors_are_one_line_not_a_traceback(pkg_copy):
@@ -50,9 +50,10 @@ def test_info_prints_inputs_and_parity(capsys):
     assert "input     image" in out and "parity    max |Δlogit|" in out and "artifact  fp32" in out
 
 
-def test_synth_writes_a_timeline_that_run_file_scores(tmp_path, capsys):
-    out = tmp_path / "t.npz"
+def test_synth_writes_an_mcap_that_replays(tmp_path, capsys):
+    out = tmp_path / "t.mcap"
     assert main(["synth", "--scenario", "driving", "--duration", "2", "--seed", "4", "--out", str(out)]) == 0
-    assert "60 frames at 30 fps" in capsys.readouterr().out
-    assert main(["run-file", str(out), "--threads", "1"]) == 0
-    assert "action accuracy" in capsys.readouterr().out
+    assert "(2 s of driving at 30 fps" in capsys.readouterr().out
+    assert main(["replay", str(out), "--check", "--threads", "1"]) == 0
+    assert "the log holds no recorded results" in capsys.readouterr().out
+    assert main(["synth", "--scenario", "driving", "--out", str(tmp_path / "t.npz")]) == 2

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.core",
     "edgefusion.cli.toolchain",
     "edgefusion.cli.run",
+    "edgefusion.cli.logs",
 )
 
 EPILOG = """examples:

@@ -45,9 +45,21 @@ def cmd_run(a: argparse.Namespace) -> None:
     offsets = {"audio": int(a.audio_offset_ms * 1e6)} if a.audio_offset_ms else {}
     cfg = PipelineConfig(lossless=a.lossless, sync=SyncConfig(audio_policy=MissingPolicy(a.audio_policy),
                                                               offsets_ns=offsets))
-    sinks = [open_sink(s) for s in (a.out or ["jsonl:-"])]
+    sinks: list[Any] = [open_sink(s) for s in (a.out or (["jsonl:-"] if not a.record else []))]
     with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be:
         pipe = Pipeline(pkg, be, sources, sinks, cfg)
+        recorder = None
+        if a.record:
+            from edgefusion.logs import LogWriter
+            from edgefusion.logs.recorder import Recorder
+            from edgefusion.package import sha256_file
+
+            recorder = Recorder(LogWriter(a.record, image_format=a.image_format), lossless=a.lossless,
+                                drops=pipe.drops)
+            recorder.describe_run(pkg.manifest, {"command": sys.argv, "pipeline": cfg.__dict__},
+                                  sha256_file(pkg.path / "manifest.json"), a.model)
+            pipe.sinks.append(recorder)
+            pipe.taps.append(recorder.tap)
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
                     for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -56,7 +68,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-            for sink in sinks:
+            for sink in pipe.sinks:
                 sink.close()
     summary: dict[str, Any] = {
         "stopped_by": stats.stopped_by, "steps": stats.steps, "results": stats.results, "emitted": stats.emitted,
@@ -66,6 +78,10 @@ def cmd_run(a: argparse.Namespace) -> None:
     if a.stats:
         Path(a.stats).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     e2e = stats.latency_ms.get("end_to_end", {})
+    if recorder is not None:
+        lost = stats.drops.get("recorder/queue_full", 0)
+        print(f"recorded {recorder.written} messages to {recorder.path}; {lost} dropped (disk too slow)",
+              file=sys.stderr)
     print(f"stopped ({stats.stopped_by}) after {stats.wall_s:.1f} s: {stats.steps} steps, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms "
           f"p99 {e2e.get('p99', float('nan')):.2f} ms", file=sys.stderr)
@@ -74,6 +90,13 @@ def cmd_run(a: argparse.Namespace) -> None:
 def register(sub: Any) -> None:
     sp = add_command(sub, "run", "Run live or file sources (camera, audio, text commands) through a model "
                                  "and stream results to sinks until stopped.", cmd_run)
+    _options(sp, record_required=False)
+    sp = add_command(sub, "record", "'run' plus a recorder: every raw input and every result into an MCAP log "
+                                    "(needs the 'mcap' extra).", cmd_run)
+    _options(sp, record_required=True)
+
+
+def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
     sp.epilog = EPILOG
     sp.add_argument("--model", default="smart_home", help="model package directory or built-in name "
@@ -96,6 +119,10 @@ def register(sub: Any) -> None:
     sp.add_argument("--duration", type=float, help="stop after this many seconds")
     sp.add_argument("--max-frames", type=int, help="stop after this many camera frames")
     sp.add_argument("--stats", metavar="FILE", help="write the run summary (drops, sync outcomes, latency) as JSON")
+    sp.add_argument("--record", metavar="OUT.mcap", required=record_required,
+                    help="record inputs and results to an MCAP log" + (" (required)" if record_required else ""))
+    sp.add_argument("--image-format", default="jpeg", choices=["raw", "jpeg"],
+                    help="how --record stores frames: jpeg (default, small) or raw (lossless)")
     runtime_options(sp)
 
 

@@ -10,11 +10,22 @@ from edgefusion.sources.camera import CameraSource
 from edgefusion.sources.text import CallTextSource, SocketTextSource, StdinTextSource, open_text_source, sanitize
 from edgefusion.sources.timeline import TimelineSource
 
+
+def __getattr__(name: str) -> object:
+    # ReplaySource needs the optional 'mcap' extra: imported on first use only
+    if name == "ReplaySource":
+        from edgefusion.sources.replay import ReplaySource
+
+        return ReplaySource
+    raise AttributeError(f"module 'edgefusion.sources' has no attribute {name!r}")
+
+
 __all__ = [
     "AudioFileSource",
     "CallTextSource",
     "CameraSource",
     "MicrophoneSource",
+    "ReplaySource",
     "Sample",
     "SocketTextSource",
     "Source",

@@ -1,0 +1,207 @@
+"""Log commands (need the 'mcap' extra): synth, replay, log info. ``record`` lives with ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgefusion.cli._common import add_command, runtime_options
+from edgefusion.errors import ConfigError, EdgeFusionError
+
+REPLAY_EPILOG = """examples:
+  edgefusion synth --scenario driving --duration 30 --out drive.mcap
+  edgefusion replay drive.mcap --record run1.mcap          # as fast as possible, lossless
+  edgefusion replay run1.mcap --check                       # regression test: same results as recorded?
+  edgefusion replay run1.mcap --rate 1 --start 5 --end 15   # real time, seconds 5 to 15
+  edgefusion replay other.mcap --map camera=/cam/image,audio=/mic,text=/cmd
+"""
+
+
+class CheckFailed(EdgeFusionError):
+    """``replay --check`` found differences."""
+
+
+def write_synth(scenario: str, duration: float, seed: int, out: str, hard: bool = False,
+                image_format: str = "raw") -> tuple[Path, int]:
+    """A scenario timeline as MCAP: camera, audio, commands and per-frame truth on their own channels."""
+    from edgefusion.logs import LogWriter
+    from edgefusion.samples import AudioChunk, Frame
+    from edgefusion.scenarios import generate_timeline, get_scenario
+    from edgefusion.sources import TimelineSource
+
+    tl = generate_timeline(get_scenario(scenario), duration, seed, hard=hard)
+    truth = dict(zip(tl.frame_t_ns.tolist(), zip(tl.truth_action, tl.truth_events)))
+    with LogWriter(out, image_format=image_format) as w:
+        w.metadata("scenario", {"scenario": scenario, "seed": str(seed), "duration_s": str(duration),
+                                "hard": str(hard), "package": scenario})
+        for s in TimelineSource(tl):
+            if isinstance(s, Frame):
+                w.frame(s, s.t_ns)
+                action, events = truth[s.t_ns]
+                w.truth(s.t_ns, action, sorted(events), s.t_ns)
+            elif isinstance(s, AudioChunk):
+                w.audio(s, s.t_ns)
+            else:
+                w.command(s, s.t_ns)
+        n = w.messages
+    return Path(out), n
+
+
+def cmd_synth(a: argparse.Namespace) -> None:
+    from edgefusion.scenarios import get_scenario
+
+    get_scenario(a.scenario)
+    if a.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {a.duration}")
+    if not a.out.endswith(".mcap"):
+        raise ConfigError(f"--out must end in .mcap, got {a.out!r}")
+    path, n = write_synth(a.scenario, a.duration, a.seed, a.out, a.hard, a.image_format)
+    print(f"wrote {path}: {n} messages ({a.duration:g} s of {a.scenario} at 30 fps, 16 kHz audio, commands, "
+          f"ground truth on /truth), {path.stat().st_size / 1e6:.1f} MB")
+
+
+def _parse_map(spec: str | None) -> dict[str, str]:
+    out = {}
+    for part in (spec or "").split(","):
+        if not part:
+            continue
+        k, sep, v = part.partition("=")
+        if not sep or not v.startswith("/"):
+            raise ConfigError(f"--map: expected STREAM=/topic[,STREAM=/topic], got {part!r}")
+        out[k] = v
+    return out
+
+
+def _rate(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise ConfigError(f"--rate must be a number or 'max', got {text!r}") from exc
+
+
+def cmd_replay(a: argparse.Namespace) -> None:
+    from edgefusion.backends import open_backend
+    from edgefusion.logs import LogReader, LogWriter, decode
+    from edgefusion.logs.check import compare
+    from edgefusion.logs.recorder import Recorder
+    from edgefusion.package import load_package, sha256_file
+    from edgefusion.pipeline import Pipeline, PipelineConfig
+    from edgefusion.samples import Result
+    from edgefusion.sinks import Sink, open_sink
+    from edgefusion.sources.replay import ReplaySource
+
+    src = ReplaySource(a.log, rate=_rate(a.rate), start_s=a.start, end_s=a.end, loop=a.loop,
+                       mapping=_parse_map(a.map))
+    with LogReader(a.log) as r:
+        meta = r.info().metadata
+    model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
+    if not model:
+        raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
+    pkg = load_package(model)
+    results: list[Result] = []
+    sinks: list[Sink] = [open_sink(s) for s in (a.out or [])]
+    cfg = PipelineConfig(lossless=not a.live)
+    recorder = None
+    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be:
+        pipe = Pipeline(pkg, be, [src], sinks, cfg, on_result=results.append)
+        if a.record:
+            recorder = Recorder(LogWriter(a.record, image_format=a.image_format), lossless=cfg.lossless,
+                                drops=pipe.drops)
+            recorder.describe_run(pkg.manifest, {"command": sys.argv, "pipeline": cfg.__dict__},
+                                  sha256_file(pkg.path / "manifest.json"), model)
+            pipe.sinks.append(recorder)
+            pipe.taps.append(recorder.tap)
+            src.passthrough["/truth"] = recorder.truth
+        try:
+            stats = pipe.run()
+        finally:
+            for s in pipe.sinks:
+                s.close()
+    e2e = stats.latency_ms.get("end_to_end", {})
+    print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
+          f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
+          file=sys.stderr)
+    if recorder is not None:
+        print(f"recorded {recorder.written} messages to {recorder.path}", file=sys.stderr)
+    if a.check:
+        with LogReader(a.log) as r:
+            rec: list[dict[str, Any]] = []
+            truth: list[dict[str, Any]] = []
+            for m in r.messages(topics=["/results", "/truth"]):
+                d = decode(m)
+                assert isinstance(d, dict)
+                d["t_ns"] = m.publish_time_ns
+                (rec if m.topic == "/results" else truth).append(d)
+        report = compare(results, rec, truth)
+        for line in report.lines():
+            print(line)
+        if not report.ok:
+            raise CheckFailed(f"replay of {a.log} differs from the results recorded in it (see above)")
+
+
+def cmd_log_info(a: argparse.Namespace) -> None:
+    from edgefusion.logs import LogReader
+
+    with LogReader(a.file) as r:
+        info = r.info()
+    if a.json:
+        print(json.dumps(info.__dict__, indent=2))
+        return
+    dur = ((info.end_ns or 0) - (info.start_ns or 0)) / 1e9
+    state = "complete" if info.complete else \
+        f"TRUNCATED (recovered {info.recovered_messages} messages from complete chunks; the torn chunk is lost)"
+    print(f"{info.path}: {state}, profile '{info.profile}', written by '{info.library}'")
+    print(f"{info.messages} messages over {dur:.3f} s ({info.start_ns} .. {info.end_ns} ns log time)")
+    print(f"{'topic':<22} {'schema':<34} {'encoding':<13} {'messages':>8}")
+    for c in info.channels:
+        print(f"{c['topic']:<22} {c['schema']:<34} {c['message_encoding']:<13} {c['messages']:>8}")
+    for name, md in info.metadata.items():
+        print(f"metadata {name}: {md}")
+    if info.attachments:
+        print(f"attachments: {', '.join(info.attachments)}")
+
+
+def register(sub: Any) -> None:
+    sp = add_command(sub, "synth", "Write a synthesized scenario timeline as MCAP: camera, audio, commands and "
+                                   "the ground truth on its own channel (opens in Foxglove).", cmd_synth)
+    sp.add_argument("--scenario", required=True, help="smart_home or driving")
+    sp.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
+    sp.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    sp.add_argument("--hard", action="store_true", help="more clutter, noise and distractors")
+    sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"],
+                    help="raw (lossless, default) or jpeg (smaller; replays see JPEG artefacts)")
+    sp.add_argument("--out", required=True, help="output .mcap path")
+
+    sp = add_command(sub, "replay", "Replay an MCAP log through a model on the log's clock; optionally check the "
+                                    "results against those recorded in it, and record the replay.", cmd_replay)
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = REPLAY_EPILOG
+    sp.add_argument("log", help="an MCAP file (from synth, record or replay --record, or mapped with --map)")
+    sp.add_argument("--model", help="model package (default: the one named in the log)")
+    sp.add_argument("--rate", default="max", help="1 = real time, 2 = twice as fast, max = as fast as possible "
+                                                  "(default)")
+    sp.add_argument("--start", type=float, help="start this many seconds into the log")
+    sp.add_argument("--end", type=float, help="end this many seconds into the log")
+    sp.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
+    sp.add_argument("--check", action="store_true", help="compare with the results (and truth) in the log; exit "
+                                                         "non-zero on a mismatch")
+    sp.add_argument("--record", metavar="OUT.mcap", help="record the replayed run (inputs and results)")
+    sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
+    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic")
+    sp.add_argument("--live", action="store_true", help="drop stale frames like a live run instead of lossless")
+    sp.add_argument("--out", action="append", help="result sink, repeatable: jsonl:-, jsonl:PATH, "
+                                                   "jsonl-actions:PATH")
+    runtime_options(sp)
+
+    lg = add_command(sub, "log", "Inspect MCAP logs (any tool's).", lambda a: lg.print_help())
+    lsub = lg.add_subparsers(dest="log_command", required=True, metavar="SUBCOMMAND")
+    sp = add_command(lsub, "info", "List channels, schemas, encodings, message counts, time range, metadata "
+                                   "and attachments of an MCAP file; a truncated file is read up to its last "
+                                   "complete chunk.", cmd_log_info)
+    sp.add_argument("file", help="an .mcap file")
+    sp.add_argument("--json", action="store_true", help="print as JSON")

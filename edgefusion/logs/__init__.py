@@ -1,0 +1,16 @@
+"""Sensor logs in MCAP: writing (:class:`LogWriter`), reading (:class:`LogReader`), decoding."""
+
+from __future__ import annotations
+
+try:
+    import mcap  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in the runtime-only environment
+    from edgefusion.errors import MissingDependencyError
+
+    raise MissingDependencyError("mcap", "mcap", "Recording and replaying MCAP logs") from exc
+
+from edgefusion.logs.reader import SUPPORTED, LogInfo, LogMessage, LogReader, decode
+from edgefusion.logs.schemas import TOPICS
+from edgefusion.logs.writer import LogWriter
+
+__all__ = ["SUPPORTED", "TOPICS", "LogInfo", "LogMessage", "LogReader", "LogWriter", "decode"]

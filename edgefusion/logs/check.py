@@ -1,0 +1,85 @@
+"""``replay --check``: new results against the results recorded in a log and its ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgefusion.samples import Result
+from edgefusion.scoring import score_events
+
+__all__ = ["CheckReport", "compare"]
+
+
+@dataclass
+class CheckReport:
+    frames: int = 0
+    recorded: int = 0
+    compared: int = 0
+    missing: int = 0
+    action_mismatches: int = 0
+    event_mismatches: int = 0
+    emitted_mismatches: int = 0
+    max_score_diff: float = 0.0
+    examples: list[str] = field(default_factory=list)
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.action_mismatches == 0 and self.event_mismatches == 0 \
+            and self.emitted_mismatches == 0
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.recorded:
+            verdict = "MATCH" if self.ok else "MISMATCH"
+            out.append(f"against recorded results: {verdict}: {self.compared} of {self.recorded} compared, "
+                       f"{self.missing} missing, {self.action_mismatches} action, {self.event_mismatches} event and "
+                       f"{self.emitted_mismatches} emission mismatches, max |Δscore| {self.max_score_diff:.2e}")
+            out += [f"  {e}" for e in self.examples]
+        else:
+            out.append("the log holds no recorded results: nothing to compare against")
+        if self.truth:
+            t = self.truth
+            out.append(f"against ground truth: action accuracy {100 * t['action_accuracy']:.1f}% of {t['frames']} "
+                       f"frames; action events precision {t['precision']:.3f}, recall {t['recall']:.3f}")
+        return out
+
+
+def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[str, Any]]) -> CheckReport:
+    """Match by frame time; results are equal when action, emission and events are equal."""
+    rep = CheckReport(frames=len(new), recorded=len(recorded))
+    by_t = {r.t_ns: r for r in new}
+    for old in recorded:
+        t = int(old["t_ns"])
+        r = by_t.get(t)
+        if r is None:
+            rep.missing += 1
+            continue
+        rep.compared += 1
+        diffs = [abs(r.scores.get(k, 0.0) - v) for k, v in old.get("scores", {}).items()]
+        rep.max_score_diff = max(rep.max_score_diff, max(diffs, default=0.0))
+        if r.action != old["action"]:
+            rep.action_mismatches += 1
+            if len(rep.examples) < 5:
+                rep.examples.append(f"t={t / 1e9:.3f}s seq {old.get('seq')}: action {old['action']} -> {r.action}")
+        if sorted(r.events) != sorted(old.get("events", [])):
+            rep.event_mismatches += 1
+            if len(rep.examples) < 5:
+                rep.examples.append(f"t={t / 1e9:.3f}s: events {old.get('events')} -> {list(r.events)}")
+        if bool(old.get("emitted")) != r.emitted:
+            rep.emitted_mismatches += 1
+    if truth:
+        tt = {int(x["t_ns"]): x for x in truth}
+        pairs = [(r, tt[r.t_ns]) for r in new if r.t_ns in tt]
+        if pairs:
+            t_ns = [r.t_ns for r, _ in pairs]
+            acts = [x["action"] for _, x in pairs]
+            lv = score_events(acts, t_ns, [r.action for r, _ in pairs], [(r.t_ns, r.action) for r, _ in pairs
+                                                                          if r.emitted])
+            rep.truth = {"frames": len(pairs), "action_accuracy": float(np.mean([r.action == a for (r, _), a in
+                                                                                 zip(pairs, acts)])),
+                         "precision": lv["precision"], "recall": lv["recall"]}
+    return rep

@@ -1,0 +1,162 @@
+"""Record and replay in MCAP: round trip, determinism, pacing, foreign logs, crashes, slow disks."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import SHARED_DATA, Ticker
+
+from edgefusion import load_package, open_backend
+from edgefusion.cli import main
+from edgefusion.logs import LogReader, LogWriter, decode
+from edgefusion.logs.recorder import Recorder
+from edgefusion.pipeline import Pipeline, PipelineConfig
+from edgefusion.sources.replay import ReplaySource
+
+ROSBAGS = sorted((SHARED_DATA / "mcap" / "rosbag2").glob("*.mcap"))
+
+
+def _ef(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgefusion", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _results_bytes(path) -> bytes:
+    """The recorded results without their timings (which are wall-clock measurements)."""
+    out = []
+    with LogReader(path) as r:
+        for m in r.messages(topics=["/results"]):
+            d = decode(m)
+            assert isinstance(d, dict)
+            d.pop("timings_ns")
+            out.append(json.dumps(d, sort_keys=True))
+    return "\n".join(out).encode()
+
+
+@pytest.fixture(scope="module")
+def synth_log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("logs") / "synth.mcap"
+    assert main(["synth", "--scenario", "smart_home", "--duration", "6", "--seed", "5", "--out", str(path)]) == 0
+    return path
+
+
+def test_round_trip_check_and_byte_identical_replays(synth_log, tmp_path, capsys):
+    out1, out2 = tmp_path / "r1.mcap", tmp_path / "r2.mcap"
+    assert main(["replay", str(synth_log), "--record", str(out1), "--threads", "1"]) == 0
+    assert main(["replay", str(synth_log), "--record", str(out2), "--threads", "1"]) == 0
+    b1, b2 = _results_bytes(out1), _results_bytes(out2)
+    assert b1 == b2 and b1.count(b"\n") == 6 * 30 - 1
+    capsys.readouterr()
+    assert main(["replay", str(out1), "--check", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "against recorded results: MATCH: 180 of 180 compared, 0 missing" in out
+    assert "against ground truth: action accuracy" in out
+
+
+def test_check_fails_on_a_different_model(synth_log, tmp_path, capsys):
+    rec = tmp_path / "r.mcap"
+    assert main(["replay", str(synth_log), "--record", str(rec), "--backend", "null"]) == 0
+    assert main(["replay", str(rec), "--check", "--model", "smart_home"]) == 2
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_rate_1_replay_follows_the_log_clock(tmp_path):
+    log = tmp_path / "ten.mcap"
+    assert main(["synth", "--scenario", "driving", "--duration", "10", "--seed", "1", "--out", str(log)]) == 0
+    with LogReader(log) as r:
+        frame_times = [m.publish_time_ns for m in r.messages(topics=["/camera"])]
+    got = []
+    pkg = load_package("driving")
+    with open_backend("null", pkg) as be:
+        t0 = time.monotonic()
+        Pipeline(pkg, be, [ReplaySource(log, rate=1.0)], [], PipelineConfig(lossless=True),
+                 on_result=lambda r: got.append(r.t_ns)).run()
+        took = time.monotonic() - t0
+    span = (frame_times[-1] - frame_times[0]) / 1e9
+    assert abs(took - span) <= 0.3, (took, span)
+    assert got == frame_times
+
+
+def test_start_end_and_loop(synth_log):
+    with ReplaySource(synth_log, start_s=2.0, end_s=4.0) as src:
+        frames = [s for s in src if type(s).__name__ == "Frame"]
+    assert len(frames) == 60 and frames[0].t_ns == 2 * 10**9
+    src = ReplaySource(synth_log, loop=True)
+    with src:
+        n, last = 0, -1
+        for s in src:
+            if type(s).__name__ == "Frame":
+                assert s.t_ns > last
+                last, n = s.t_ns, n + 1
+                if n == 400:
+                    break
+    assert last > 12 * 10**9  # went around twice, time kept increasing
+
+
+@pytest.mark.parametrize("path", ROSBAGS, ids=[p.name for p in ROSBAGS])
+def test_log_info_lists_foreign_logs(path):
+    p = _ef("log", "info", str(path))
+    assert p.returncode == 0, p.stderr
+    assert "profile 'ros2'" in p.stdout and ("cdr" in p.stdout or "wrong_format" in p.stdout)
+    assert "/test_topic" in p.stdout or "/topic" in p.stdout
+
+
+def test_wrong_encoding_is_refused_clearly():
+    bag = SHARED_DATA / "mcap" / "rosbag2" / "wrong_rmw_test_0.mcap"
+    p = _ef("replay", str(bag), "--model", "smart_home", "--map", "camera=/test_topic")
+    assert p.returncode == 2
+    assert "topic /test_topic (camera) has schema 'test_msgs/msg/BasicTypes' with message encoding 'wrong_format'" \
+        in p.stderr and "Traceback" not in p.stderr
+    p = _ef("replay", str(bag), "--model", "smart_home")
+    assert p.returncode == 2 and "no camera topic '/camera'" in p.stderr and "wrong_format" in p.stderr
+
+
+def test_sigkill_while_recording_leaves_a_readable_log(tmp_path):
+    out = tmp_path / "crash.mcap"
+    proc = subprocess.Popen([sys.executable, "-m", "edgefusion", "record", "--camera",
+                             str(SHARED_DATA / "video" / "opencv_Megamind.avi"), "--loop", "--no-pace",
+                             "--record", str(out), "--image-format", "raw", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while (not out.exists() or out.stat().st_size < 6_000_000) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    p = _ef("log", "info", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "TRUNCATED (recovered" in p.stdout and "is truncated" in p.stderr
+    n_camera = int(next(line.split()[-1] for line in p.stdout.splitlines() if line.startswith("/camera")))
+    assert n_camera >= 5
+    p = _ef("replay", str(out), "--model", "smart_home", "--backend", "null")
+    assert p.returncode == 0, p.stderr
+    assert f"replayed {out}: {n_camera} steps" in p.stderr
+
+
+class _SlowWriter(LogWriter):
+    def write(self, *a, **k):
+        time.sleep(0.02)  # a disk that takes 20 ms per message
+        super().write(*a, **k)
+
+
+def test_slow_disk_costs_recorded_messages_not_latency(tmp_path):
+    pkg = load_package("smart_home")
+    with open_backend("null", pkg) as be:
+        pipe = Pipeline(pkg, be, [Ticker(n=90, fps=30)], [], PipelineConfig())
+        rec = Recorder(_SlowWriter(tmp_path / "slow.mcap"), capacity=16, drops=pipe.drops)
+        pipe.sinks.append(rec)
+        pipe.taps.append(rec.tap)
+        stats = pipe.run()
+        rec.close()
+    assert stats.steps == 90
+    assert stats.drops.get("recorder/queue_full", 0) > 50
+    assert stats.latency_ms["end_to_end"]["p99"] < 40
+    with LogReader(tmp_path / "slow.mcap") as r:
+        assert r.info().complete and r.info().messages == rec.written
