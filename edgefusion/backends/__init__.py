@@ -22,6 +22,7 @@ __all__ = ["BACKENDS", "Backend", "BackendInfo", "check_feeds", "open_backend"]
 BACKENDS = {
     "onnxruntime": "edgefusion.backends.onnxruntime:OnnxRuntimeBackend",
     "null": "edgefusion.backends.null:NullBackend",
+    "tensorrt": "edgefusion.backends.tensorrt:TensorRTBackend",
 }
 
 
