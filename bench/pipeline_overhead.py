@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 
 from edgefusion import load_package, open_backend
+from edgefusion.demo import timeline_windows
 from edgefusion.metrics import percentiles_ms
 from edgefusion.pipeline import Pipeline, PipelineConfig
-from edgefusion.samples import AudioChunk, Frame
 from edgefusion.scenarios import generate_timeline, get_scenario
 from edgefusion.sources import TimelineSource
-from edgefusion.sync import SyncConfig, Synchronizer
 
 
 def _pipeline(pkg: Any, backend: str, variant: str, threads: int, tl: Any, paced: bool) -> dict[str, Any]:
@@ -42,20 +41,6 @@ def _pipeline(pkg: Any, backend: str, variant: str, threads: int, tl: Any, paced
     return {"steps": stats.steps, "wall_s": round(stats.wall_s, 3), "steps_per_s": round(stats.steps / stats.wall_s, 1),
             "drops": stats.drops, "end_to_end_ms": percentiles_ms(e2e), "inference_ms": percentiles_ms(inf),
             "overhead_ms": percentiles_ms(e2e - inf), "stages_ms": stats.latency_ms}
-
-
-def _windows(tl: Any) -> list[Any]:
-    """The fusion windows the pipeline sees, produced by the same source and sync, without threads."""
-    sync = Synchronizer(SyncConfig())
-    out = []
-    for s in TimelineSource(tl):
-        if isinstance(s, Frame):
-            out.append(sync.on_frame(s)[0])
-        elif isinstance(s, AudioChunk):
-            sync.add_audio(s)
-        else:
-            sync.add_command(s)
-    return out
 
 
 def _bare(pkg: Any, variant: str, threads: int, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
@@ -76,7 +61,7 @@ def bench(name: str, duration: float, threads: int) -> list[dict[str, Any]]:
     pkg = load_package(name)
     tl = generate_timeline(get_scenario(pkg.manifest["scenario"]), duration, seed=11)
     builder = pkg.feed_builder()
-    feeds = [builder.build([w])[0] for w in _windows(tl)]
+    feeds = [builder.build([w])[0] for w in timeline_windows(tl)]
     out = []
     for variant in [v for v in ("fp32", "int8") if v in pkg.variants]:
         bare = _bare(pkg, variant, threads, feeds)

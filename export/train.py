@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edgefusion.errors import ExportError
 from edgefusion.metrics import action_accuracy, event_f1
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import get_scenario
@@ -173,7 +174,10 @@ def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
     """The model (eval mode) and the checkpoint dictionary."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     mc = dict(ck["model_config"])
-    mc["channels"] = tuple(mc.get("channels", ModelConfig.channels))
+    if "channels" not in mc:
+        raise ExportError(f"{path}: checkpoint from an older model layout (no 'channels' in its model_config); "
+                          "retrain it with 'edgefusion train'")
+    mc["channels"] = tuple(mc["channels"])
     model = FusionNet(ModelConfig(**mc))
     model.load_state_dict(ck["state_dict"])
     return model.eval(), ck

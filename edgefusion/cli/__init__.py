@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "edgefusion.cli.toolchain",
     "edgefusion.cli.run",
     "edgefusion.cli.logs",
+    "edgefusion.cli.bench",
+    "edgefusion.cli.int8",
 )
 
 EPILOG = """examples:

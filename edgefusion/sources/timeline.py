@@ -24,10 +24,13 @@ class TimelineSource(Source):
     drives_run = True
 
     def __init__(self, timeline: Timeline, clock: Clock | None = None, pace: bool = False,
-                 start_ns: int = 0) -> None:
+                 start_ns: int = 0, speed: float = 1.0) -> None:
         super().__init__(clock)
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
         self.timeline = timeline
         self.pace = pace
+        self.speed = speed  # pacing only: 2.0 delivers the timeline twice as fast (60 fps)
         self.start_ns = start_ns
         self.info = {"scenario": timeline.scenario, "seed": timeline.seed, "frames": len(timeline.frames)}
 
@@ -41,7 +44,7 @@ class TimelineSource(Source):
         for t_ns, img in zip(tl.frame_t_ns.tolist(), tl.frames):
             if self.stop.is_set():
                 return
-            if self.pace and not pace_until(self.stop, mono0 + t_ns):
+            if self.pace and not pace_until(self.stop, mono0 + int(t_ns / self.speed)):
                 return
             end = min(len(tl.audio), int(t_ns * rate // 1_000_000_000))
             if end > sent:
