@@ -29,5 +29,9 @@ lint: $(VENV)/.installed
 test: lint
 	$(VENV)/bin/python -m pytest -q
 
+# The latency report for both reference packages (bench/out/<package>/: JSON, Markdown, PNG plots)
 bench: $(VENV)/.installed
-	$(VENV)/bin/python bench/model_latency.py
+	for p in smart_home driving; do \
+	  $(VENV)/bin/edgefusion bench $$p --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32 --threads 1,2 \
+	    --peak --out bench/out/$$p || exit 1; \
+	done

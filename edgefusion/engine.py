@@ -69,6 +69,7 @@ class FusionStep:
         events = tuple(n for n in labels if scores[n] >= self.event_out.threshold)
         action = self.action_out.labels[k]
         result = Result(t_ns=window.t_ns, seq=self.seq, action=action, action_score=float(probs[k]), scores=scores,
-                        events=events, missing=window.missing, raw_action=action, command=window.command)
+                        events=events, missing=window.missing, raw_action=action, command=window.command,
+                        model=self.package.name)
         self.seq += 1
         return result

@@ -102,6 +102,7 @@ class _Prepared:
     feeds: dict[str, Any]
     timings: dict[str, int]
     ready_ns: int
+    step: FusionStep
 
 
 class Pipeline:
@@ -139,6 +140,8 @@ class Pipeline:
         self.stats = RunStats()
         self._ran = False
         self._stop_mono: float | None = None
+        self._swap_lock = threading.Lock()
+        self._pending_swap: tuple[ModelPackage, Backend, FusionStep, threading.Event] | None = None
 
     # -- control ----------------------------------------------------------------------
 
@@ -150,6 +153,29 @@ class Pipeline:
         self.stop_event.set()
         for s in self.sources:
             s.stop.set()
+
+    def swap_model(self, package: ModelPackage, backend: Backend, timeout_s: float = 10.0) -> bool:
+        """Replace the model between two steps; sequence numbers continue. True once applied.
+
+        The caller owns both backends: close the old one after this returns True.
+        """
+        step = FusionStep(package, backend)
+        done = threading.Event()
+        with self._swap_lock:
+            self._pending_swap = (package, backend, step, done)
+        return done.wait(timeout_s)
+
+    def _apply_swap(self) -> None:
+        with self._swap_lock:
+            pending, self._pending_swap = self._pending_swap, None
+        if pending is None:
+            return
+        package, backend, step, done = pending
+        step.seq = self.step.seq
+        if step.event_out.labels != self.step.event_out.labels:
+            self.post = PostProcessor(self.config.post, step.event_out.labels)
+        self.package, self.backend, self.step = package, backend, step
+        done.set()
 
     def _fail(self, stage: str, exc: BaseException) -> None:
         with self._error_lock:
@@ -268,10 +294,12 @@ class Pipeline:
                     self.drops.add("sync", DropReason.SYNC_SKIPPED)
                     continue
                 stage = "preprocess"
-                feeds = self.step.preprocess(window)
+                step = self.step
+                feeds = step.preprocess(window)
                 t_pre = time.monotonic_ns()
                 timings = {"queue_wait": t_deq - env.recv_ns, "sync": t_sync - t_deq, "preprocess": t_pre - t_sync}
-                self.prepared.put(_Prepared(env, window, info.command_t_ns, feeds, timings, t_pre), self.stop_event)
+                self.prepared.put(_Prepared(env, window, info.command_t_ns, feeds, timings, t_pre, step),
+                                  self.stop_event)
         except BaseException as exc:
             self._fail(stage, exc)
         finally:
@@ -288,6 +316,10 @@ class Pipeline:
                     break
                 if item is None:
                     continue
+                self._apply_swap()
+                if item.step is not self.step:  # prepared for the model just replaced
+                    stage = "preprocess"
+                    item.feeds = self.step.preprocess(item.window)
                 t_start = time.monotonic_ns()
                 stage = "backend"
                 outs = self.backend.infer(item.feeds)

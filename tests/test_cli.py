@@ -48,6 +48,8 @@ def test_info_prints_inputs_and_parity(capsys):
     assert main(["info", "driving"]) == 0
     out = capsys.readouterr().out
     assert "input     image" in out and "parity    max |Δlogit|" in out and "artifact  fp32" in out
+    assert "runs here:" in out and "yes  onnxruntime:fp32" in out
+    assert "no   tensorrt:fp16" in out and "TensorRT is not installed" in out
 
 
 def test_synth_writes_an_mcap_that_replays(tmp_path, capsys):

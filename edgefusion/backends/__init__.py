@@ -16,7 +16,7 @@ from edgefusion.backends.base import Backend, BackendInfo, check_feeds
 from edgefusion.errors import unknown_name
 from edgefusion.package import ModelPackage
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "check_feeds", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "availability", "check_feeds", "open_backend"]
 
 # name -> "module:Class", imported on first use so optional dependencies stay optional
 BACKENDS = {
@@ -24,6 +24,34 @@ BACKENDS = {
     "null": "edgefusion.backends.null:NullBackend",
     "tensorrt": "edgefusion.backends.tensorrt:TensorRTBackend",
 }
+
+
+def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
+    """(variant, backend, runnable here?, why) for each artifact and engine variant of ``package``."""
+    import onnxruntime as ort
+
+    rows = []
+    cpu = "CPUExecutionProvider" in ort.get_available_providers()
+    for variant in package.variants:
+        note = "meant for TensorRT; runs on the CPU for checks only (slowly)" if variant.endswith("_trt") else "CPU"
+        rows.append((variant, "onnxruntime", cpu, note if cpu else "this onnxruntime has no CPU provider"))
+    engine_variants = sorted({k.rsplit("/", 1)[-1] for k in package.manifest.get("engines", {})} |
+                             ({"fp16", "int8"} if "int8_trt" in package.variants else {"fp16"}))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        reason = ("TensorRT is not installed (x86-64: pip install 'edgefusion[tensorrt]'; Jetson: it comes with "
+                  "JetPack)")
+        return rows + [(v, "tensorrt", False, reason) for v in engine_variants]
+    engines = package.manifest.get("engines", {})
+    for v in engine_variants:
+        keys = [k for k in engines if k.endswith("/" + v)]
+        if keys:
+            rows.append((v, "tensorrt", True, f"engines recorded: {', '.join(keys)} (the backend checks they match "
+                                              "this GPU and TensorRT)"))
+        else:
+            rows.append((v, "tensorrt", False, f"no engine yet: edgefusion build-engine {package.path} --variant {v}"))
+    return rows
 
 
 def open_backend(name: str, package: ModelPackage, variant: str = "fp32", threads: int | None = None,

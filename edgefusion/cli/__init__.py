@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.run",
     "edgefusion.cli.logs",
     "edgefusion.cli.bench",
+    "edgefusion.cli.serve",
     "edgefusion.cli.int8",
 )
 

@@ -11,10 +11,17 @@ from edgefusion.cli._common import add_command, runtime_options
 
 
 def cmd_info(a: argparse.Namespace) -> None:
+    from edgefusion.backends import availability
     from edgefusion.package import load_package
 
     pkg = load_package(a.package)
-    print(json.dumps(pkg.manifest, indent=2) if a.json else pkg.describe())
+    if a.json:
+        print(json.dumps(pkg.manifest, indent=2))
+        return
+    print(pkg.describe())
+    print("runs here:")
+    for variant, backend, ok, why in availability(pkg):
+        print(f"  {'yes' if ok else 'no ':<4} {backend}:{variant:<10} {why}")
 
 
 def cmd_demo(a: argparse.Namespace) -> None:

@@ -1,0 +1,244 @@
+"""The service configuration (TOML): typed, frozen, validated, printable.
+
+Every table maps onto a frozen dataclass; units are in the names (``*_ms``, ``*_s``).
+Unknown keys are refused with a "did you mean", wrong types name the key path and the
+expected type, and :func:`dump_toml` prints the resolved configuration with defaults.
+
+Example:
+    >>> cfg = loads('[model]\\npackage = "driving"\\n[sources.camera]\\nuri = "0"')
+    >>> cfg.model.package, cfg.http.port
+    ('driving', 8321)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefusion.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+__all__ = ["ServiceConfig", "dump_toml", "load", "loads"]
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    package: str = "smart_home"
+    backend: str = "onnxruntime"
+    variant: str = "fp32"
+    threads: int = 2
+    warmup_steps: int = 5
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    uri: str = ""  # device index, file, URL, GStreamer pipeline, or "synth:SCENARIO"
+    pace: bool = True
+    loop: bool = False
+    required: bool = True
+    max_age_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    uri: str = "none"  # "default", "device:N", file(s) separated by commas, or "none"
+    loop: bool = False
+    required: bool = False
+    max_age_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class TextSection:
+    uri: str = "none"  # "stdin", "tcp://127.0.0.1:PORT", "unix:///PATH", "none"
+
+
+@dataclass(frozen=True)
+class SourcesSection:
+    camera: CameraSection = field(default_factory=CameraSection)
+    audio: AudioSection = field(default_factory=AudioSection)
+    text: TextSection = field(default_factory=TextSection)
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    audio_max_skew_ms: int = 150
+    audio_policy: str = "mask"
+    command_horizon_ms: int = 3000
+    audio_offset_ms: int = 0
+
+
+@dataclass(frozen=True)
+class PostSection:
+    on: float = 0.5
+    off: float = 0.4
+    event_min_steps: int = 2
+    action_min_steps: int = 2
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "edgefusion/device"
+    client_id: str = ""
+    qos: int = 1
+    buffer: int = 10000
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    device_name: str = "EdgeFusion"
+    commands: bool = True
+    keepalive_s: int = 30
+    reconnect_max_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SinksSection:
+    jsonl: str = ""  # "" (none), "-" (stdout) or a path
+    jsonl_only_actions: bool = False
+    mqtt: MqttSection = field(default_factory=MqttSection)
+
+
+@dataclass(frozen=True)
+class RecordingSection:
+    path: str = ""  # "" = no recording
+    image_format: str = "jpeg"
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8321
+
+
+@dataclass(frozen=True)
+class LoggingSection:
+    level: str = "info"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The whole service configuration."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    sources: SourcesSection = field(default_factory=SourcesSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    post: PostSection = field(default_factory=PostSection)
+    sinks: SinksSection = field(default_factory=SinksSection)
+    recording: RecordingSection = field(default_factory=RecordingSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    watchdog_s: float = 0.0  # 0: use systemd's WATCHDOG_USEC when set
+
+
+CHOICES = {
+    "sync.audio_policy": ("mask", "skip"),
+    "recording.image_format": ("raw", "jpeg"),
+    "logging.level": ("debug", "info", "warning", "error"),
+    "sinks.mqtt.qos": (0, 1, 2),
+}
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(fields))}"
+            raise ConfigError(f"{where}: unknown key{hint}")
+        t = hints[key]
+        if dataclasses.is_dataclass(t):
+            kwargs[key] = _build(t, value, where)  # type: ignore[arg-type]
+            continue
+        kwargs[key] = _check(where, t, value)
+    return cls(**kwargs)
+
+
+def _check(where: str, t: Any, value: Any) -> Any:
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    origin = typing.get_origin(t)
+    ok = isinstance(value, origin or t) and not (t in (int, float) and isinstance(value, bool))
+    if origin is types.UnionType or origin is typing.Union:  # pragma: no cover - no unions used yet
+        ok = isinstance(value, typing.get_args(t))
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+    if where in CHOICES and value not in CHOICES[where]:
+        raise ConfigError(f"{where}: expected one of {list(CHOICES[where])}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{where}: must not be negative, got {value}")
+    return value
+
+
+def loads(text: str, source: str = "config") -> ServiceConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    cfg = _build(ServiceConfig, data, "")
+    if not cfg.sources.camera.uri:
+        raise ConfigError(f"{source}: sources.camera.uri is required (a device index, file, URL, GStreamer pipeline "
+                          "or synth:SCENARIO)")
+    return cfg  # type: ignore[no-any-return]
+
+
+def load(path: str | Path) -> ServiceConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc}") from exc
+    return loads(text, str(p))
+
+
+def dump_toml(cfg: Any, prefix: str = "") -> str:
+    """The resolved configuration as TOML (scalars first, then sub-tables)."""
+    lines: list[str] = []
+    subs = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            subs.append((f.name, v))
+        else:
+            lines.append(f"{f.name} = {_toml_value(v)}")
+    out = (f"[{prefix}]\n" if prefix and lines else "") + "\n".join(lines) + ("\n" if lines else "")
+    for name, v in subs:
+        out += "\n" + dump_toml(v, f"{prefix}.{name}" if prefix else name)
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

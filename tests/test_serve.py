@@ -1,0 +1,215 @@
+"""`edgefusion serve` as a real subprocess: readiness, metrics, SIGHUP reloads, SIGTERM, sd_notify."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgefusion.config import dump_toml, loads
+from edgefusion.errors import ConfigError
+from edgefusion.package import BUILTIN_DIR
+
+prom_parser = pytest.importorskip("prometheus_client.parser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _config(package: str, port: int, results: Path) -> str:
+    return f"""
+watchdog_s = 0.2
+[model]
+package = "{package}"
+threads = 1
+[sources.camera]
+uri = "synth:smart_home"
+loop = true
+[sinks]
+jsonl = "{results}"
+[http]
+port = {port}
+[logging]
+json = true
+"""
+
+
+class NotifySocket:
+    """The datagram socket a service manager would give us as NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def close(self) -> None:
+        self._stop = True
+        self._t.join(1)
+        self.sock.close()
+
+    def lines(self) -> list[str]:
+        return [m for _, m in self.messages]
+
+
+def test_serve_end_to_end(tmp_path):
+    port = _free_port()
+    results = tmp_path / "results.jsonl"
+    cfg = tmp_path / "service.toml"
+    cfg.write_text(_config("smart_home", port, results))
+    new_pkg, broken = tmp_path / "v2", tmp_path / "broken"
+    shutil.copytree(BUILTIN_DIR / "smart_home", new_pkg)
+    manifest = json.loads((new_pkg / "manifest.json").read_text())
+    manifest["name"] = "smart_home-v2"
+    (new_pkg / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(BUILTIN_DIR / "smart_home", broken)
+    (broken / "model.fp32.onnx").write_bytes(b"not a model")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    proc = subprocess.Popen([sys.executable, "-m", "edgefusion", "serve", "--config", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status, body = _get(port, "/readyz")
+            except OSError:
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200, proc.stderr.read() if proc.poll() is not None else "never ready"
+        assert _get(port, "/healthz") == (200, "ok\n")
+        ready = json.loads(body)
+        assert ready["ready"] and ready["streams"]["camera"]["fresh"] and ready["model"] == "smart_home-attention"
+
+        time.sleep(1.0)
+        code, text = _get(port, "/metrics")
+        assert code == 200
+        families = {f.name: f for f in prom_parser.text_string_to_metric_families(text)}
+        hist = families["edgefusion_stage_latency_seconds"]
+        assert hist.type == "histogram"
+        stages = {s.labels["stage"] for s in hist.samples if s.name.endswith("_count")}
+        assert {"inference", "end_to_end", "queue_wait"} <= stages
+        assert any(s.value > 0 for s in families["edgefusion_results"].samples)
+        info = families.get("edgefusion_model") or families["edgefusion_model_info"]
+        assert info.samples[0].labels["name"] == "smart_home-attention"
+
+        # reload to a new model: swapped between steps
+        cfg.write_text(_config(str(new_pkg), port, results))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while json.loads(_get(port, "/readyz")[1])["last_reload"].get("ok") is not True:
+            assert time.monotonic() < deadline, "reload did not happen"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        # reload to a broken model: the old one keeps serving, the failure is reported
+        cfg.write_text(_config(str(broken), port, results))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while json.loads(_get(port, "/readyz")[1])["last_reload"].get("ok") is not False:
+            assert time.monotonic() < deadline, "broken reload not reported"
+            time.sleep(0.1)
+        rz = json.loads(_get(port, "/readyz")[1])
+        assert rz["ready"] and rz["model"] == "smart_home-v2" and "sha256" in rz["last_reload"]["error"]
+        n_before = len(results.read_text().splitlines())
+        time.sleep(0.5)
+        assert len(results.read_text().splitlines()) > n_before  # still serving
+
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+    err = proc.stderr.read()
+    assert rc == 0, err
+    assert took < 5.0
+    lines = results.read_text().splitlines()
+    rows = [json.loads(x) for x in lines]  # every line complete: the sink was flushed
+    assert [r["seq"] for r in rows] == list(range(len(rows)))  # contiguous across both reloads
+    models = [r["model"] for r in rows]
+    first_v2 = models.index("smart_home-v2")
+    assert set(models[:first_v2]) == {"smart_home-attention"} and set(models[first_v2:]) == {"smart_home-v2"}
+    assert "reload failed, the running model stays" in err
+    assert all(json.loads(x)["run_id"] == rz["run_id"] for x in err.splitlines() if x.startswith("{"))
+
+    sd = notify.lines()
+    assert sd.count("READY=1") >= 1 and "STOPPING=1" in sd
+    assert sd.index("READY=1") < sd.index("STOPPING=1")
+    pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
+    assert len(pings) >= 5
+    gaps = sorted(b - a for a, b in itertools.pairwise(pings))
+    assert 0.15 <= gaps[len(gaps) // 2] <= 0.3  # at the configured 0.2 s
+
+
+def test_config_errors_name_the_key_and_suggest():
+    with pytest.raises(ConfigError, match=r"model.pakage: unknown key; did you mean 'package'\?"):
+        loads('[model]\npakage = "x"\n[sources.camera]\nuri = "0"')
+    with pytest.raises(ConfigError, match=r"http.port: expected int, got str '80'"):
+        loads('[sources.camera]\nuri = "0"\n[http]\nport = "80"')
+    with pytest.raises(ConfigError, match=r"sync.audio_policy: expected one of \['mask', 'skip'\], got 'drop'"):
+        loads('[sources.camera]\nuri = "0"\n[sync]\naudio_policy = "drop"')
+    with pytest.raises(ConfigError, match=r"sources\.camera\.uri is required"):
+        loads("[model]\nthreads = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        loads("[model\n")
+
+
+def test_config_show_round_trips_and_examples_check():
+    cfg = loads('[sources.camera]\nuri = "0"\n[sinks.mqtt]\nenabled = true\nport = 1884')
+    again = loads(dump_toml(cfg))
+    assert again == cfg and again.sinks.mqtt.port == 1884 and again.http.port == 8321
+    repo = Path(__file__).resolve().parents[1]
+    for example in sorted((repo / "examples").glob("*.toml")):
+        p = subprocess.run([sys.executable, "-m", "edgefusion", "config", "check", str(example)], capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 0 and ": OK (model" in p.stdout, p.stderr
+
+
+def test_systemd_unit_has_the_hardening_and_notify_settings():
+    unit = (Path(__file__).resolve().parents[1] / "deploy" / "edgefusion.service").read_text()
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=edgefusion", "NoNewPrivileges=yes",
+                 "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert line in unit
