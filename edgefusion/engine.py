@@ -70,6 +70,7 @@ class FusionStep:
         action = self.action_out.labels[k]
         result = Result(t_ns=window.t_ns, seq=self.seq, action=action, action_score=float(probs[k]), scores=scores,
                         events=events, missing=window.missing, raw_action=action, command=window.command,
-                        model=self.package.name)
+                        model=self.package.name,
+                        action_scores={a: float(p) for a, p in zip(self.action_out.labels, probs)})
         self.seq += 1
         return result

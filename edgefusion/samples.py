@@ -184,6 +184,7 @@ class Result:
     emitted: bool = False
     command: str | None = None
     model: str = ""
+    action_scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (scores rounded to 5 digits, timings in ns)."""
@@ -191,6 +192,7 @@ class Result:
             "seq": self.seq, "t_ns": self.t_ns, "action": self.action, "emitted": self.emitted,
             "raw_action": self.raw_action or self.action, "action_score": round(self.action_score, 5),
             "events": list(self.events), "scores": {k: round(v, 5) for k, v in self.scores.items()},
+            "action_scores": {k: round(v, 5) for k, v in self.action_scores.items()},
             "missing": list(self.missing), "command": self.command, "model": self.model,
             "timings_ns": self.timings_ns,
         }

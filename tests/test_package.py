@@ -72,4 +72,4 @@ def test_user_manifest_without_sources_loads(pkg_copy):
     (pkg_copy / "checkpoint.pt").unlink()
     (pkg_copy / "manifest.json").write_text(json.dumps(m))
     shutil.rmtree(pkg_copy / "__pycache__", ignore_errors=True)
-    assert load_package(pkg_copy).variants == ["fp32"]
+    assert load_package(pkg_copy).variants == ["fp32", "int8", "int8_trt"]

@@ -112,8 +112,13 @@ def test_build_engine_without_tensorrt_says_how_to_get_it(pkg_copy):
 
 
 def test_int8_engine_needs_the_trt_artifact_first(pkg_copy):
+    import json
+
     from export.tensorrt_build import BuildConfig, build_engine
 
+    manifest = json.loads((pkg_copy / "manifest.json").read_text())  # a package not quantized yet
+    manifest["artifacts"].pop("int8_trt", None)
+    (pkg_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MissingArtifactError, match=r"no 'int8_trt' artifact.*quantize .* --variants int8_trt"):
         build_engine(pkg_copy, BuildConfig(variant="int8"))
 

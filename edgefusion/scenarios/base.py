@@ -260,7 +260,8 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
         truth_events.append(events)
         truth_action.append(scenario.decide(events, valid[-1].intent if valid else None))
     return Timeline(scenario.name, seed, frame_t_ns, frames, audio, SR, commands, truth_events, truth_action,
-                    meta={"duration_s": duration_s, "hard": hard, "fps": FPS})
+                    meta={"duration_s": duration_s, "hard": hard, "fps": FPS,
+                          "sounds": [(e.kind, round(e.onset_s, 3), round(e.dur_s, 3), e.label) for e in sounds]})
 
 
 def noise_and_blur(img: np.ndarray, rng: np.random.Generator, hard: bool, dark: bool = False) -> np.ndarray:
