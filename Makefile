@@ -32,6 +32,6 @@ test: lint
 # The latency report for both reference packages (bench/out/<package>/: JSON, Markdown, PNG plots)
 bench: $(VENV)/.installed
 	for p in smart_home driving; do \
-	  $(VENV)/bin/edgefusion bench $$p --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32 --threads 1,2 \
+	  $(VENV)/bin/edgefusion bench $$p --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32 --threads 2 \
 	    --peak --out bench/out/$$p || exit 1; \
 	done

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from collections import defaultdict
@@ -28,6 +26,7 @@ import onnxruntime as ort
 from model_latency import _time  # bench/ is on sys.path when this script runs
 
 from edgefusion import FusionWindow, ModelPackage, load_package, open_backend
+from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.scenarios import generate_samples, get_scenario
 
 VARIANTS = ("fp32", "int8", "int8_trt")
@@ -133,17 +132,14 @@ def main() -> None:
     results = [bench_package(p, a.iters, a.warmup, a.profile, a.profile_iters) for p in a.packages]
     missed = [f"{r['package']} {k}" for r in results for k, g in r["goals"].items() if not g["met"]]
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "onnxruntime": ort.__version__},
+        "machine": machine_facts(),
         "iters": a.iters, "warmup": a.warmup, "goals": {f"batch{b}_2threads": g for b, g in GOALS.items()},
         "goals_missed": missed, "results": results,
     }
     if missed and not a.profile:
         report["hint"] = "goals missed; rerun with --profile to see where the time goes per op type"
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}" + (f"; goals missed: {', '.join(missed)}" if missed else "; goals met"))
+    save_json(report, a.out)
+    print(f"goals missed: {', '.join(missed)}" if missed else "goals met")
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgefusion import FusionWindow, load_package, open_backend
+from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.metrics import percentiles_ms
 from edgefusion.scenarios import generate_samples, get_scenario
 
@@ -77,19 +75,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--out", default="bench/results/model_latency.json")
     a = ap.parse_args()
-    import onnxruntime
-
-    report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "onnxruntime": onnxruntime.__version__},
-        "iters": a.iters, "warmup": a.warmup,
-        "results": [r for p in a.packages for r in bench_package(p, a.iters, a.warmup)],
-    }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-
+    report = {"machine": machine_facts(), "iters": a.iters, "warmup": a.warmup,
+              "results": [r for p in a.packages for r in bench_package(p, a.iters, a.warmup)]}
+    save_json(report, a.out)
 
 if __name__ == "__main__":
     main()

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgefusion import load_package, open_backend
+from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.demo import timeline_windows
 from edgefusion.metrics import percentiles_ms
 from edgefusion.pipeline import Pipeline, PipelineConfig
@@ -88,16 +86,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="bench/results/pipeline_overhead.json")
     a = ap.parse_args()
-    import onnxruntime
-
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "python": platform.python_version(), "onnxruntime": onnxruntime.__version__},
+    report = {"machine": machine_facts(),
               "results": [r for p in a.packages for r in bench(p, a.duration, a.threads)]}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-
+    save_json(report, a.out)
 
 if __name__ == "__main__":
     main()

@@ -70,13 +70,13 @@ def windows_of(samples: Iterable[Any], limit: int | None = None) -> list[FusionW
 
 def run_timeline(tl: Timeline, package: str, backend: str = "onnxruntime", variant: str = "fp32",
                  threads: int | None = 2, out: TextIO | None = sys.stdout, sinks: list[Sink] | None = None,
-                 config: PipelineConfig | None = None) -> DemoReport:
+                 config: PipelineConfig | None = None, realtime: bool = False) -> DemoReport:
     """Run ``tl`` through ``package`` on ``backend``; print and return the report."""
     pkg = load_package(package)
     results: list[Result] = []
     with open_backend(backend, pkg, variant=variant, threads=threads) as be:
         info = str(be.info)
-        pipe = Pipeline(pkg, be, [TimelineSource(tl)], [CallbackSink(results.append), *(sinks or [])],
+        pipe = Pipeline(pkg, be, [TimelineSource(tl, pace=realtime)], [CallbackSink(results.append), *(sinks or [])],
                         config or PipelineConfig(lossless=True))
         stats = pipe.run()
     if len(results) != len(tl.frames):
@@ -93,6 +93,9 @@ def run_timeline(tl: Timeline, package: str, backend: str = "onnxruntime", varia
     )
     if out:
         _print(tl, report, stats, out)
+        if not realtime:
+            print("(frames were fed as fast as possible, losslessly: queue_wait is time spent behind earlier frames; "
+                  "--realtime paces the input at 30 fps)", file=out)
     return report
 
 
@@ -128,7 +131,7 @@ def _print(tl: Timeline, rep: DemoReport, stats: RunStats, out: TextIO) -> None:
 
 def run_demo(scenario: str = "smart_home", package: str | None = None, seed: int = 7, duration_s: float = 20.0,
              backend: str = "onnxruntime", variant: str = "fp32", threads: int | None = 2,
-             out: TextIO | None = sys.stdout) -> DemoReport:
+             out: TextIO | None = sys.stdout, realtime: bool = False) -> DemoReport:
     """Synthesize ``duration_s`` of ``scenario`` and run every frame through the pipeline."""
     tl = generate_timeline(get_scenario(scenario), duration_s, seed)
-    return run_timeline(tl, package or scenario, backend, variant, threads, out)
+    return run_timeline(tl, package or scenario, backend, variant, threads, out, realtime=realtime)

@@ -12,7 +12,7 @@ from typing import Any
 from edgefusion import __version__
 from edgefusion.pipeline import STAGES
 
-__all__ = ["SCHEMA_VERSION", "machine_facts", "write_reports"]
+__all__ = ["SCHEMA_VERSION", "machine_facts", "save_json", "write_reports"]
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +50,15 @@ def machine_facts() -> dict[str, Any]:
         pass
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "gpu": _gpu(),
             "versions": versions}
+
+
+def save_json(report: dict[str, Any], path: str | Path) -> Path:
+    """Write a benchmark's JSON (creating its folder) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
 
 
 def write_reports(report: dict[str, Any], out_dir: Path, plots_wanted: bool = True) -> list[Path]:

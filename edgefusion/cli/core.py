@@ -27,7 +27,7 @@ def cmd_info(a: argparse.Namespace) -> None:
 def cmd_demo(a: argparse.Namespace) -> None:
     from edgefusion.demo import run_demo
 
-    rep = run_demo(a.scenario, a.model, a.seed, a.duration, a.backend, a.variant, a.threads)
+    rep = run_demo(a.scenario, a.model, a.seed, a.duration, a.backend, a.variant, a.threads, realtime=a.realtime)
     if a.json:
         Path(a.json).write_text(json.dumps(rep.summary(), indent=2) + "\n")
 
@@ -45,4 +45,5 @@ def register(sub: Any) -> None:
     sp.add_argument("--seed", type=int, default=7, help="timeline seed (default 7)")
     sp.add_argument("--duration", type=float, default=20.0, help="seconds to synthesize (default 20)")
     sp.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    sp.add_argument("--realtime", action="store_true", help="feed frames at 30 fps instead of as fast as possible")
     runtime_options(sp)
