@@ -154,3 +154,36 @@ def test_buffer_overflow_is_counted_when_no_broker_is_there():
     snap = drops.snapshot()
     assert snap["mqtt/buffer_full"] >= 15
     assert snap.get("mqtt/unsent_at_exit", 0) <= 5
+
+
+def test_commands_arrive_on_the_command_topic():
+    from edgefusion.serve.mqtt import MqttSink
+    from edgefusion.sources import CallTextSource
+
+    port = _free_port()
+    broker = Broker(port)
+    broker.start()
+    commands = CallTextSource()
+    sink = MqttSink(MqttSection(enabled=True, port=port, topic_prefix="ef/cmd"), EVENTS, "m", DropCounter(),
+                    commands=commands)
+    try:
+        deadline = time.monotonic() + 10
+        while sink.connects == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the subscription is made in on_connect
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        pub.publish("ef/cmd/command", "turn on the lights", qos=1).wait_for_publish(5)
+        pub.publish("ef/cmd/command", "lock\x07 the door", qos=1).wait_for_publish(5)
+        pub.disconnect()
+        pub.loop_stop()
+        got = []
+        for cmd in commands:
+            got.append(cmd.text)
+            if len(got) == 2:
+                break
+        assert got == ["turn on the lights", "lock the door"]
+    finally:
+        sink.close()
+        broker.stop()
