@@ -160,3 +160,18 @@ def test_slow_disk_costs_recorded_messages_not_latency(tmp_path):
     assert stats.latency_ms["end_to_end"]["p99"] < 40
     with LogReader(tmp_path / "slow.mcap") as r:
         assert r.info().complete and r.info().messages == rec.written
+
+
+def test_quantize_calibrates_on_a_recorded_log(synth_log, tmp_path):
+    import shutil
+
+    from edgefusion.package import BUILTIN_DIR
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(BUILTIN_DIR / "smart_home", pkg)
+    p = _ef("quantize", str(pkg), "--calibration-data", str(synth_log), "--samples", "48", "--eval-samples", "64",
+            "--variants", "int8", "--max-drop", "100", "--quiet", timeout=300)
+    assert p.returncode == 0, p.stderr
+    prov = json.loads((pkg / "calibration.int8.json").read_text())
+    text = json.dumps(prov)
+    assert "mcap log" in text and str(synth_log) in text and "48" in text
