@@ -143,3 +143,16 @@ def test_socket_address_errors():
         SocketTextSource("tcp://nohost").open()
     with pytest.raises(ConfigError, match="unknown address"):
         SocketTextSource("udp://127.0.0.1:5").open()
+
+
+def test_an_overlong_line_is_counted_once_however_it_is_split():
+    with SocketTextSource("tcp://127.0.0.1:0") as src:
+        got, t = _collect(src, 1)
+        with socket.create_connection(("127.0.0.1", src.info["port"])) as c:
+            for _ in range(10):  # 10 x 1000 bytes, arriving in pieces
+                c.sendall(b"z" * 1000)
+                time.sleep(0.01)
+            c.sendall(b"\nturn left\n")
+            t.join(5)
+    assert [x.text for x in got] == ["turn left"]
+    assert src.rejected == {"too_long": 1}

@@ -157,6 +157,7 @@ class SocketTextSource(_TextSource):
         sel = selectors.DefaultSelector()
         sel.register(srv, selectors.EVENT_READ, None)
         buffers: dict[socket.socket, bytes] = {}
+        discarding: set[socket.socket] = set()  # inside an overlong line: drop bytes up to its newline
         try:
             while not self.stop.is_set():
                 for key, _ in sel.select(timeout=0.1):
@@ -175,11 +176,19 @@ class SocketTextSource(_TextSource):
                         sel.unregister(conn)
                         conn.close()
                         buffers.pop(conn, None)
+                        discarding.discard(conn)
                         continue
+                    if conn in discarding:
+                        if b"\n" not in data:
+                            continue
+                        data = data.split(b"\n", 1)[1]
+                        discarding.discard(conn)
                     buf = buffers[conn] + data
                     *lines, buf = buf.split(b"\n")
-                    if len(buf) > MAX_LINE_BYTES:  # a line with no end in sight
+                    if len(buf) > MAX_LINE_BYTES:  # a line with no end in sight: count it once, drop the rest
                         self.rejected["too_long"] += 1
+                        log.warning("text command rejected (too_long): a line over %d bytes", MAX_LINE_BYTES)
+                        discarding.add(conn)
                         buf = b""
                     buffers[conn] = buf
                     for line in lines:
