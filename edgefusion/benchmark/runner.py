@@ -141,9 +141,11 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
             jitter.update(frame_period_ms=round(period_ms, 4), deviation_p50_ms=round(float(np.percentile(dev, 50)), 4),
                           deviation_p99_ms=round(float(np.percentile(dev, 99)), 4))
     dropped = sum(stats.drops.values())
+    stages = {s: h.summary_ms() for s, h in hist.items()}
+    stages["sink"] = stats.latency_ms.get("sink", {"count": 0})  # from the pipeline: warm-up included
     return RunReport(
         config=cfg.label, rate_fps=rate_fps, frames_in=frames_in, results=len(finish), warmup_results=warm[0],
-        wall_s=round(wall, 3), stages_ms={s: h.summary_ms() for s, h in hist.items()}, jitter_ms=jitter,
+        wall_s=round(wall, 3), stages_ms=stages, jitter_ms=jitter,
         drops=stats.drops, loss=round(dropped / frames_in, 5) if frames_in else 0.0,
         cpu_utilization=round(cpu_s / wall, 3) if wall > 0 else 0.0, peak_rss_mb=round(peak, 1), backend=info,
         series=series,
