@@ -26,9 +26,7 @@ from edgefusion.metrics import sigmoid
 from edgefusion.package import ModelPackage
 from edgefusion.samples import FusionWindow, Result
 
-__all__ = ["STAGES", "FusionStep"]
-
-STAGES = ("preprocess", "inference", "postprocess", "total")
+__all__ = ["FusionStep"]
 
 
 class FusionStep:

@@ -87,7 +87,6 @@ class Synchronizer:
         self._lock = threading.Lock()
         self._rate: int | None = None
         self._ring = np.zeros(0, np.float32)
-        self._ring_end_ns: int | None = None  # time just after the last buffered sample
         self._base_ns = 0  # time of the stream's first sample
         self._end_idx = 0  # index (from the stream's first sample) just after the last buffered one
         self._commands: collections.deque[Command] = collections.deque(maxlen=64)
@@ -124,7 +123,6 @@ class Synchronizer:
             x = x[-len(self._ring) :]
             if len(x):
                 self._ring = np.concatenate([self._ring[len(x) :], x])
-            self._ring_end_ns = self._base_ns + self._end_idx * SECOND // rate
 
     def add_command(self, cmd: Command) -> None:
         """Keep a command; the latest one issued before a frame's time wins."""
@@ -162,12 +160,12 @@ class Synchronizer:
         return window, SyncInfo(outcome, skew, age, None if cmd is None else cmd.t_ns)
 
     def _audio_window(self, t: int) -> tuple[np.ndarray | None, int | None]:
-        if self._ring_end_ns is None or self._rate is None:
+        if self._rate is None:
             return None, None
-        skew = t - self._ring_end_ns  # > 0: audio ends before the frame
+        rate = self._rate
+        skew = t - (self._base_ns + self._end_idx * SECOND // rate)  # > 0: the audio ends before the frame
         if skew > self.config.audio_max_skew_ns:
             return None, skew
-        rate = self._rate
         n = int(self.config.audio_window_ns * rate // SECOND)
         # audio later than t is not used: the window ends at the sample index of time t
         end_idx = min(self._end_idx, (t - self._base_ns) * rate // SECOND)

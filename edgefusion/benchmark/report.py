@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -42,12 +44,9 @@ def machine_facts() -> dict[str, Any]:
 
     versions = {"edgefusion": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                 "onnxruntime": onnxruntime.__version__}
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:
-        pass
+    # the installed version, without loading torch into the process being measured
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        versions["torch"] = importlib.metadata.version("torch")
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "gpu": _gpu(),
             "versions": versions}
 

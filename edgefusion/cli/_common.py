@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,6 @@ def runtime_options(sp: argparse.ArgumentParser) -> None:
 def require_toolchain(purpose: str) -> None:
     """Raise MissingDependencyError naming the 'train' extra when torch is absent."""
     try:
-        import torch  # noqa: F401
+        importlib.import_module("torch")  # the toolchain's own imports would fail later, less clearly
     except ImportError as exc:
         raise MissingDependencyError("torch", "train", purpose) from exc
