@@ -60,6 +60,28 @@ def test_image_preprocess_layout_and_normalization():
     assert np.allclose(x[0], (1 - 0.5) / 0.25) and np.allclose(x[2], (0 - 0.5) / 0.25)
 
 
+@pytest.mark.parametrize("color,layout", [("RGB", "CHW"), ("BGR", "CHW"), ("RGB", "HWC"), ("BGR", "HWC")])
+def test_image_preprocess_matches_the_formula_per_channel(color, layout):
+    import cv2
+
+    img = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    p = ImageParams(size=32, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), color=color, layout=layout)
+    small = cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    if color == "RGB":
+        small = small[..., ::-1]
+    want = (small - np.float32(p.mean)) / np.float32(p.std)
+    if layout == "CHW":
+        want = want.transpose(2, 0, 1)
+    got = preprocess_image(img, p)
+    assert got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_image_preprocess_rejects_unknown_layout():
+    with pytest.raises(ConfigError, match="layout"):
+        preprocess_image(np.zeros((8, 8, 3), np.uint8), ImageParams(size=4, layout="NCHW"))
+
+
 def test_tokenizer_unknown_truncation_and_mask():
     p = TextParams(vocab=(PAD, UNK, "lock", "the", "door"), max_tokens=4)
     tok = tokenize("LOCK the garage door now!", p)
