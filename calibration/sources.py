@@ -35,7 +35,7 @@ from edgefusion.errors import ConfigError, PackageError
 from edgefusion.package import ModelPackage
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.samples import FusionWindow
-from edgefusion.scenarios import generate_samples, get_scenario
+from edgefusion.scenarios import EVAL_SEED_OFFSET, generate_samples, get_scenario
 
 __all__ = [
     "CALIBRATION_SEED_OFFSET",
@@ -50,9 +50,6 @@ __all__ = [
     "train_seed",
 ]
 
-# Mirrors export.train.EVAL_SEED_OFFSET (tests/test_quantize.py keeps the two equal). It is
-# repeated because export.train imports torch, and quantization must run without torch.
-EVAL_SEED_OFFSET = 100_003
 # Calibration data is drawn from its own seed: seed + 200_003 is neither the training seed,
 # the held-out seed (+100_003) nor the parity seed (+100_010).
 CALIBRATION_SEED_OFFSET = 200_003

@@ -25,9 +25,9 @@ import torch
 from edgefusion.errors import ExportError, ParityError
 from edgefusion.package import FORMAT_VERSION, MANIFEST, load_package, sha256_file
 from edgefusion.preprocess import FeedBuilder
-from edgefusion.scenarios import get_scenario
+from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
 from export.data import INPUT_ORDER, build_dataset
-from export.train import EVAL_SEED_OFFSET, load_checkpoint, predict
+from export.train import load_checkpoint, predict
 
 __all__ = ["PARITY_ATOL", "export_package"]
 

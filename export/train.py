@@ -22,13 +22,12 @@ from tqdm import tqdm
 from edgefusion.errors import ExportError
 from edgefusion.metrics import action_accuracy, event_f1
 from edgefusion.preprocess import FeedBuilder
-from edgefusion.scenarios import get_scenario
+from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
 from export.data import INPUT_ORDER, Dataset, build_dataset, data_hash, input_specs, make_params
 from export.model import FusionNet, ModelConfig, count_parameters
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "predict", "train"]
 
-EVAL_SEED_OFFSET = 100_003  # held-out data never shares a seed with training
 
 
 @dataclass(frozen=True)

@@ -229,13 +229,6 @@ def test_config_errors_name_the_flag(pkg_copy):
             quantize_package(pkg_copy, cfg)
 
 
-def test_eval_seed_offset_mirrors_the_training_module():
-    pytest.importorskip("torch")
-    from export.train import EVAL_SEED_OFFSET as TRAIN_OFFSET
-
-    assert EVAL_SEED_OFFSET == TRAIN_OFFSET
-
-
 @pytest.mark.parametrize("cmd", ["quantize", "build-engine"])
 def test_int8_commands_have_teaching_help(cmd, capsys):
     from edgefusion.cli import main

@@ -12,6 +12,7 @@ from edgefusion.errors import unknown_name
 from edgefusion.scenarios.base import (
     AUDIO_WINDOW_S,
     COMMAND_HORIZON_S,
+    EVAL_SEED_OFFSET,
     FPS,
     FRAME_SIZE,
     LabeledSample,
@@ -27,6 +28,7 @@ from edgefusion.scenarios.smart_home import SmartHome
 __all__ = [
     "AUDIO_WINDOW_S",
     "COMMAND_HORIZON_S",
+    "EVAL_SEED_OFFSET",
     "FPS",
     "FRAME_SIZE",
     "SCENARIOS",

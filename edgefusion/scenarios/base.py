@@ -22,6 +22,7 @@ from edgefusion.scenarios.sounds import SR, colored_noise
 __all__ = [
     "AUDIO_WINDOW_S",
     "COMMAND_HORIZON_S",
+    "EVAL_SEED_OFFSET",
     "FPS",
     "FRAME_SIZE",
     "LabeledSample",
@@ -37,6 +38,7 @@ FRAME_SIZE = (160, 120)  # width, height of synthesized camera frames
 FPS = 30
 AUDIO_WINDOW_S = 1.0
 COMMAND_HORIZON_S = 3.0
+EVAL_SEED_OFFSET = 100_003  # held-out data is drawn from training seed + this, never shared with training
 MIN_OVERLAP_S = 0.3  # an audio event counts in a window when this much of it lies inside
 
 
