@@ -86,7 +86,12 @@ class Synchronizer:
         self.outcomes: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._rate: int | None = None
-        self._ring = np.zeros(0, np.float32)
+        # The last ``cap`` samples are _buf[_w - cap : _w] (zeros before the stream began); the
+        # buffer is twice that, so appends are in place and only every ~cap samples is the tail
+        # moved to the front - not a copy of the whole history per chunk.
+        self._buf = np.zeros(0, np.float32)
+        self._cap = 0
+        self._w = 0
         self._base_ns = 0  # time of the stream's first sample
         self._end_idx = 0  # index (from the stream's first sample) just after the last buffered one
         self._commands: collections.deque[Command] = collections.deque(maxlen=64)
@@ -106,7 +111,9 @@ class Synchronizer:
             t0 = chunk.t_ns + self._offset(chunk.source)
             if self._rate is None:
                 self._rate = rate
-                self._ring = np.zeros(int(self.config.audio_buffer_ns * rate // SECOND), np.float32)
+                self._cap = int(self.config.audio_buffer_ns * rate // SECOND)
+                self._buf = np.zeros(2 * self._cap, np.float32)
+                self._w = self._cap
                 self._base_ns = t0
                 self._end_idx = 0
             elif rate != self._rate:
@@ -116,13 +123,23 @@ class Synchronizer:
             gap = start - self._end_idx
             if gap > 1:  # more than rounding: a real gap
                 self.outcomes["audio_gap_filled"] += 1
-                x = np.concatenate([np.zeros(min(gap, len(self._ring)), np.float32), x])
+                x = np.concatenate([np.zeros(min(gap, self._cap), np.float32), x])
             elif gap < -1:
                 x = x[min(-gap, len(x)) :]
             self._end_idx += len(x)
-            x = x[-len(self._ring) :]
-            if len(x):
-                self._ring = np.concatenate([self._ring[len(x) :], x])
+            self._append(x[-self._cap :])
+
+    def _append(self, x: np.ndarray) -> None:
+        if self._w + len(x) > len(self._buf):
+            self._buf[: self._cap] = self._buf[self._w - self._cap : self._w]
+            self._w = self._cap
+        self._buf[self._w : self._w + len(x)] = x
+        self._w += len(x)
+
+    @property
+    def _ring(self) -> np.ndarray:
+        """The last ``cap`` samples, oldest first (a view)."""
+        return self._buf[self._w - self._cap : self._w]
 
     def add_command(self, cmd: Command) -> None:
         """Keep a command; the latest one issued before a frame's time wins."""

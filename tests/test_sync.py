@@ -23,6 +23,22 @@ def test_window_is_the_last_second_before_the_frame():
     assert info.audio_skew_ns == -S // 2 and s.outcomes["ok"] == 1
 
 
+def test_windows_over_a_long_stream_in_uneven_chunks_are_exact():
+    # 20 s through a 4 s buffer in chunks of 1..9000 samples: each window is the signal's slice
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(16000 * 20).astype(np.float32)
+    s = Synchronizer(SyncConfig())
+    pos = 0
+    while pos < len(x):
+        n = int(rng.integers(1, 9000))
+        s.add_audio(AudioChunk(t_ns=pos * S // 16000, samples=x[pos : pos + n], sample_rate=16000))
+        pos += n
+        end = min(pos, len(x))
+        if end >= 16000:
+            w, _ = s.on_frame(Frame(t_ns=end * S // 16000, image=IMG))
+            assert w is not None and np.array_equal(w.audio, x[end - 16000 : end]), end
+
+
 def test_audio_offset_is_corrected_by_configuration():
     late = _audio(-3 * S, seconds=2.0)  # the mic clock runs 2 s behind: its audio seems to end at -1 s
     plain = Synchronizer(SyncConfig())
