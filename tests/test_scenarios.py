@@ -26,6 +26,27 @@ def test_sample_labels_follow_the_rules(name):
         assert x.events <= set(s.events)
 
 
+@pytest.mark.parametrize("name", ["smart_home", "driving"])
+def test_training_windows_cover_both_sides_of_the_overlap_rule(name):
+    # a stream passes through every overlap at each sound's onset and end; training must see
+    # labelled sounds that lie partly in the window but too little to count, and just enough
+    from edgefusion.scenarios.base import AUDIO_WINDOW_S, MIN_OVERLAP_S, active_sound_labels
+
+    s = get_scenario(name)
+    rng = np.random.default_rng(0)
+    below = just_enough = 0
+    for _ in range(2000):
+        for ev in s.random_sounds(rng, hard=False):
+            if not ev.label:
+                continue
+            overlap = min(ev.onset_s + ev.dur_s, AUDIO_WINDOW_S) - max(ev.onset_s, 0.0)
+            counted = ev.kind in active_sound_labels([ev], AUDIO_WINDOW_S)
+            assert counted == (overlap >= MIN_OVERLAP_S)
+            below += 0 < overlap < MIN_OVERLAP_S
+            just_enough += MIN_OVERLAP_S <= overlap < MIN_OVERLAP_S + 0.1
+    assert below >= 100 and just_enough >= 40, (below, just_enough)  # of 2000 windows; 0 and 0 before
+
+
 def test_smart_home_rules_need_every_modality():
     s = get_scenario("smart_home")
     # image decides: same command, light level differs

@@ -40,6 +40,9 @@ AUDIO_WINDOW_S = 1.0
 COMMAND_HORIZON_S = 3.0
 EVAL_SEED_OFFSET = 100_003  # held-out data is drawn from training seed + this, never shared with training
 MIN_OVERLAP_S = 0.3  # an audio event counts in a window when this much of it lies inside
+# Share of labelled training sounds placed across a window edge, so the model learns where the
+# overlap rule switches (a stream passes through every overlap at each onset and end).
+EDGE_PROB = 0.35
 
 
 @dataclass(frozen=True)
@@ -168,13 +171,17 @@ class Scenario(ABC):
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     def random_sounds(self, rng: np.random.Generator, hard: bool) -> list[SoundEvent]:
-        """Events for one window [0, AUDIO_WINDOW_S): labelled ones overlap it enough."""
+        """Events for one window [0, AUDIO_WINDOW_S); labels follow :func:`active_sound_labels`."""
         sounds = []
         boost = 1.3 if hard else 1.0
         for kind, p in self.audio_event_prob.items():
             if rng.random() < p * boost:
                 dur = float(rng.uniform(0.5, 1.6))
-                onset = float(rng.uniform(MIN_OVERLAP_S + 0.05 - dur, AUDIO_WINDOW_S - MIN_OVERLAP_S - 0.05))
+                if rng.random() < EDGE_PROB:  # straddling a window edge, on either side of the overlap rule
+                    overlap = float(rng.uniform(0.02, 2 * MIN_OVERLAP_S))
+                    onset = overlap - dur if rng.random() < 0.5 else AUDIO_WINDOW_S - overlap
+                else:
+                    onset = float(rng.uniform(MIN_OVERLAP_S + 0.05 - dur, AUDIO_WINDOW_S - MIN_OVERLAP_S - 0.05))
                 sounds.append(SoundEvent(kind, onset, dur, _gain(rng, hard), int(rng.integers(2**31))))
         for _ in range(int(rng.integers(0, 3 if hard else 2))):
             kind = str(rng.choice(sorted(self.distractor_sounds)))
