@@ -39,12 +39,29 @@ def test_training_windows_cover_both_sides_of_the_overlap_rule(name):
         for ev in s.random_sounds(rng, hard=False):
             if not ev.label:
                 continue
-            overlap = min(ev.onset_s + ev.dur_s, AUDIO_WINDOW_S) - max(ev.onset_s, 0.0)
+            start, end = ev.audible_s
+            overlap = min(end, AUDIO_WINDOW_S) - max(start, 0.0)
             counted = ev.kind in active_sound_labels([ev], AUDIO_WINDOW_S)
             assert counted == (overlap >= MIN_OVERLAP_S)
             below += 0 < overlap < MIN_OVERLAP_S
             just_enough += MIN_OVERLAP_S <= overlap < MIN_OVERLAP_S + 0.1
     assert below >= 100 and just_enough >= 40, (below, just_enough)  # of 2000 windows; 0 and 0 before
+
+
+def test_labels_count_only_the_audible_part_of_a_sound():
+    from edgefusion.scenarios.base import SoundEvent, active_sound_labels, audible_span
+
+    s = get_scenario("smart_home")
+    alarm = s.labelled_sound("smoke_alarm", onset_s=0.0, dur_s=2.0, gain=0.5, seed=1)
+    start, end = alarm.audible_s
+    assert start == 0.0 and 1.2 < end <= 1.5  # the T3 pattern's last 0.5 s is a pause: silence
+    assert "smoke_alarm" in active_sound_labels([alarm], end + 0.65)
+    assert "smoke_alarm" not in active_sound_labels([alarm], end + 0.75)  # only silence after `end`
+    x = np.zeros(16000, np.float32)
+    x[3200:8000] = 1.0
+    x[8000:12000] = 0.05  # -26 dB: below the audible threshold
+    assert audible_span(x) == (0.2, 0.5)
+    assert SoundEvent("speech", 1.0, 0.5, 1.0, 0).audible_s == (1.0, 1.5)  # unmeasured: the nominal span
 
 
 def test_smart_home_rules_need_every_modality():

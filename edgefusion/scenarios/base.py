@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,8 @@ FPS = 30
 AUDIO_WINDOW_S = 1.0
 COMMAND_HORIZON_S = 3.0
 EVAL_SEED_OFFSET = 100_003  # held-out data is drawn from training seed + this, never shared with training
-MIN_OVERLAP_S = 0.3  # an audio event counts in a window when this much of it lies inside
+MIN_OVERLAP_S = 0.3  # an audio event counts in a window when this much of its audible span lies inside
+AUDIBLE_DB = -20.0  # audible span: where its 20 ms envelope is within this of its peak (about the background)
 # Share of labelled training sounds placed across a window edge, so the model learns where the
 # overlap rule switches (a stream passes through every overlap at each onset and end).
 EDGE_PROB = 0.35
@@ -55,6 +56,15 @@ class SoundEvent:
     gain: float
     seed: int
     label: bool = True
+    #: the audible part, in seconds from the onset: a smoke alarm's T3 pause or a chime's decayed
+    #: tail at the end is silence, and the label must not count it (see :func:`audible_span`)
+    audible: tuple[float, float] | None = None
+
+    @property
+    def audible_s(self) -> tuple[float, float]:
+        """Absolute (start, end) of the audible part."""
+        a, b = self.audible if self.audible is not None else (0.0, self.dur_s)
+        return self.onset_s + a, self.onset_s + b
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,11 @@ class Scenario(ABC):
         table = self.event_sounds if ev.label else self.distractor_sounds
         return table[ev.kind](ev.dur_s, np.random.default_rng(ev.seed)) * np.float32(ev.gain)
 
+    def labelled_sound(self, kind: str, onset_s: float, dur_s: float, gain: float, seed: int) -> SoundEvent:
+        """A labelled sound with its audible span measured on its waveform."""
+        ev = SoundEvent(kind, onset_s, dur_s, gain, seed)
+        return replace(ev, audible=audible_span(self.sound(ev)))
+
     def mix(self, sounds: list[SoundEvent], start_s: float, n: int, rng: np.random.Generator,
             hard: bool) -> np.ndarray:
         """Background plus every sound overlapping [start_s, start_s + n / SR)."""
@@ -182,7 +197,7 @@ class Scenario(ABC):
                     onset = overlap - dur if rng.random() < 0.5 else AUDIO_WINDOW_S - overlap
                 else:
                     onset = float(rng.uniform(MIN_OVERLAP_S + 0.05 - dur, AUDIO_WINDOW_S - MIN_OVERLAP_S - 0.05))
-                sounds.append(SoundEvent(kind, onset, dur, _gain(rng, hard), int(rng.integers(2**31))))
+                sounds.append(self.labelled_sound(kind, onset, dur, _gain(rng, hard), int(rng.integers(2**31))))
         for _ in range(int(rng.integers(0, 3 if hard else 2))):
             kind = str(rng.choice(sorted(self.distractor_sounds)))
             dur = float(rng.uniform(0.3, 1.2))
@@ -196,12 +211,27 @@ def _gain(rng: np.random.Generator, hard: bool) -> float:
     return float(10 ** (rng.uniform(lo, -2.0) / 20))
 
 
+def audible_span(x: np.ndarray, frame: int = SR // 50) -> tuple[float, float]:
+    """(start, end) in seconds of where ``x``'s envelope (max |x| per 20 ms) is within AUDIBLE_DB of its peak."""
+    n = len(x) // frame * frame
+    env = np.abs(x[:n]).reshape(-1, frame).max(axis=1) if n else np.zeros(0)
+    if n < len(x):
+        env = np.append(env, np.abs(x[n:]).max())
+    if len(env) == 0 or env.max() <= 0:
+        return 0.0, 0.0
+    on = np.flatnonzero(env >= env.max() * 10 ** (AUDIBLE_DB / 20))  # never empty: the peak is in it
+    return float(on[0] * frame / SR), float(min(len(x), (on[-1] + 1) * frame) / SR)
+
+
 def active_sound_labels(sounds: list[SoundEvent], t_end_s: float) -> frozenset[str]:
-    """Labelled sounds overlapping the window [t_end - W, t_end] by MIN_OVERLAP_S or more."""
+    """Labelled sounds whose audible span overlaps the window [t_end - W, t_end] by MIN_OVERLAP_S or more."""
     t0 = t_end_s - AUDIO_WINDOW_S
     out = set()
     for ev in sounds:
-        if ev.label and min(ev.onset_s + ev.dur_s, t_end_s) - max(ev.onset_s, t0) >= MIN_OVERLAP_S:
+        if not ev.label:
+            continue
+        start, end = ev.audible_s
+        if min(end, t_end_s) - max(start, t0) >= MIN_OVERLAP_S:
             out.add(ev.kind)
     return frozenset(out)
 
@@ -239,7 +269,7 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
         t = float(rng.exponential(1.6 / p))
         while t < duration_s:
             dur = float(rng.uniform(0.6, 2.0))
-            sounds.append(SoundEvent(kind, t, dur, _gain(rng, hard), int(rng.integers(2**31))))
+            sounds.append(scenario.labelled_sound(kind, t, dur, _gain(rng, hard), int(rng.integers(2**31))))
             t += dur + float(rng.exponential(1.6 / p))
     for kind in sorted(scenario.distractor_sounds):
         t = float(rng.exponential(6.0))
