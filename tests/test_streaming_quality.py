@@ -5,12 +5,8 @@ import pytest
 from edgefusion.demo import run_timeline
 from edgefusion.scenarios import FPS, generate_timeline, get_scenario
 
-KNOWN_GAP = pytest.mark.xfail(strict=True, reason=(
-    "smart_home: event precision 0.92 < 0.95; its 3 false emissions come 50-100 ms outside the 250 ms tolerance "
-    "at audio-event edges, where the model's boundary differs from the 0.3 s overlap rule of the labels"))
 
-
-@pytest.mark.parametrize("scenario", [pytest.param("smart_home", marks=KNOWN_GAP), "driving"])
+@pytest.mark.parametrize("scenario", ["smart_home", "driving"])
 def test_actions_match_ground_truth_at_event_level(scenario):
     tl = generate_timeline(get_scenario(scenario), 60.0, seed=2024)
     rep = run_timeline(tl, scenario, threads=2, out=None)
