@@ -4,7 +4,9 @@ For each package and variant (fp32, and int8 when the package has it):
 - bare loop: ``backend.infer`` over the same preprocessed feeds, one at a time;
 - pipeline, lossless at max rate: throughput (steps/s) and the ratio to the bare loop;
 - pipeline paced at 30 fps: per-step overhead = end to end - inference (p50/p99);
-- pipeline with the ``null`` backend: throughput of everything but the model.
+- pipeline with the ``null`` backend: throughput of everything but the model;
+- preprocessing alone, back to back ("hot") and once per frame period ("paced"): the gap
+  is what caches and clocks cost after the core idled between frames.
 Writes JSON (default bench/results/pipeline_overhead.json).
 
     python bench/pipeline_overhead.py [--packages smart_home driving] [--duration 20] [--threads 2]
@@ -24,7 +26,7 @@ from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.demo import timeline_windows
 from edgefusion.metrics import percentiles_ms
 from edgefusion.pipeline import Pipeline, PipelineConfig
-from edgefusion.scenarios import generate_timeline, get_scenario
+from edgefusion.scenarios import FPS, generate_timeline, get_scenario
 from edgefusion.sources import TimelineSource
 
 
@@ -55,12 +57,30 @@ def _bare(pkg: Any, variant: str, threads: int, feeds: list[dict[str, np.ndarray
     return {"calls": len(feeds), "steps_per_s": round(len(feeds) / wall, 1), "call_ms": percentiles_ms(times)}
 
 
+def _preprocess(builder: Any, windows: list[Any], period_s: float) -> dict[str, Any]:
+    def once(w: Any) -> int:
+        a = time.perf_counter_ns()
+        builder.build([w])
+        return time.perf_counter_ns() - a
+
+    hot = [once(w) for w in windows]
+    paced = []
+    for w in windows[:150]:
+        time.sleep(period_s)
+        paced.append(once(w))
+    return {"hot_ms": percentiles_ms(hot), "paced_ms": percentiles_ms(paced), "period_s": round(period_s, 4)}
+
+
 def bench(name: str, duration: float, threads: int) -> list[dict[str, Any]]:
     pkg = load_package(name)
     tl = generate_timeline(get_scenario(pkg.manifest["scenario"]), duration, seed=11)
     builder = pkg.feed_builder()
-    feeds = [builder.build([w])[0] for w in timeline_windows(tl)]
-    out = []
+    windows = timeline_windows(tl)
+    feeds = [builder.build([w])[0] for w in windows]
+    pre = _preprocess(builder, windows, 1.0 / FPS)
+    print(json.dumps({"package": pkg.name, "preprocess_hot_p50_ms": pre["hot_ms"]["p50"],
+                      "preprocess_paced_p50_ms": pre["paced_ms"]["p50"]}))
+    out: list[dict[str, Any]] = [{"package": pkg.name, "variant": "preprocess", "preprocess": pre}]
     for variant in [v for v in ("fp32", "int8") if v in pkg.variants]:
         bare = _bare(pkg, variant, threads, feeds)
         lossless = _pipeline(pkg, "onnxruntime", variant, threads, tl, paced=False)
