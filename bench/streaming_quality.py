@@ -26,15 +26,13 @@ from edgefusion.scoring import segments
 TEST_SEED = 2024  # tests/test_streaming_quality.py: never used here
 
 
-def _false_emissions(tl: Any, rep: Any, tolerance_ns: int) -> list[dict[str, Any]]:
+def _false_emissions(tl: Any, false: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    """The scorer's false emissions, each with the distance to the nearest segment of its action."""
     segs = segments(tl.truth_action, tl.frame_t_ns)
     out = []
-    for r in rep.results:
-        same = [s for s in segs if s.action == r.action]
-        if not r.emitted or any(s.start_ns - tolerance_ns <= r.t_ns <= s.end_ns + tolerance_ns for s in same):
-            continue
-        gap = min((min(abs(r.t_ns - s.start_ns), abs(r.t_ns - s.end_ns)) for s in same), default=None)
-        out.append({"t_s": round(r.t_ns / 1e9, 3), "action": r.action,
+    for t, action in false:
+        gap = min((min(abs(t - s.start_ns), abs(t - s.end_ns)) for s in segs if s.action == action), default=None)
+        out.append({"t_s": round(t / 1e9, 3), "action": action,
                     "nearest_segment_ms": None if gap is None else round(gap / 1e6)})
     return out
 
@@ -52,7 +50,7 @@ def score_package(name: str, seeds: list[int], duration_s: float, threads: int) 
         row = {"seed": seed, "precision": round(lv["precision"], 4), "recall": round(lv["recall"], 4),
                "median_reaction_ms": round(lv["median_reaction_ns"] / 1e6, 1),
                "frame_accuracy": round(rep.action_accuracy, 4), "segments": lv["segments"], "emitted": lv["emitted"],
-               "false_emissions": _false_emissions(tl, rep, lv["tolerance_ns"])}
+               "false_emissions": _false_emissions(tl, lv["false_emissions"])}
         print(json.dumps({"package": pkg.name, **{k: v for k, v in row.items() if k != "false_emissions"}}))
         per_seed.append(row)
     total = {"precision": round(totals["true_positives"] / max(1, totals["emitted"]), 4),

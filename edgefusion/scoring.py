@@ -47,11 +47,15 @@ def segments(actions: Sequence[str], t_ns: Sequence[int]) -> list[Segment]:
 def score_events(truth: Sequence[str], t_ns: Sequence[int], predicted: Sequence[str],
                  emitted: Sequence[tuple[int, str]], min_frames: int = 3,
                  tolerance_ns: int = 250_000_000) -> dict[str, Any]:
-    """Precision of ``emitted`` (time, action), recall and reaction times of ``predicted`` (per frame)."""
+    """Precision of ``emitted`` (time, action), recall and reaction times of ``predicted`` (per frame).
+
+    ``false_emissions`` lists the emitted (time, action) pairs that matched no segment.
+    """
     segs = segments(truth, t_ns)
     counted = [s for s in segs if s.frames >= min_frames]
-    tp = sum(any(s.action == a and s.start_ns - tolerance_ns <= t <= s.end_ns + tolerance_ns for s in segs)
-             for t, a in emitted)
+    false = [(int(t), a) for t, a in emitted
+             if not any(s.action == a and s.start_ns - tolerance_ns <= t <= s.end_ns + tolerance_ns for s in segs)]
+    tp = len(emitted) - len(false)
     reactions = []
     times = np.asarray(t_ns)
     for s in counted:
@@ -64,5 +68,5 @@ def score_events(truth: Sequence[str], t_ns: Sequence[int], predicted: Sequence[
         "precision": tp / len(emitted) if emitted else 1.0,
         "recall": len(reactions) / len(counted) if counted else 1.0,
         "median_reaction_ns": float(np.median(reactions)) if reactions else float("nan"),
-        "min_frames": min_frames, "tolerance_ns": tolerance_ns,
+        "min_frames": min_frames, "tolerance_ns": tolerance_ns, "false_emissions": false,
     }
