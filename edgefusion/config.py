@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefusion.errors import ConfigError
+from edgefusion.postprocess import PostConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,10 +82,10 @@ class SyncSection:
 
 @dataclass(frozen=True)
 class PostSection:
-    on: float = 0.5
-    off: float = 0.4
-    event_min_steps: int = 2
-    action_min_steps: int = 2
+    on: float = PostConfig.on  # the runtime's defaults, so the two cannot drift apart
+    off: float = PostConfig.off
+    event_min_steps: int = PostConfig.event_min_steps
+    action_min_steps: int = PostConfig.action_min_steps
 
 
 @dataclass(frozen=True)
