@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -166,7 +167,7 @@ class Scenario(ABC):
 
     def sound(self, ev: SoundEvent) -> np.ndarray:
         table = self.event_sounds if ev.label else self.distractor_sounds
-        return table[ev.kind](ev.dur_s, np.random.default_rng(ev.seed)) * np.float32(ev.gain)
+        return _waveform(table[ev.kind], ev.dur_s, ev.seed) * np.float32(ev.gain)
 
     def labelled_sound(self, kind: str, onset_s: float, dur_s: float, gain: float, seed: int) -> SoundEvent:
         """A labelled sound with its audible span measured on its waveform."""
@@ -204,6 +205,15 @@ class Scenario(ABC):
             sounds.append(SoundEvent(kind, float(rng.uniform(-0.5, 0.9)), dur, _gain(rng, hard) * 0.8,
                                      int(rng.integers(2**31)), label=False))
         return sounds
+
+
+@lru_cache(maxsize=64)
+def _waveform(synth: Callable[[float, np.random.Generator], np.ndarray], dur_s: float, seed: int) -> np.ndarray:
+    """A sound's unscaled waveform, cached: a labelled sound is synthesized once to measure its
+    audible span and again when mixed (read-only, so no caller can change the cached copy)."""
+    x = synth(dur_s, np.random.default_rng(seed))
+    x.setflags(write=False)
+    return x
 
 
 def _gain(rng: np.random.Generator, hard: bool) -> float:
