@@ -15,7 +15,10 @@ message says what was expected, what was found and what to do about it.
      ├── PackageError             a model package that cannot be used
      │    ├── MissingArtifactError  a file the manifest names is absent
      │    └── IntegrityError      a file whose sha256 differs from the manifest
+     │    └── SourceError         a source could not open or read its device, file or stream
      ├── BackendError             a backend failed to open or to run
+     ├── PipelineError            a pipeline stage failed (``stage``; ``__cause__`` is the original)
+     ├── CheckFailed              ``replay --check`` found results that differ from the log
      ├── MissingDependencyError   an optional extra is not installed (names the pip command)
      └── ExportError              training / export / parity problems in the toolchain
           ├── ParityError         ONNX and PyTorch disagree beyond tolerance
@@ -39,6 +42,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "BackendError",
+    "CheckFailed",
     "ConfigError",
     "EdgeFusionError",
     "ExportError",
@@ -49,8 +53,10 @@ __all__ = [
     "MissingDependencyError",
     "PackageError",
     "ParityError",
+    "PipelineError",
     "QuantizationError",
     "SampleError",
+    "SourceError",
     "unknown_name",
 ]
 
@@ -75,6 +81,10 @@ class FeedError(InputError):
     """A model feed has the wrong name, shape or dtype."""
 
 
+class SourceError(InputError):
+    """A source could not open or read its device, file or stream."""
+
+
 class PackageError(EdgeFusionError):
     """A model package cannot be loaded or used."""
 
@@ -89,6 +99,18 @@ class IntegrityError(PackageError):
 
 class BackendError(EdgeFusionError):
     """A backend failed to open a session or to run it."""
+
+
+class PipelineError(EdgeFusionError):
+    """A pipeline stage failed; ``stage`` names it and ``__cause__`` is the original exception."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        self.stage = stage
+        super().__init__(f"pipeline stage '{stage}' failed: {type(exc).__name__}: {exc}")
+
+
+class CheckFailed(EdgeFusionError):
+    """``replay --check`` found results that differ from the ones recorded in the log."""
 
 
 class MissingDependencyError(EdgeFusionError):

@@ -27,7 +27,7 @@ from typing import Any
 from edgefusion.backends import Backend
 from edgefusion.clock import Clock, MonotonicClock
 from edgefusion.engine import FusionStep
-from edgefusion.errors import EdgeFusionError
+from edgefusion.errors import EdgeFusionError, PipelineError
 from edgefusion.histogram import LatencyHistogram
 from edgefusion.package import ModelPackage
 from edgefusion.postprocess import PostConfig, PostProcessor
@@ -40,14 +40,6 @@ from edgefusion.sync import SyncConfig, Synchronizer
 __all__ = ["STAGES", "Pipeline", "PipelineConfig", "PipelineError", "RunStats"]
 
 STAGES = ("queue_wait", "sync", "preprocess", "inference", "postprocess", "end_to_end")
-
-
-class PipelineError(EdgeFusionError):
-    """A stage failed; ``stage`` names it and ``__cause__`` is the original exception."""
-
-    def __init__(self, stage: str, exc: BaseException) -> None:
-        self.stage = stage
-        super().__init__(f"pipeline stage '{stage}' failed: {type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import add_command, runtime_options
-from edgefusion.errors import ConfigError, EdgeFusionError
+from edgefusion.errors import CheckFailed, ConfigError
 
 REPLAY_EPILOG = """examples:
   edgefusion synth --scenario driving --duration 30 --out drive.mcap
@@ -18,10 +18,6 @@ REPLAY_EPILOG = """examples:
   edgefusion replay run1.mcap --rate 1 --start 5 --end 15   # real time, seconds 5 to 15
   edgefusion replay other.mcap --map camera=/cam/image,audio=/mic,text=/cmd
 """
-
-
-class CheckFailed(EdgeFusionError):
-    """``replay --check`` found differences."""
 
 
 def write_synth(scenario: str, duration: float, seed: int, out: str, hard: bool = False,
