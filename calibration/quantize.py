@@ -179,7 +179,7 @@ def _source(pkg: ModelPackage, cfg: QuantizeConfig, progress: bool) -> Calibrati
         return FeedSource.from_npz(cfg.calibration_feeds, pkg, batch=cfg.batch)
     if cfg.calibration_log:
         from calibration.sources import WindowSource
-        from edgefusion.demo import windows_of
+        from edgefusion.core import windows_of
         from edgefusion.sources.replay import ReplaySource
 
         with ReplaySource(cfg.calibration_log) as src:

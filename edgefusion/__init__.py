@@ -15,6 +15,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from edgefusion.backends import Backend, BackendInfo, open_backend
+from edgefusion.core import FusionCore
 from edgefusion.engine import FusionStep
 from edgefusion.errors import (
     BackendError,
@@ -41,6 +42,7 @@ __all__ = [
     "EdgeFusionError",
     "FeedError",
     "Frame",
+    "FusionCore",
     "FusionStep",
     "FusionWindow",
     "InputError",

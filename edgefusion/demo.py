@@ -8,23 +8,22 @@ accuracy, event-level precision/recall with reaction time, drops and latency per
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import numpy as np
 
 from edgefusion.backends import open_backend
+from edgefusion.core import windows_of
 from edgefusion.package import load_package
 from edgefusion.pipeline import STAGES, Pipeline, PipelineConfig, RunStats
-from edgefusion.samples import AudioChunk, Frame, FusionWindow, Result
+from edgefusion.samples import FusionWindow, Result
 from edgefusion.scenarios import FPS, Timeline, generate_timeline, get_scenario
 from edgefusion.scoring import score_events
 from edgefusion.sinks import CallbackSink, Sink
 from edgefusion.sources import TimelineSource
-from edgefusion.sync import SyncConfig, Synchronizer
 
-__all__ = ["DemoReport", "run_demo", "run_timeline", "timeline_windows", "windows_of"]
+__all__ = ["DemoReport", "run_demo", "run_timeline", "timeline_windows"]
 
 
 @dataclass
@@ -48,24 +47,6 @@ class DemoReport:
 def timeline_windows(tl: Timeline) -> list[FusionWindow]:
     """The windows a lossless pipeline run sees, from the same source and sync, without threads."""
     return windows_of(TimelineSource(tl))
-
-
-def windows_of(samples: Iterable[Any], limit: int | None = None) -> list[FusionWindow]:
-    """Fusion windows from a time-ordered stream of samples (a timeline or a replayed log)."""
-    sync = Synchronizer(SyncConfig())
-    out: list[FusionWindow] = []
-    for s in samples:
-        if limit is not None and len(out) >= limit:
-            break
-        if isinstance(s, Frame):
-            w, _ = sync.on_frame(s)
-            if w is not None:
-                out.append(w)
-        elif isinstance(s, AudioChunk):
-            sync.add_audio(s)
-        else:
-            sync.add_command(s)
-    return out
 
 
 def run_timeline(tl: Timeline, package: str, backend: str = "onnxruntime", variant: str = "fp32",

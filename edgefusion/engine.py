@@ -1,8 +1,14 @@
-"""One fusion step: preprocess -> backend -> postprocess, timed per stage.
+"""One fusion step: preprocess -> backend -> decode, and the one place a Result is built.
 
-Live runs and replays drive this same step (DESIGN.md contract 8); only the clock and
-the sources differ. Post-processing here is per-step (argmax action, thresholded
-events); temporal smoothing (hysteresis, minimum duration) sits on top of it.
+A :class:`FusionStep` is stateless apart from its sequence counter: it knows the package's
+feeds and outputs, not time. Sync, temporal smoothing and command bookkeeping sit on top
+of it in :class:`edgefusion.core.FusionCore`, which live runs, replays, the demo and the
+Python API all drive (DESIGN.md contract 8). Calling a step directly gives the per-step
+decision (argmax action, thresholded events) without smoothing.
+
+Every timing is in integer nanoseconds under one schema, :data:`STAGES`: a direct call
+fills ``preprocess``, ``inference``, ``postprocess`` and ``end_to_end``; a pipeline adds
+``queue_wait`` and ``sync``.
 
 Example:
     >>> from edgefusion.package import load_package
@@ -18,19 +24,49 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgefusion.backends import Backend
 from edgefusion.metrics import sigmoid
 from edgefusion.package import ModelPackage
+from edgefusion.preprocess import FeedInfo
 from edgefusion.samples import FusionWindow, Result
 
-__all__ = ["FusionStep"]
+__all__ = ["STAGES", "Decision", "FusionStep", "build_result"]
+
+#: every stage a Result's ``timings_ns`` can hold, in data-path order
+STAGES = ("queue_wait", "sync", "preprocess", "inference", "postprocess", "end_to_end")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The per-step reading of the model's outputs, before smoothing over time."""
+
+    action: str
+    action_score: float
+    action_scores: dict[str, float]
+    scores: dict[str, float]
+    events: tuple[str, ...]
+
+
+def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
+                 timings_ns: dict[str, int], action: str | None = None, events: tuple[str, ...] | None = None,
+                 emitted: bool = False) -> Result:
+    """The one constructor of a :class:`Result`; ``action``/``events`` default to the per-step decision."""
+    return Result(
+        t_ns=window.t_ns, seq=seq, action=decision.action if action is None else action,
+        action_score=decision.action_score, scores=decision.scores,
+        events=decision.events if events is None else events, missing=window.missing, timings_ns=timings_ns,
+        raw_action=decision.action, emitted=emitted,
+        command=window.command_text, model=model,
+        action_scores=decision.action_scores, unknown_words=info.unknown_words, truncated=info.truncated,
+    )
 
 
 class FusionStep:
-    """Callable turning a :class:`FusionWindow` into a :class:`Result`."""
+    """Callable turning a :class:`FusionWindow` into a per-step :class:`Result`."""
 
     def __init__(self, package: ModelPackage, backend: Backend) -> None:
         self.package = package
@@ -42,21 +78,24 @@ class FusionStep:
 
     def __call__(self, window: FusionWindow) -> Result:
         t0 = time.perf_counter_ns()
-        feeds = self.preprocess(window)
+        feeds, info = self.preprocess(window)
         t1 = time.perf_counter_ns()
         outs = self.backend.infer(feeds)
         t2 = time.perf_counter_ns()
-        result = self.postprocess(window, outs)
+        decision = self.postprocess(outs)
         t3 = time.perf_counter_ns()
-        result.timings_ns.update(preprocess=t1 - t0, inference=t2 - t1, postprocess=t3 - t2, total=t3 - t0)
+        timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2, "end_to_end": t3 - t0}
+        result = build_result(window, self.seq, self.package.name, decision, info, timings)
+        self.seq += 1
         return result
 
-    def preprocess(self, window: FusionWindow) -> dict[str, np.ndarray]:
-        """The model feeds (batch of 1) for a window."""
-        return self.builder.build([window])[0]
+    def preprocess(self, window: FusionWindow) -> tuple[dict[str, np.ndarray], FeedInfo]:
+        """The model feeds (batch of 1) for a window, and what preprocessing had to do to it."""
+        feeds, infos = self.builder.build([window])
+        return feeds, infos[0]
 
-    def postprocess(self, window: FusionWindow, outs: dict[str, np.ndarray]) -> Result:
-        """Per-step decision: argmax action, thresholded events; assigns the next sequence number."""
+    def postprocess(self, outs: dict[str, np.ndarray]) -> Decision:
+        """Per-step decision: softmax + argmax action, sigmoid + threshold events."""
         logits = outs[self.action_out.name][0].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
@@ -64,11 +103,8 @@ class FusionStep:
         ev = sigmoid(outs[self.event_out.name][0].astype(np.float64))
         labels = self.event_out.labels
         scores = {name: float(p) for name, p in zip(labels, ev)}
-        events = tuple(n for n in labels if scores[n] >= self.event_out.threshold)
-        action = self.action_out.labels[k]
-        result = Result(t_ns=window.t_ns, seq=self.seq, action=action, action_score=float(probs[k]), scores=scores,
-                        events=events, missing=window.missing, raw_action=action, command=window.command,
-                        model=self.package.name,
-                        action_scores={a: float(p) for a, p in zip(self.action_out.labels, probs)})
-        self.seq += 1
-        return result
+        return Decision(
+            action=self.action_out.labels[k], action_score=float(probs[k]),
+            action_scores={a: float(p) for a, p in zip(self.action_out.labels, probs)}, scores=scores,
+            events=tuple(n for n in labels if scores[n] >= self.event_out.threshold),
+        )

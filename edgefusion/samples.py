@@ -137,29 +137,48 @@ class Command:
 class FusionWindow:
     """What one fusion step consumes: a frame, the audio ending at its time, a command.
 
-    ``missing`` names the modalities that are absent or stale; the step masks them.
+    ``command`` is the :class:`Command` still valid at ``t_ns``, with the time it was issued;
+    a plain string is taken as a command issued at ``t_ns``. ``missing`` names the
+    modalities that are absent or stale; the step masks them.
 
     Example:
         >>> w = FusionWindow(t_ns=0, image=None, audio=None, command=None)
         >>> w.missing
         ('image', 'audio', 'text')
+        >>> FusionWindow(t_ns=7, image=None, audio=None, command="lights on").command_t_ns
+        7
     """
 
     t_ns: int
     image: np.ndarray | None
     audio: np.ndarray | None
-    command: str | None
+    command: Command | str | None
     audio_rate: int = 16000
     missing: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_time(self.t_ns, "FusionWindow")
+        if isinstance(self.command, str):
+            object.__setattr__(self, "command", Command(t_ns=self.t_ns, text=self.command))
+        elif self.command is not None and not isinstance(self.command, Command):
+            raise SampleError(f"FusionWindow.command must be a Command, a str or None, "
+                              f"got {type(self.command).__name__}")
         absent = [
             m
             for m, v in zip(MODALITIES, (self.image, self.audio, self.command))
             if v is None or m in self.missing
         ]
         object.__setattr__(self, "missing", tuple(absent))
+
+    @property
+    def command_text(self) -> str | None:
+        """The command's text, or None."""
+        return self.command.text if isinstance(self.command, Command) else None
+
+    @property
+    def command_t_ns(self) -> int | None:
+        """When the command was issued (in the window's clock), or None."""
+        return self.command.t_ns if isinstance(self.command, Command) else None
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,9 @@ class Result:
     command: str | None = None
     model: str = ""
     action_scores: dict[str, float] = field(default_factory=dict)
+    #: words of the command the text input does not know, and whether it was cut to fit
+    unknown_words: int = 0
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (scores rounded to 5 digits, timings in ns)."""
@@ -194,5 +216,5 @@ class Result:
             "events": list(self.events), "scores": {k: round(v, 5) for k, v in self.scores.items()},
             "action_scores": {k: round(v, 5) for k, v in self.action_scores.items()},
             "missing": list(self.missing), "command": self.command, "model": self.model,
-            "timings_ns": self.timings_ns,
+            "unknown_words": self.unknown_words, "truncated": self.truncated, "timings_ns": self.timings_ns,
         }

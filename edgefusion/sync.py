@@ -16,8 +16,8 @@ Example:
     >>> s.add_audio(AudioChunk(t_ns=0, samples=np.zeros(16000, np.float32), sample_rate=16000))
     >>> s.add_command(Command(t_ns=500_000_000, text="lights on"))
     >>> w, info = s.on_frame(Frame(t_ns=1_000_000_000, image=np.zeros((4, 4, 3), np.uint8)))
-    >>> w.command, w.missing, info.audio_skew_ns
-    ('lights on', (), 0)
+    >>> w.command_text, w.command_t_ns, w.missing, info.audio_skew_ns
+    ('lights on', 500000000, (), 0)
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ class SyncInfo:
     outcome: str
     audio_skew_ns: int | None
     command_age_ns: int | None
-    command_t_ns: int | None
 
 
 class Synchronizer:
@@ -148,7 +147,11 @@ class Synchronizer:
             self._commands.append(Command(t_ns=cmd.t_ns + self._offset(cmd.source), text=cmd.text, source=cmd.source))
 
     def spend(self, command_t_ns: int) -> None:
-        """Mark the command issued at ``command_t_ns`` as acted on."""
+        """Mark the command issued at ``command_t_ns`` as used (only with ``consume_commands``).
+
+        The fusion core calls this for the command of every window it prepares, so with
+        ``consume_commands`` a command reaches exactly one step.
+        """
         if self.config.consume_commands:
             with self._lock:
                 self._spent.add(command_t_ns)
@@ -165,16 +168,16 @@ class Synchronizer:
             if self.config.audio_policy is MissingPolicy.SKIP:
                 outcome = "skipped_audio_missing" if skew is None else "skipped_audio_stale"
                 self.outcomes[outcome] += 1
-                return None, SyncInfo(outcome, skew, age, None if cmd is None else cmd.t_ns)
+                return None, SyncInfo(outcome, skew, age)
             outcome = "masked_audio_missing" if skew is None else "masked_audio_stale"
             missing.append("audio")
         if cmd is None:
             missing.append("text")
         self.outcomes[outcome] += 1
         self.outcomes["with_command" if cmd else "without_command"] += 1
-        window = FusionWindow(t_ns=t, image=frame.image, audio=audio, command=None if cmd is None else cmd.text,
+        window = FusionWindow(t_ns=t, image=frame.image, audio=audio, command=cmd,
                               audio_rate=self._rate or 16000, missing=tuple(missing))
-        return window, SyncInfo(outcome, skew, age, None if cmd is None else cmd.t_ns)
+        return window, SyncInfo(outcome, skew, age)
 
     def _audio_window(self, t: int) -> tuple[np.ndarray | None, int | None]:
         if self._rate is None:

@@ -7,8 +7,13 @@ import pytest
 from conftest import Ticker, our_threads
 
 from edgefusion import load_package, open_backend
-from edgefusion.pipeline import Pipeline, PipelineConfig, PipelineError
+from edgefusion.core import FusionCore
+from edgefusion.errors import PipelineError
+from edgefusion.pipeline import Pipeline, PipelineConfig
+from edgefusion.samples import Command, Frame
 from edgefusion.sinks import CallbackSink, Sink
+from edgefusion.sources import Source
+from edgefusion.sync import SyncConfig
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +120,40 @@ def test_results_stream_to_callbacks_in_order(pkg):
         Pipeline(pkg, be, [Ticker(n=20, pace=False)], [CallbackSink(got.append)], PipelineConfig(lossless=True)).run()
     assert [r.seq for r in got] == list(range(20))
     assert all(set(r.timings_ns) >= {"queue_wait", "inference", "end_to_end"} for r in got)
+
+
+class _Commanded(Source):
+    """30 frames at 30 fps (not paced) with two commands, at frames 5 and 20; a test source."""
+
+    name = "camera"
+    drives_run = True
+
+    def __iter__(self):
+        img = np.zeros((32, 32, 3), np.uint8)
+        for i in range(30):
+            t = i * 33_333_333
+            if i in (5, 20):
+                yield Command(t_ns=t - 1, text="turn on the lights")
+            yield Frame(t_ns=t, image=img)
+
+
+@pytest.mark.parametrize("consume", [True, False])
+def test_consume_commands_gives_each_command_to_exactly_one_step(pkg, consume):
+    got: list = []
+    cfg = PipelineConfig(lossless=True, sync=SyncConfig(consume_commands=consume))
+    with open_backend("null", pkg) as be:
+        Pipeline(pkg, be, [_Commanded()], [CallbackSink(got.append)], cfg).run()
+    with_command = [r.seq for r in got if r.command is not None]
+    if consume:
+        assert with_command == [5, 20]  # each command reaches the first step after it, and no other
+    else:
+        assert with_command == list(range(5, 30))  # valid for its 3 s horizon: every later step sees one
+
+
+def test_feed_info_reaches_the_result(pkg):
+    with open_backend("null", pkg) as be:
+        core = FusionCore(pkg, be)
+        core.push(Command(t_ns=0, text="turn on the flux capacitor please"))
+        r = core.push(Frame(t_ns=1, image=np.zeros((8, 8, 3), np.uint8)))
+    assert r is not None and r.unknown_words == 2 and not r.truncated
+    assert r.to_dict()["unknown_words"] == 2

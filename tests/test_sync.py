@@ -67,7 +67,7 @@ def test_command_valid_for_its_horizon_then_stale():
     s.add_command(Command(t_ns=S, text="lock the door"))
     assert s.on_frame(Frame(t_ns=int(0.5 * S), image=IMG))[0].command is None  # not issued yet
     w, info = s.on_frame(Frame(t_ns=2 * S, image=IMG))
-    assert w.command == "lock the door" and info.command_age_ns == S
+    assert w.command_text == "lock the door" and info.command_age_ns == S
     w, _ = s.on_frame(Frame(t_ns=5 * S, image=IMG))
     assert w.command is None and "text" in w.missing
     assert s.outcomes["command_expired"] == 1
@@ -76,9 +76,9 @@ def test_command_valid_for_its_horizon_then_stale():
 def test_spent_commands_are_not_reused_when_consumed():
     s = Synchronizer(SyncConfig(consume_commands=True))
     s.add_command(Command(t_ns=0, text="lights on"))
-    w, info = s.on_frame(Frame(t_ns=S // 10, image=IMG))
-    assert w.command == "lights on"
-    s.spend(info.command_t_ns)
+    w, _ = s.on_frame(Frame(t_ns=S // 10, image=IMG))
+    assert w.command_text == "lights on"
+    s.spend(w.command_t_ns)
     assert s.on_frame(Frame(t_ns=S // 5, image=IMG))[0].command is None
 
 

@@ -108,8 +108,8 @@ class FeedBuilder:
                              else np.zeros((a.n_frames, a.n_mels), np.float32))
         unknown, truncated = 0, False
         if self._text is not None:
-            if w.command is not None and "text" not in w.missing:
-                tok = tokenize(w.command, self._text)
+            if w.command_text is not None and "text" not in w.missing:
+                tok = tokenize(w.command_text, self._text)
                 unknown, truncated = tok.unknown, tok.truncated
                 out["tokens"], out["token_mask"] = tok.ids, tok.mask
             else:

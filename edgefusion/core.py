@@ -1,0 +1,201 @@
+"""The fusion core: sync -> preprocess -> infer -> decode -> smoothing, with no threads.
+
+One object owns everything that makes a stream of samples into results: the
+:class:`~edgefusion.sync.Synchronizer`, the :class:`~edgefusion.engine.FusionStep`, the
+:class:`~edgefusion.postprocess.PostProcessor`, the sequence number and the outcome
+counts. The threaded :class:`~edgefusion.pipeline.Pipeline`, replays, the demo, INT8
+calibration from logs and the Python API all drive it (DESIGN.md contract 8), so a live
+run and a replay differ only in clock and sources.
+
+The work is split in two halves so a pipeline can overlap them on two threads:
+:meth:`FusionCore.prepare` (sync + preprocess, for a frame) and :meth:`FusionCore.finish`
+(inference + decoding + smoothing). Single-threaded callers use :meth:`FusionCore.push`.
+
+Example:
+    >>> import numpy as np
+    >>> from edgefusion.backends import open_backend
+    >>> from edgefusion.package import load_package
+    >>> from edgefusion.samples import Command, Frame
+    >>> pkg = load_package("smart_home")
+    >>> with open_backend("null", pkg) as be:
+    ...     core = FusionCore(pkg, be)
+    ...     core.push(Command(t_ns=0, text="lights on"))
+    ...     r = core.push(Frame(t_ns=10, image=np.zeros((8, 8, 3), np.uint8)))
+    >>> r.seq, r.command, r.missing
+    (0, 'lights on', ('audio',))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgefusion.backends import Backend
+from edgefusion.engine import FusionStep, build_result
+from edgefusion.package import ModelPackage
+from edgefusion.postprocess import PostConfig, PostProcessor
+from edgefusion.preprocess import FeedInfo
+from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow, Result
+from edgefusion.sync import SyncConfig, Synchronizer
+
+__all__ = ["FusionCore", "Prepared", "iter_windows", "windows_of"]
+
+
+@dataclass
+class Prepared:
+    """A window with its feeds, ready for inference; ``step`` is the model it was prepared for."""
+
+    window: FusionWindow
+    feeds: dict[str, np.ndarray]
+    info: FeedInfo
+    timings_ns: dict[str, int]
+    step: FusionStep
+
+
+class FusionCore:
+    """Turns time-ordered samples into smoothed :class:`Result` objects; not thread-safe by itself.
+
+    ``add`` (audio, commands) and ``prepare`` may run on one thread while ``finish`` runs on
+    another: they share only the sync state (locked inside the Synchronizer) and ``step``,
+    which :meth:`swap` replaces atomically between two steps.
+    """
+
+    def __init__(self, package: ModelPackage, backend: Backend, sync: SyncConfig | None = None,
+                 post: PostConfig | None = None) -> None:
+        self.sync = Synchronizer(sync or SyncConfig())
+        self.post_config = post or PostConfig()
+        self.step = FusionStep(package, backend)
+        self.post = PostProcessor(self.post_config, self.step.event_out.labels)
+        self.seq = 0
+        self.emitted = 0
+
+    @property
+    def package(self) -> ModelPackage:
+        return self.step.package
+
+    @property
+    def backend(self) -> Backend:
+        return self.step.backend
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Sync outcomes so far (ok, masked, skipped, command expiries ...), sorted by name."""
+        return dict(sorted(self.sync.outcomes.items()))
+
+    def add(self, sample: AudioChunk | Command) -> None:
+        """Feed a side-stream sample (audio or a command) into sync."""
+        if isinstance(sample, AudioChunk):
+            self.sync.add_audio(sample)
+        elif isinstance(sample, Command):
+            self.sync.add_command(sample)
+        else:
+            raise TypeError(f"expected an AudioChunk or a Command, got {type(sample).__name__}")
+
+    def prepare(self, frame: Frame) -> Prepared | None:
+        """Sync + preprocess for a frame; None when sync skipped it (counted in :attr:`outcomes`)."""
+        t0 = time.perf_counter_ns()
+        window = self.sync_frame(frame)
+        if window is None:
+            return None
+        return self.preprocess(window, sync_ns=time.perf_counter_ns() - t0)
+
+    def finish(self, prepared: Prepared) -> Result:
+        """Inference, decoding and smoothing; the Result gets the next sequence number."""
+        return self.decide(prepared, self.infer(prepared))
+
+    # The four halves of prepare and finish, for a caller that reports which one failed.
+
+    def sync_frame(self, frame: Frame) -> FusionWindow | None:
+        """The window for ``frame`` (its command then counts as used), or None if sync skipped it."""
+        return _window(self.sync, frame)
+
+    def preprocess(self, window: FusionWindow, sync_ns: int = 0) -> Prepared:
+        """The feeds for a window, for the model in use now."""
+        step = self.step
+        t0 = time.perf_counter_ns()
+        feeds, info = step.preprocess(window)
+        return Prepared(window, feeds, info, {"sync": sync_ns, "preprocess": time.perf_counter_ns() - t0}, step)
+
+    def infer(self, prepared: Prepared) -> dict[str, np.ndarray]:
+        """Run the model on prepared feeds (re-preprocessed if the model was swapped since)."""
+        step = self.step
+        if prepared.step is not step:  # prepared for a model that has been swapped out since
+            t = time.perf_counter_ns()
+            prepared.feeds, prepared.info = step.preprocess(prepared.window)
+            prepared.timings_ns["preprocess"] += time.perf_counter_ns() - t
+            prepared.step = step
+        t0 = time.perf_counter_ns()
+        outs = step.backend.infer(prepared.feeds)
+        prepared.timings_ns["inference"] = time.perf_counter_ns() - t0
+        return outs
+
+    def decide(self, prepared: Prepared, outs: dict[str, np.ndarray]) -> Result:
+        """Decode the outputs, smooth over time and build the Result with the next sequence number."""
+        t0 = time.perf_counter_ns()
+        step = prepared.step
+        decision = step.postprocess(outs)
+        smooth = self.post.update(decision.scores, decision.action, prepared.window.command_t_ns)
+        timings = {**prepared.timings_ns, "postprocess": time.perf_counter_ns() - t0}
+        result = build_result(prepared.window, self.seq, step.package.name, decision, prepared.info, timings,
+                              action=smooth.action, events=smooth.events, emitted=smooth.emitted)
+        self.seq += 1
+        self.emitted += smooth.emitted
+        return result
+
+    def push(self, sample: Any) -> Result | None:
+        """Single-threaded driving: a frame gives its Result (or None if skipped); other samples None."""
+        if isinstance(sample, Frame):
+            prepared = self.prepare(sample)
+            if prepared is None:
+                return None
+            result = self.finish(prepared)
+            result.timings_ns["end_to_end"] = sum(result.timings_ns.values())
+            return result
+        self.add(sample)
+        return None
+
+    def swap(self, package: ModelPackage, backend: Backend) -> None:
+        """Use another model from the next step on; sequence numbers and smoothing state continue.
+
+        The event smoother restarts only when the new model's event labels differ.
+        """
+        step = FusionStep(package, backend)
+        if step.event_out.labels != self.step.event_out.labels:
+            self.post = PostProcessor(self.post_config, step.event_out.labels)
+        self.step = step
+
+
+def _window(sync: Synchronizer, frame: Frame) -> FusionWindow | None:
+    """The window for ``frame`` (its command then counts as used), or None if sync skipped it."""
+    window, _ = sync.on_frame(frame)
+    if window is not None and window.command_t_ns is not None:
+        sync.spend(window.command_t_ns)
+    return window
+
+
+def windows_of(samples: Iterable[Any], limit: int | None = None, sync: SyncConfig | None = None) -> list[FusionWindow]:
+    """The fusion windows a lossless run sees for a time-ordered stream (a timeline or a replayed log)."""
+    return list(iter_windows(samples, limit, sync))
+
+
+def iter_windows(samples: Iterable[Any], limit: int | None = None,
+                 sync: SyncConfig | None = None) -> Iterator[FusionWindow]:
+    """Like :func:`windows_of`, lazily: sync alone, no model needed."""
+    s = Synchronizer(sync or SyncConfig())
+    n = 0
+    for sample in samples:
+        if limit is not None and n >= limit:
+            return
+        if isinstance(sample, Frame):
+            window = _window(s, sample)
+            if window is not None:
+                n += 1
+                yield window
+        elif isinstance(sample, AudioChunk):
+            s.add_audio(sample)
+        else:
+            s.add_command(sample)
