@@ -7,8 +7,9 @@ Example:
     >>> h = LatencyHistogram()
     >>> for v in range(1, 1001):
     ...     h.record(v * 1000)
-    >>> round(h.percentile(50) / 1e3)
-    500
+    >>> p50 = h.percentile(50)  # the true median is 500 us; buckets are ~1% wide
+    >>> abs(p50 / 1e3 - 500) <= 5
+    True
 """
 
 from __future__ import annotations
