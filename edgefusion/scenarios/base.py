@@ -1,8 +1,9 @@
 """One generator, two forms: labelled samples and continuous timelines.
 
 A :class:`Scenario` says how to sample a visual state, how to draw it, which sounds
-exist, how commands are phrased and - in :meth:`Scenario.decide`, the one place the rules
-live - which action follows from the scene events and the command intent. The functions
+exist and how commands are phrased; which action follows from the scene events and the
+command intent is the rule table of the task spec named like the scenario
+(``edgefusion/task/builtin/<name>.toml``), which :meth:`Scenario.decide` applies. The functions
 here turn that into (a) independent labelled samples for training and evaluation and
 (b) a continuous timeline (camera at 30 fps, audio at 16 kHz, commands at event times)
 with per-frame ground truth. Both forms use the same drawing, mixing and rules.
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgefusion.scenarios.sounds import SR, colored_noise
+from edgefusion.task import load_task
 
 __all__ = [
     "AUDIO_WINDOW_S",
@@ -139,9 +141,9 @@ class Scenario(ABC):
     def background(self, n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
         """Ambient sound of n samples."""
 
-    @abstractmethod
     def decide(self, events: frozenset[str], intent: str | None) -> str:
-        """The rules: scene events + command intent -> action."""
+        """The rules: scene events + command intent -> action, from the task spec named like the scenario."""
+        return load_task(self.name).decide(events, intent)
 
     # -- shared machinery -------------------------------------------------------------
 

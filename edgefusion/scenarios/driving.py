@@ -1,18 +1,8 @@
 """Driving: a forward camera, cabin and traffic sounds, and driver commands.
 
-Rules (the one place they are written; the README table copies them):
-
-=====  ==============================================  ===========
-order  condition                                       action
-=====  ==============================================  ===========
-1      pedestrian on the road                          brake
-2      red traffic light                               stop
-3      siren heard                                     pull_over
-4      "pull over" command                             pull_over
-5      horn heard or emergency lights seen             slow_down
-6      "turn left" command                             slow_down if a vehicle is close ahead, else turn_left
-7      "continue" or no command                        slow_down if a vehicle is close ahead, else proceed
-=====  ==============================================  ===========
+The rules are the task spec's (``edgefusion/task/builtin/driving.toml``, the one place they
+are written; ``python -m edgefusion.task show driving`` prints them and the README table
+copies them): :meth:`Scenario.decide` applies them to the generated truth.
 
 A pedestrian on the sidewalk, a vehicle's red tail lights and a yellow or green light
 are distractors, not events.
@@ -140,18 +130,3 @@ class Driving(Scenario):
     def background(self, n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
         level = 10 ** (rng.uniform(-30, -16 if hard else -20) / 20)
         return sounds.engine(n / sounds.SR, rng) * np.float32(level)
-
-    def decide(self, events: frozenset[str], intent: str | None) -> str:
-        if "pedestrian" in events:
-            return "brake"
-        if "red_light" in events:
-            return "stop"
-        if "siren" in events:
-            return "pull_over"
-        if intent == "pull_over":
-            return "pull_over"
-        if "horn" in events or "emergency_lights" in events:
-            return "slow_down"
-        if "vehicle_close" in events:
-            return "slow_down"
-        return "turn_left" if intent == "turn_left" else "proceed"

@@ -1,21 +1,11 @@
 """Smart home: a fixed indoor camera, room sounds and spoken-style commands.
 
-Rules (the one place they are written; the README table copies them):
-
-=====  =========================================  ==================
-order  condition                                  action
-=====  =========================================  ==================
-1      smoke_alarm heard                          emergency
-2      glass_break heard and no person in view    intrusion_alert
-3      "lights on" command                        lights_on if dark, else none
-4      "lock the door" command                    lock_door if the door is closed, else notify_door_open
-5      "let them in" command                      unlock_door if a person is in view, else none
-6      no command and doorbell heard              notify_visitor
-7      otherwise                                  none
-=====  =========================================  ==================
+The rules are the task spec's (``edgefusion/task/builtin/smart_home.toml``, the one place they
+are written; ``python -m edgefusion.task show smart_home`` prints them and the README table
+copies them): :meth:`Scenario.decide` applies them to the generated truth.
 
 Image decides dark / person / door; audio decides smoke / glass / doorbell; the text
-decides which of rules 3-6 applies, so every modality is needed.
+decides which of the command rules applies, so every modality is needed.
 """
 
 from __future__ import annotations
@@ -149,18 +139,3 @@ class SmartHome(Scenario):
 
     def background(self, n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
         return pink_background(n, rng, hard)
-
-    def decide(self, events: frozenset[str], intent: str | None) -> str:
-        if "smoke_alarm" in events:
-            return "emergency"
-        if "glass_break" in events and "person" not in events:
-            return "intrusion_alert"
-        if intent == "lights_on":
-            return "lights_on" if "dark" in events else "none"
-        if intent == "lock_door":
-            return "notify_door_open" if "door_open" in events else "lock_door"
-        if intent == "let_in":
-            return "unlock_door" if "person" in events else "none"
-        if intent is None and "doorbell" in events:
-            return "notify_visitor"
-        return "none"
