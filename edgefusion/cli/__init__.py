@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.bench",
     "edgefusion.cli.serve",
     "edgefusion.cli.int8",
+    "edgefusion.task.tool",
 )
 
 EPILOG = """examples:
