@@ -122,7 +122,7 @@ class CudaPythonProvider:
         # cuda-python returns (error, *results) and never raises; turn a failure into our error here.
         err, *rest = res if isinstance(res, tuple) else (res,)
         if err != self.rt.cudaError_t.cudaSuccess:
-            raise BackendError(f"CUDA {what} failed: {err}")
+            raise BackendError(f"CUDA {what} failed: {getattr(err, 'name', err)}")  # the enum name, not its number
         return rest[0] if len(rest) == 1 else None
 
     def device(self) -> tuple[str, tuple[int, int]]:
