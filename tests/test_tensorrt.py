@@ -1,7 +1,8 @@
 """TensorRT: engine keys and selection (no GPU needed), install hints, FP16 ONNX, and GPU tests.
 
 Tests marked ``gpu`` build real engines and run the backend checks against ONNX Runtime;
-they skip, with the reason, where TensorRT or an NVIDIA GPU is missing.
+they skip, with the reason, where TensorRT or an NVIDIA GPU is missing. The runner itself
+runs without a GPU, on fake TensorRT and CUDA modules, in test_tensorrt_runner.py.
 """
 
 import copy
