@@ -11,11 +11,11 @@ message says what was expected, what was found and what to do about it.
      ├── ConfigError              bad option, unknown name (with "did you mean")
      ├── InputError               bad data handed to the runtime
      │    ├── SampleError         a Frame / AudioChunk / Command that fails validation
-     │    └── FeedError           a model feed of the wrong name, shape or dtype
+     │    ├── FeedError           a model feed of the wrong name, shape or dtype
+     │    └── SourceError         a source could not open or read its device, file or stream
      ├── PackageError             a model package that cannot be used
      │    ├── MissingArtifactError  a file the manifest names is absent
      │    └── IntegrityError      a file whose sha256 differs from the manifest
-     │    └── SourceError         a source could not open or read its device, file or stream
      ├── BackendError             a backend failed to open or to run
      ├── PipelineError            a pipeline stage failed (``stage``; ``__cause__`` is the original)
      ├── CheckFailed              ``replay --check`` found results that differ from the log
