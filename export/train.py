@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edgefusion.dataset import INPUT_ORDER, Dataset, build_dataset, data_hash, input_specs, make_params
 from edgefusion.errors import ExportError
 from edgefusion.metrics import action_accuracy, event_f1
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
-from export.data import INPUT_ORDER, Dataset, build_dataset, data_hash, input_specs, make_params
 from export.model import FusionNet, ModelConfig, count_parameters
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "predict", "train"]

@@ -49,3 +49,20 @@ def test_export_fails_loudly_when_parity_fails(tiny, tmp_path, monkeypatch):
     with pytest.raises(ParityError, match=r"max \|Δlogit\| .* \(limit 0.0\).*nothing was written"):
         onnx_export.export_package(tiny.checkpoint, tmp_path / "bad", n_parity=16)
     assert not (tmp_path / "bad").exists()
+
+
+def test_export_with_force_replaces_the_whole_package(tiny, tmp_path):
+    out = tmp_path / "deep" / "pkg"
+    onnx_export.export_package(tiny.checkpoint, out, n_parity=16)
+    (out / "stale.txt").write_text("from the previous package")
+    onnx_export.export_package(tiny.checkpoint, out, n_parity=16, force=True)
+    assert not (out / "stale.txt").exists()
+    load_package(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pkg"]  # no stage or backup left beside it
+
+
+def test_a_failed_export_leaves_no_directories_behind(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)
+    with pytest.raises(ParityError):
+        onnx_export.export_package(tiny.checkpoint, tmp_path / "new" / "dirs" / "pkg", n_parity=16)
+    assert list(tmp_path.iterdir()) == []
