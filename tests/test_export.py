@@ -1,5 +1,7 @@
 """Training a few steps and exporting a tiny model: loss falls, parity holds, batch is symbolic."""
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -9,8 +11,10 @@ from edgefusion.errors import ExportError, ParityError
 
 pytest.importorskip("torch")
 
+import torch
+
 from export import onnx_export
-from export.train import TrainConfig, train
+from export.train import TrainConfig, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +70,27 @@ def test_a_failed_export_leaves_no_directories_behind(tiny, tmp_path, monkeypatc
     with pytest.raises(ParityError):
         onnx_export.export_package(tiny.checkpoint, tmp_path / "new" / "dirs" / "pkg", n_parity=16)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["smart_home", "driving"])
+def test_the_shipped_checkpoints_load_with_weights_only(name):
+    pkg = load_package(name)  # verifies the checkpoint's sha256 against the manifest
+    model, ck = load_checkpoint(pkg.path / pkg.manifest["sources"]["checkpoint"]["path"])
+    assert ck["events"] == list(pkg.output("multilabel_logits").labels)
+    assert sum(p.numel() for p in model.parameters()) == pkg.manifest["provenance"]["metrics"]["parameters"]
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"model_config": {"channels": [8]}, "payload": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ExportError, match="refused to load the checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
