@@ -1,12 +1,13 @@
 """Training a few steps and exporting a tiny model: loss falls, parity holds, batch is symbolic."""
 
 import os
+import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from edgefusion import load_package, open_backend
+from edgefusion import FusionWindow, load_package, open_backend
 from edgefusion.errors import ExportError, ParityError
 
 pytest.importorskip("torch")
@@ -94,3 +95,22 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
     with pytest.raises(ExportError, match="refused to load the checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+@pytest.fixture
+def torch_backend_module_dropped_after():
+    # Tests that simulate a missing torch by blocking `import` statements (test_bench) need
+    # export.torch_backend not to be cached by an earlier test; this one imports it.
+    yield
+    sys.modules.pop("export.torch_backend", None)
+
+
+def test_the_torch_backend_opens_by_name_and_agrees_with_onnxruntime(torch_backend_module_dropped_after):
+    pkg = load_package("smart_home")
+    win = FusionWindow(t_ns=0, image=None, audio=None, command="lock the door")
+    feeds, _ = pkg.feed_builder().build([win, win])
+    with open_backend("torch", pkg, threads=1) as be, open_backend("onnxruntime", pkg, threads=1) as ref:
+        assert be.info.backend == "torch"
+        got, want = be.infer(feeds), ref.infer(feeds)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4)
