@@ -96,7 +96,7 @@ def bench_package(where: str, iters: int, warmup: int, profile: bool, profile_it
             if model is not None:
                 import torch
 
-                from export.data import INPUT_ORDER
+                from edgefusion.dataset import INPUT_ORDER
 
                 torch.set_num_threads(threads)
                 args = [torch.from_numpy(feeds[k]) for k in INPUT_ORDER]

@@ -41,7 +41,7 @@ def bench_package(name: str, iters: int, warmup: int) -> list[dict[str, Any]]:
     try:
         import torch
 
-        from export.data import INPUT_ORDER
+        from edgefusion.dataset import INPUT_ORDER
         from export.train import load_checkpoint
 
         model, _ = load_checkpoint(pkg.path / pkg.manifest["sources"]["checkpoint"]["path"])

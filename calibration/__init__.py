@@ -8,8 +8,11 @@ split by stage, one module each:
 - :mod:`calibration.recipes` - the ``int8`` (CPU) and ``int8_trt`` (TensorRT) settings;
 - :mod:`calibration.qdq` - reading the quantized graph back, and the scale guard;
 - :mod:`calibration.gate` - FP32 vs INT8 on held-out data, with a drift report;
-- :mod:`calibration.package_io` - all-or-nothing writes into a model package;
 - :mod:`calibration.quantize` - the pipeline (:func:`quantize_package`).
+
+Calibration and held-out data are built with :mod:`edgefusion.dataset` and the package is
+written by :mod:`edgefusion.packaging` (all or nothing), both shared with ``export/``;
+nothing here imports ``export/``.
 
 Importing this package needs ``onnx`` and ``onnxruntime`` but never torch.
 

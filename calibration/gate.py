@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from edgefusion.dataset import build_dataset, data_hash
 from edgefusion.errors import BackendError, ConfigError
 from edgefusion.metrics import action_accuracy, event_f1, sigmoid
 from edgefusion.package import ModelPackage
+from edgefusion.scenarios import get_scenario
 
 __all__ = ["EvalSet", "GateResult", "OutputDrift", "held_out_set", "judge", "run_onnx"]
 
@@ -100,9 +102,6 @@ class GateResult:
 
 def held_out_set(package: ModelPackage, samples: int, seed: int, hard: bool = False, progress: Any = None) -> EvalSet:
     """``samples`` labelled windows of the package's scenario from ``seed`` (the held-out seed)."""
-    from edgefusion.scenarios import get_scenario
-    from export.data import build_dataset, data_hash  # torch-free: scenarios + preprocessing only
-
     scen_name = package.manifest.get("scenario")
     if not scen_name:
         raise ConfigError(f"package '{package.name}' names no scenario, so there is no labelled held-out set to "

@@ -36,12 +36,12 @@ import onnxruntime as ort
 
 import edgefusion
 from calibration.gate import EvalSet, GateResult, held_out_set, judge, run_onnx
-from calibration.package_io import file_record, staged_package, write_json
 from calibration.qdq import QdqSummary, check_scales, summarize_qdq
 from calibration.recipes import METHODS, RECIPES, Recipe
 from calibration.sources import EVAL_SEED_OFFSET, CalibrationSource, FeedSource, ScenarioSource, train_seed
 from edgefusion.errors import ConfigError, QuantizationError
 from edgefusion.package import ModelPackage, load_package, sha256_file
+from edgefusion.packaging import file_record, staged_package, write_json
 
 __all__ = ["QuantizeConfig", "QuantizeReport", "VariantResult", "quantize_model", "quantize_package"]
 

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from edgefusion.dataset import stack_feeds
 from edgefusion.errors import ConfigError, PackageError
 from edgefusion.package import ModelPackage
 from edgefusion.preprocess import FeedBuilder
@@ -198,32 +200,16 @@ class WindowSource(FeedSource):
     def __init__(self, windows: Iterable[FusionWindow], builder: FeedBuilder, batch: int = 16,
                  limit: int | None = None, kind: str = "windows", seed: int | None = None,
                  detail: dict[str, Any] | None = None, progress: Any = None) -> None:
-        chunks: dict[str, list[np.ndarray]] = {}
-        pending: list[FusionWindow] = []
-        count = 0
+        def checked() -> Iterator[FusionWindow]:
+            for w in itertools.islice(windows, None if limit is None else max(limit, 0)):
+                if not isinstance(w, FusionWindow):
+                    raise ConfigError(f"calibration windows must be FusionWindow objects, found {type(w).__name__}")
+                yield w
 
-        def flush() -> None:
-            feeds, _ = builder.build(pending)
-            for k, v in feeds.items():
-                chunks.setdefault(k, []).append(v)
-            pending.clear()
-
-        for w in windows:
-            if limit is not None and count >= limit:
-                break
-            if not isinstance(w, FusionWindow):
-                raise ConfigError(f"calibration windows must be FusionWindow objects, found {type(w).__name__}")
-            pending.append(w)
-            count += 1
-            if len(pending) == 256:
-                flush()
-            if progress is not None:
-                progress.update(1)
-        if pending:
-            flush()
-        if count == 0:
+        feeds = stack_feeds(checked(), builder, progress)
+        if not feeds:
             raise ConfigError("the calibration windows were empty; expected at least one FusionWindow")
-        super().__init__({k: np.concatenate(v) for k, v in chunks.items()}, batch, kind, seed, detail)
+        super().__init__(feeds, batch, kind, seed, detail)
 
 
 class ScenarioSource(WindowSource):

@@ -3,16 +3,16 @@
 The dynamo exporter (opset 20, weights inside the file) traces with an example batch of
 2; afterwards every declared dynamic axis is checked to be symbolic in the graph. Parity
 against PyTorch is measured on held-out samples and stored in the manifest; export fails
-(and writes nothing) when it does not hold.
+(and writes nothing) when it does not hold. The package is written by the one package
+writer, :func:`edgefusion.packaging.staged_package`: staged beside ``out``, verified, then
+swapped into place.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from edgefusion.dataset import INPUT_ORDER, build_dataset
 from edgefusion.errors import ExportError, ParityError
-from edgefusion.package import FORMAT_VERSION, MANIFEST, load_package, sha256_file
+from edgefusion.package import FORMAT_VERSION
+from edgefusion.packaging import file_record, staged_package
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
-from export.data import INPUT_ORDER, build_dataset
 from export.train import load_checkpoint, predict
 
 __all__ = ["PARITY_ATOL", "export_package"]
@@ -97,10 +98,8 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
     data = build_dataset(scen, builder, max(n_parity, 2), seed)
     example = tuple(torch.from_numpy(data.feeds[k][:2]) for k in INPUT_ORDER)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    with tempfile.TemporaryDirectory(prefix="edgefusion-export-") as tmp:
-        stage = Path(tmp) / "pkg"
-        stage.mkdir()
-        onnx_path = stage / "model.fp32.onnx"
+    with staged_package(out, new=True) as st:
+        onnx_path = st.path / "model.fp32.onnx"
         try:
             torch.onnx.export(model, example, str(onnx_path), dynamo=True, opset_version=OPSET, external_data=False,
                               input_names=list(INPUT_ORDER), output_names=["event_logits", "action_logits"],
@@ -113,14 +112,9 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
             raise ParityError(f"ONNX differs from PyTorch on {par['samples']} held-out samples: max |Δlogit| "
                               f"{par['max_abs_diff']:.3g} (limit {PARITY_ATOL}), argmax agreement "
                               f"{100 * par['argmax_agreement']:.2f}% (need 100%); nothing was written")
-        shutil.copyfile(checkpoint, stage / "checkpoint.pt")
-        manifest = _manifest(ck, stage, par, seed, command or f"edgefusion export {checkpoint} --out {out}")
-        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(stage, out)
-    load_package(out)  # verify what was written
+        shutil.copyfile(checkpoint, st.path / "checkpoint.pt")
+        st.manifest.update(_manifest(ck, st.path, par, seed, command or f"edgefusion export {checkpoint} --out {out}"))
+        st.commit()  # verifies every hash, then swaps the package into place
     return out
 
 
@@ -134,10 +128,6 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
     cfg = ck["train_config"]
     metrics = ck["metrics"]
 
-    def art(name: str, **extra: Any) -> dict[str, Any]:
-        f = stage / name
-        return {"path": name, "sha256": sha256_file(f), "bytes": f.stat().st_size, **extra}
-
     return {
         "format_version": FORMAT_VERSION,
         "name": f"{cfg['scenario']}-{cfg['arch']}",
@@ -147,8 +137,8 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
             {"name": "event_logits", "kind": "multilabel_logits", "labels": ck["events"], "threshold": 0.5},
             {"name": "action_logits", "kind": "class_logits", "labels": ck["actions"]},
         ],
-        "artifacts": {"fp32": art("model.fp32.onnx", format="onnx", opset=OPSET, precision="fp32")},
-        "sources": {"checkpoint": art("checkpoint.pt", format="torch")},
+        "artifacts": {"fp32": file_record(stage, "model.fp32.onnx", format="onnx", opset=OPSET, precision="fp32")},
+        "sources": {"checkpoint": file_record(stage, "checkpoint.pt", format="torch")},
         "engines": {},
         "model": ck["model_config"],
         "parity": {**par, "seed": parity_seed},

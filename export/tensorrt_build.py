@@ -13,7 +13,7 @@ The deprecated implicit-INT8 calibrators and ``BuilderFlag.FP16/INT8`` are not u
 (TensorRT 11 removed them). One optimization profile covers the dynamic batch axis; the
 workspace is capped; the timing cache lives beside the engines and is reused by the next
 build on the same TensorRT and GPU. The engine, its key and the ONNX hash it came from
-are written into the package atomically (:mod:`calibration.package_io`).
+are written into the package atomically (:mod:`edgefusion.packaging`).
 
 Example (on a machine with TensorRT and a GPU)::
 
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibration.package_io import file_record, staged_package
 from edgefusion.backends.tensorrt import (
     ENGINE_SOURCES,
     engine_key,
@@ -40,6 +39,7 @@ from edgefusion.backends.tensorrt import (
 )
 from edgefusion.errors import ConfigError, ExportError, MissingArtifactError
 from edgefusion.package import load_package
+from edgefusion.packaging import file_record, staged_package
 
 __all__ = ["VARIANTS", "BuildConfig", "EngineRecord", "build_engine", "convert_fp16"]
 

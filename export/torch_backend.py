@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from edgefusion.backends.base import Backend, BackendInfo
+from edgefusion.dataset import INPUT_ORDER
 from edgefusion.errors import PackageError
 from edgefusion.package import ModelPackage
-from export.data import INPUT_ORDER
 from export.train import load_checkpoint
 
 __all__ = ["TorchBackend"]

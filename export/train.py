@@ -9,6 +9,7 @@ Example (a few steps, as the tests do)::
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,15 +20,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edgefusion.dataset import INPUT_ORDER, Dataset, build_dataset, data_hash, input_specs, make_params
 from edgefusion.errors import ExportError
 from edgefusion.metrics import action_accuracy, event_f1
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
-from export.data import INPUT_ORDER, Dataset, build_dataset, data_hash, input_specs, make_params
 from export.model import FusionNet, ModelConfig, count_parameters
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "predict", "train"]
-
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Train
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
+    # Plain types only beside the tensors: load_checkpoint reads with weights_only=True.
     torch.save({
         "state_dict": model.state_dict(), "model_config": mcfg.to_dict(), "train_config": asdict(cfg),
         "inputs": input_specs(img_p, aud_p, txt_p), "events": list(scen.events), "actions": list(scen.actions),
@@ -170,8 +171,18 @@ def _held_out_metrics(model: nn.Module, scen: Any, builder: FeedBuilder, cfg: Tr
 
 
 def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
-    """The model (eval mode) and the checkpoint dictionary."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    """The model (eval mode) and the checkpoint dictionary.
+
+    Loads with ``weights_only=True``: a checkpoint holds tensors and plain data (dicts,
+    lists, tuples, str, int, float), so unpickling can never run code from a crafted file.
+    """
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's first line only advises weights_only=False; the line after it names the offending object
+        reason = next((ln for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise ExportError(f"{path}: refused to load the checkpoint: it holds objects other than tensors and plain "
+                          f"data ({reason.strip()}); only checkpoints written by 'edgefusion train' load") from exc
     mc = dict(ck["model_config"])
     if "channels" not in mc:
         raise ExportError(f"{path}: checkpoint from an older model layout (no 'channels' in its model_config); "

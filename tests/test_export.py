@@ -1,16 +1,21 @@
 """Training a few steps and exporting a tiny model: loss falls, parity holds, batch is symbolic."""
 
+import os
+import sys
+
 import numpy as np
 import onnx
 import pytest
 
-from edgefusion import load_package, open_backend
+from edgefusion import FusionWindow, load_package, open_backend
 from edgefusion.errors import ExportError, ParityError
 
 pytest.importorskip("torch")
 
+import torch
+
 from export import onnx_export
-from export.train import TrainConfig, train
+from export.train import TrainConfig, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +54,63 @@ def test_export_fails_loudly_when_parity_fails(tiny, tmp_path, monkeypatch):
     with pytest.raises(ParityError, match=r"max \|Δlogit\| .* \(limit 0.0\).*nothing was written"):
         onnx_export.export_package(tiny.checkpoint, tmp_path / "bad", n_parity=16)
     assert not (tmp_path / "bad").exists()
+
+
+def test_export_with_force_replaces_the_whole_package(tiny, tmp_path):
+    out = tmp_path / "deep" / "pkg"
+    onnx_export.export_package(tiny.checkpoint, out, n_parity=16)
+    (out / "stale.txt").write_text("from the previous package")
+    onnx_export.export_package(tiny.checkpoint, out, n_parity=16, force=True)
+    assert not (out / "stale.txt").exists()
+    load_package(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pkg"]  # no stage or backup left beside it
+
+
+def test_a_failed_export_leaves_no_directories_behind(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)
+    with pytest.raises(ParityError):
+        onnx_export.export_package(tiny.checkpoint, tmp_path / "new" / "dirs" / "pkg", n_parity=16)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["smart_home", "driving"])
+def test_the_shipped_checkpoints_load_with_weights_only(name):
+    pkg = load_package(name)  # verifies the checkpoint's sha256 against the manifest
+    model, ck = load_checkpoint(pkg.path / pkg.manifest["sources"]["checkpoint"]["path"])
+    assert ck["events"] == list(pkg.output("multilabel_logits").labels)
+    assert sum(p.numel() for p in model.parameters()) == pkg.manifest["provenance"]["metrics"]["parameters"]
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"model_config": {"channels": [8]}, "payload": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ExportError, match="refused to load the checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.fixture
+def torch_backend_module_dropped_after():
+    # Tests that simulate a missing torch by blocking `import` statements (test_bench) need
+    # export.torch_backend not to be cached by an earlier test; this one imports it.
+    yield
+    sys.modules.pop("export.torch_backend", None)
+
+
+def test_the_torch_backend_opens_by_name_and_agrees_with_onnxruntime(torch_backend_module_dropped_after):
+    pkg = load_package("smart_home")
+    win = FusionWindow(t_ns=0, image=None, audio=None, command="lock the door")
+    feeds, _ = pkg.feed_builder().build([win, win])
+    with open_backend("torch", pkg, threads=1) as be, open_backend("onnxruntime", pkg, threads=1) as ref:
+        assert be.info.backend == "torch"
+        got, want = be.infer(feeds), ref.infer(feeds)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4)

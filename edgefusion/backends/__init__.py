@@ -1,4 +1,9 @@
-"""Backends by name: ``onnxruntime`` (default), ``null``; ``tensorrt`` arrives with its issue.
+"""Backends by name: ``onnxruntime`` (default), ``null``, ``tensorrt``, and ``torch``.
+
+``torch`` is eager PyTorch on the checkpoint a package was exported from, for comparison
+in benchmarks. Its code belongs to the toolchain (``export/``), which the runtime never
+imports: the registry names it by string and imports it only when it is opened, failing
+with the ``pip install`` to run when torch (or the toolchain) is missing.
 
 Example:
     >>> from edgefusion.package import load_package
@@ -13,17 +18,20 @@ import importlib
 from typing import Any
 
 from edgefusion.backends.base import Backend, BackendInfo, check_feeds
-from edgefusion.errors import unknown_name
+from edgefusion.errors import MissingDependencyError, unknown_name
 from edgefusion.package import ModelPackage
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "availability", "check_feeds", "open_backend"]
+__all__ = ["BACKENDS", "EXTRAS", "Backend", "BackendInfo", "availability", "check_feeds", "open_backend"]
 
 # name -> "module:Class", imported on first use so optional dependencies stay optional
 BACKENDS = {
     "onnxruntime": "edgefusion.backends.onnxruntime:OnnxRuntimeBackend",
     "null": "edgefusion.backends.null:NullBackend",
     "tensorrt": "edgefusion.backends.tensorrt:TensorRTBackend",
+    "torch": "export.torch_backend:TorchBackend",
 }
+# name -> the extra whose packages the backend's module imports (checked when it fails to import)
+EXTRAS = {"torch": "train"}
 
 
 def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
@@ -56,9 +64,20 @@ def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
 
 def open_backend(name: str, package: ModelPackage, variant: str = "fp32", threads: int | None = None,
                  **options: Any) -> Backend:
-    """Open a session of backend ``name`` on ``package``'s ``variant``."""
+    """Open a session of backend ``name`` on ``package``'s ``variant``.
+
+    Raises:
+        ConfigError: ``name`` is not a registered backend.
+        MissingDependencyError: the backend's module needs an extra that is not installed.
+    """
     if name not in BACKENDS:
         raise unknown_name("backend", name, BACKENDS)
     module, cls = BACKENDS[name].split(":")
-    backend_cls: type[Backend] = getattr(importlib.import_module(module), cls)
+    try:
+        found = importlib.import_module(module)
+    except ImportError as exc:
+        if name not in EXTRAS or (exc.name or "").startswith("edgefusion"):
+            raise  # a missing name inside edgefusion is a bug, not a missing extra
+        raise MissingDependencyError(exc.name or module, EXTRAS[name], f"the '{name}' backend") from exc
+    backend_cls: type[Backend] = getattr(found, cls)
     return backend_cls(package, variant=variant, threads=threads, **options)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefusion.backends import Backend, open_backend
-from edgefusion.errors import ConfigError, EdgeFusionError
+from edgefusion.errors import ConfigError
 from edgefusion.histogram import LatencyHistogram
 from edgefusion.package import ModelPackage
 from edgefusion.pipeline import STAGES, Pipeline, PipelineConfig
@@ -56,13 +56,6 @@ def parse_configs(configs: str, threads: str) -> list[BenchConfig]:
 
 def open_config_backend(pkg: ModelPackage, cfg: BenchConfig, **options: Any) -> Backend:
     """The backend for a configuration; ``torch`` is the eager PyTorch comparison (needs torch)."""
-    if cfg.backend == "torch":
-        try:
-            from export.torch_backend import TorchBackend
-        except ImportError as exc:
-            raise EdgeFusionError("configuration torch:fp32 needs PyTorch and the toolchain: "
-                                  "pip install 'edgefusion[train]'") from exc
-        return TorchBackend(pkg, variant=cfg.variant, threads=cfg.threads)
     return open_backend(cfg.backend, pkg, variant=cfg.variant, threads=cfg.threads, **options)
 
 

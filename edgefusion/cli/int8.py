@@ -1,18 +1,18 @@
-"""INT8 and TensorRT commands: quantize, build-engine.
+"""INT8 and TensorRT commands: quantize, build-engine (their flags and help).
 
 ``quantize`` needs onnx and onnxruntime (the 'train' extra brings onnx) but never torch;
-``build-engine`` needs TensorRT and cuda-python (the 'tensorrt' extra, or JetPack).
+``build-engine`` needs TensorRT and cuda-python (the 'tensorrt' extra, or JetPack). What
+they run lives in :mod:`edgefusion.cli.toolchain`, the one CLI module that reaches the
+toolchain (``calibration/``, ``export/``).
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from typing import Any
 
 from edgefusion.cli._common import add_command
-from edgefusion.errors import ConfigError, MissingDependencyError
+from edgefusion.cli.toolchain import cmd_build_engine, cmd_quantize
 
 QUANTIZE_HELP = """\
 Add INT8 variants to a model package, calibrated with ONNX Runtime's quantization tools.
@@ -64,48 +64,6 @@ ENGINE_EPILOG = """examples:
   edgefusion build-engine smart_home --variant fp16
   edgefusion build-engine packages/drv --variant int8 --max-batch 32 --opt-batch 8
 """
-
-
-def _require_onnx(purpose: str) -> None:
-    try:
-        import onnx  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError("onnx", "train", purpose) from exc
-    try:
-        import tqdm  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError("tqdm", "train", purpose) from exc
-
-
-def _command_line() -> str:
-    return "edgefusion " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-
-
-def cmd_quantize(a: argparse.Namespace) -> None:
-    _require_onnx("edgefusion quantize")
-    from calibration.quantize import QuantizeConfig, quantize_package
-
-    variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
-    if a.calibration_feeds and a.calibration_data:
-        raise ConfigError("give --calibration-data or --calibration-feeds, not both")
-    if a.calibration_feeds and (a.samples is not None or a.seed is not None):
-        raise ConfigError("--samples and --seed describe synthesized calibration data; with --calibration-feeds the "
-                          "file is the data. Drop one or the other")
-    cfg = QuantizeConfig(method=a.method, samples=512 if a.samples is None else a.samples, eval_samples=a.eval_samples,
-                         max_drop_points=a.max_drop, variants=variants, seed=a.seed, batch=a.batch,
-                         threads=a.threads, calibration_feeds=a.calibration_feeds,
-                         calibration_log=a.calibration_data)
-    report = quantize_package(a.package, cfg, command=_command_line(), progress=not a.quiet)
-    print(report.describe())
-
-
-def cmd_build_engine(a: argparse.Namespace) -> None:
-    from export.tensorrt_build import BuildConfig, build_engine
-
-    cfg = BuildConfig(variant=a.variant, max_batch=a.max_batch, opt_batch=a.opt_batch,
-                      workspace_mib=a.workspace_mib, device=a.device)
-    rec = build_engine(a.package, cfg, command=_command_line())
-    print(rec.describe())
 
 
 def register(sub: Any) -> None:

@@ -1,4 +1,10 @@
-"""Toolchain commands (need the 'train' extra): train, export."""
+"""Toolchain commands: train and export (the 'train' extra), and what quantize and build-engine run.
+
+This is the one module of ``edgefusion/`` that imports the toolchain (``export/``,
+``calibration/``), and only inside the command functions, so importing the CLI never
+imports torch or onnx (tests/test_imports.py holds every other module to that). The flags
+and help of quantize and build-engine live in :mod:`edgefusion.cli.int8`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import add_command, require_toolchain
-from edgefusion.errors import ConfigError
+from edgefusion.errors import ConfigError, MissingDependencyError
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -38,6 +44,49 @@ def cmd_export(a: argparse.Namespace) -> None:
     cmd = "edgefusion export " + " ".join(shlex.quote(x) for x in sys.argv[2:])
     path = export_package(a.checkpoint, a.out, n_parity=a.parity_samples, command=cmd, force=a.force)
     print(load_package(path).describe())
+
+
+def _require_onnx(purpose: str) -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("onnx", "train", purpose) from exc
+    try:
+        import tqdm  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("tqdm", "train", purpose) from exc
+
+
+def _command_line() -> str:
+    return "edgefusion " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+
+
+def cmd_quantize(a: argparse.Namespace) -> None:
+    _require_onnx("edgefusion quantize")
+    from calibration.quantize import QuantizeConfig, quantize_package
+
+    variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
+    if a.calibration_feeds and a.calibration_data:
+        raise ConfigError("give --calibration-data or --calibration-feeds, not both")
+    if a.calibration_feeds and (a.samples is not None or a.seed is not None):
+        raise ConfigError("--samples and --seed describe synthesized calibration data; with --calibration-feeds the "
+                          "file is the data. Drop one or the other")
+    cfg = QuantizeConfig(method=a.method, samples=512 if a.samples is None else a.samples, eval_samples=a.eval_samples,
+                         max_drop_points=a.max_drop, variants=variants, seed=a.seed, batch=a.batch,
+                         threads=a.threads, calibration_feeds=a.calibration_feeds,
+                         calibration_log=a.calibration_data)
+    report = quantize_package(a.package, cfg, command=_command_line(), progress=not a.quiet)
+    print(report.describe())
+
+
+def cmd_build_engine(a: argparse.Namespace) -> None:
+    from export.tensorrt_build import BuildConfig, build_engine
+
+    cfg = BuildConfig(variant=a.variant, max_batch=a.max_batch, opt_batch=a.opt_batch,
+                      workspace_mib=a.workspace_mib, device=a.device)
+    rec = build_engine(a.package, cfg, command=_command_line())
+    print(rec.describe())
+
 
 
 def register(sub: Any) -> None:
