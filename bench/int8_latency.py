@@ -34,7 +34,7 @@ GOALS = {1: 1.3, 8: 1.5}  # batch -> required INT8 speedup over FP32 (p50, 2 thr
 
 
 def _feeds(pkg: ModelPackage, batch: int) -> dict[str, np.ndarray]:
-    scen = get_scenario(pkg.manifest["scenario"])
+    scen = get_scenario(pkg.manifest.scenario or pkg.name)
     wins = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command)
             for s in generate_samples(scen, batch, seed=42)]
     return pkg.feed_builder().build(wins)[0]
@@ -46,11 +46,11 @@ def _torch_model(pkg: ModelPackage) -> tuple[Any, str | None]:
         from export.train import load_checkpoint
     except ImportError as exc:
         return None, f"torch is not importable ({exc})"
-    src = pkg.manifest.get("sources", {}).get("checkpoint")
+    src = pkg.manifest.sources.get("checkpoint")
     if not src:
         return None, "the package has no checkpoint"
     try:
-        return load_checkpoint(pkg.path / src["path"])[0], None
+        return load_checkpoint(pkg.file(src))[0], None
     except (RuntimeError, KeyError, OSError) as exc:
         return None, f"the checkpoint does not load into export.model ({str(exc).splitlines()[0]})"
 
@@ -79,7 +79,7 @@ def profile_ops(path: Path, feeds: dict[str, np.ndarray], threads: int, iters: i
 
 def bench_package(where: str, iters: int, warmup: int, profile: bool, profile_iters: int) -> dict[str, Any]:
     pkg = load_package(where)
-    variants = [v for v in VARIANTS if v in pkg.manifest["artifacts"]]
+    variants = [v for v in VARIANTS if v in pkg.manifest.artifacts]
     if "int8" not in variants:
         print(f"note: {pkg.name} has no int8 artifact; run: edgefusion quantize {pkg.path}", file=sys.stderr)
     model, why_not = _torch_model(pkg)

@@ -34,7 +34,7 @@ def _time(fn: Any, iters: int, warmup: int) -> dict[str, float]:
 
 def bench_package(name: str, iters: int, warmup: int) -> list[dict[str, Any]]:
     pkg = load_package(name)
-    scen = get_scenario(pkg.manifest["scenario"])
+    scen = get_scenario(pkg.manifest.scenario or pkg.name)
     wins = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command)
             for s in generate_samples(scen, 8, seed=42)]
     rows = []
@@ -44,7 +44,7 @@ def bench_package(name: str, iters: int, warmup: int) -> list[dict[str, Any]]:
         from edgefusion.dataset import INPUT_ORDER
         from export.train import load_checkpoint
 
-        model, _ = load_checkpoint(pkg.path / pkg.manifest["sources"]["checkpoint"]["path"])
+        model, _ = load_checkpoint(pkg.file(pkg.manifest.sources["checkpoint"]))
     except ImportError:
         torch = None  # type: ignore[assignment]
     for batch in (1, 8):

@@ -73,7 +73,7 @@ def _preprocess(builder: Any, windows: list[Any], period_s: float) -> dict[str, 
 
 def bench(name: str, duration: float, threads: int) -> list[dict[str, Any]]:
     pkg = load_package(name)
-    tl = generate_timeline(get_scenario(pkg.manifest["scenario"]), duration, seed=11)
+    tl = generate_timeline(get_scenario(pkg.manifest.scenario or pkg.name), duration, seed=11)
     builder = pkg.feed_builder()
     windows = timeline_windows(tl)
     feeds = [builder.build([w])[0] for w in windows]

@@ -39,7 +39,7 @@ def _false_emissions(tl: Any, false: list[tuple[int, str]]) -> list[dict[str, An
 
 def score_package(name: str, seeds: list[int], duration_s: float, threads: int) -> dict[str, Any]:
     pkg = load_package(name)
-    scenario = get_scenario(pkg.manifest["scenario"])
+    scenario = get_scenario(pkg.manifest.scenario or pkg.name)
     per_seed, totals = [], {"segments": 0, "detected": 0, "emitted": 0, "true_positives": 0}
     for seed in seeds:
         tl = generate_timeline(scenario, duration_s, seed=seed)

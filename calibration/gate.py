@@ -102,7 +102,7 @@ class GateResult:
 
 def held_out_set(package: ModelPackage, samples: int, seed: int, hard: bool = False, progress: Any = None) -> EvalSet:
     """``samples`` labelled windows of the package's scenario from ``seed`` (the held-out seed)."""
-    scen_name = package.manifest.get("scenario")
+    scen_name = package.manifest.scenario
     if not scen_name:
         raise ConfigError(f"package '{package.name}' names no scenario, so there is no labelled held-out set to "
                           "gate INT8 accuracy on; the gate needs one (recorded, labelled logs are future work)")

@@ -213,7 +213,7 @@ def quantize_package(where: str | Path, cfg: QuantizeConfig | None = None, comma
     cfg.validate()
     pkg = load_package(where)
     fp32_path = pkg.artifact("fp32")
-    fp32_sha = pkg.manifest["artifacts"]["fp32"]["sha256"]
+    fp32_sha = pkg.manifest.artifacts["fp32"].sha256
     command = command or f"edgefusion quantize {pkg.path}"
 
     source = _source(pkg, cfg, progress)

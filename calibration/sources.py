@@ -59,7 +59,7 @@ CALIBRATION_SEED_OFFSET = 200_003
 
 def train_seed(package: ModelPackage) -> int:
     """The seed the package's model was trained with (from its provenance)."""
-    prov = package.manifest.get("provenance", {})
+    prov = package.manifest.provenance
     seed = prov.get("seed", prov.get("train_config", {}).get("seed"))
     if not isinstance(seed, int):
         raise PackageError(f"package '{package.name}': provenance.seed is {seed!r}, expected the integer training "
@@ -224,7 +224,7 @@ class ScenarioSource(WindowSource):
 
     def __init__(self, package: ModelPackage, samples: int = 512, seed: int | None = None, batch: int = 16,
                  missing_rate: float = 0.1, progress: Any = None) -> None:
-        scen_name = package.manifest.get("scenario")
+        scen_name = package.manifest.scenario
         if not scen_name:
             raise ConfigError(f"package '{package.name}' names no scenario, so calibration data cannot be "
                               "synthesized; give recorded feeds instead (--calibration-feeds FILE.npz)")

@@ -111,7 +111,7 @@ class Manifest:
             p.add("name", f"expected a string, got {type(name).__name__}")
             name = ""
         inputs = tuple(x for i, d in enumerate(p.items(data, "inputs")) if (x := _input(d, f"inputs[{i}]", p)))
-        outputs = tuple(x for i, d in enumerate(p.items(data, "outputs")) if (x := _output(d, f"outputs[{i}]", p)))
+        outputs = tuple(o for i, d in enumerate(p.items(data, "outputs")) if (o := _output(d, f"outputs[{i}]", p)))
         if "inputs" in data and not inputs and not p.about("inputs"):
             p.add("inputs", "expected at least one input")
         for what, names in (("inputs", [i.name for i in inputs]), ("outputs", [o.name for o in outputs])):

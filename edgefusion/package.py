@@ -16,27 +16,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgefusion.errors import IntegrityError, MissingArtifactError, PackageError, unknown_name
+from edgefusion.manifest import FORMAT_VERSION, FileRecord, InputSpec, Manifest, OutputSpec
 from edgefusion.preprocess import FeedBuilder
 
 __all__ = [
     "BUILTIN_DIR",
     "FORMAT_VERSION",
+    "MANIFEST",
+    "FileRecord",
     "InputSpec",
+    "Manifest",
     "ModelPackage",
     "OutputSpec",
     "builtin_packages",
     "load_package",
     "sha256_file",
+    "verify_package",
 ]
 
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 BUILTIN_DIR = Path(__file__).parent / "models"
+#: a manifest larger than this is not a manifest (they are a few kB); refused before parsing
+MAX_MANIFEST_BYTES = 4 << 20
 
 
 def sha256_file(path: Path) -> str:
@@ -47,50 +52,39 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input. ``shape`` holds ints and symbolic names such as ``"batch"``."""
-
-    name: str
-    modality: str
-    dtype: str
-    shape: tuple[int | str, ...]
-    preprocess: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """One model output: ``kind`` is ``class_logits`` or ``multilabel_logits``."""
-
-    name: str
-    kind: str
-    labels: tuple[str, ...]
-    threshold: float = 0.5
-
-
 @dataclass
 class ModelPackage:
-    """A loaded, verified model package."""
+    """A loaded, verified model package: its directory and its typed :class:`Manifest`."""
 
     path: Path
-    manifest: dict[str, Any]
-    inputs: list[InputSpec]
-    outputs: list[OutputSpec]
+    manifest: Manifest
 
     @property
     def name(self) -> str:
-        return str(self.manifest.get("name", self.path.name))
+        return self.manifest.name or self.path.name
+
+    @property
+    def inputs(self) -> list[InputSpec]:
+        return list(self.manifest.inputs)
+
+    @property
+    def outputs(self) -> list[OutputSpec]:
+        return list(self.manifest.outputs)
 
     @property
     def variants(self) -> list[str]:
-        return sorted(self.manifest.get("artifacts", {}))
+        return sorted(self.manifest.artifacts)
+
+    def file(self, record: FileRecord) -> Path:
+        """The path of a file the manifest names (inside the package: checked when parsed)."""
+        return self.path / record.path
 
     def artifact(self, variant: str) -> Path:
         """The file of an artifact variant (``fp32``, ...), verified at load time."""
-        arts = self.manifest.get("artifacts", {})
+        arts = self.manifest.artifacts
         if variant not in arts:
             raise unknown_name(f"variant of package '{self.name}'", variant, arts)
-        return self.path / arts[variant]["path"]
+        return self.file(arts[variant])
 
     def output(self, kind: str) -> OutputSpec:
         for o in self.outputs:
@@ -102,23 +96,24 @@ class ModelPackage:
         return FeedBuilder([(i.name, i.preprocess) for i in self.inputs])
 
     def describe(self) -> str:
-        lines = [f"package   {self.name}  ({self.path})", f"format    {self.manifest.get('format_version')}"]
+        m = self.manifest
+        lines = [f"package   {self.name}  ({self.path})", f"format    {m.format_version}"]
         for i in self.inputs:
             kind = i.preprocess.get("kind")
             lines.append(f"input     {i.name:<11} {i.modality:<9} {i.dtype:<8} {list(i.shape)}  [{kind}]")
         for o in self.outputs:
             lines.append(f"output    {o.name:<15} {o.kind:<18} {', '.join(o.labels)}")
-        for v, a in sorted(self.manifest.get("artifacts", {}).items()):
-            lines.append(f"artifact  {v:<8} {a['path']}  sha256 {a['sha256'][:16]}…  {a.get('bytes', 0) / 1e6:.2f} MB")
-        prov = self.manifest.get("provenance", {})
+        for v, a in sorted(m.artifacts.items()):
+            lines.append(f"artifact  {v:<8} {a.path}  sha256 {a.sha256[:16]}…  {a.bytes / 1e6:.2f} MB")
+        prov = m.provenance
         if prov:
             lines.append(f"built by  {prov.get('command', '?')}")
-            lines.append(f"          seed {prov.get('seed')}  git {prov.get('git_revision', '?')[:12]}  "
+            lines.append(f"          seed {prov.get('seed')}  git {str(prov.get('git_revision', '?'))[:12]}  "
                          f"data {str(prov.get('data_sha256', '?'))[:16]}…")
-        par = self.manifest.get("parity")
+        par = m.parity
         if par:
-            lines.append(f"parity    max |Δlogit| {par['max_abs_diff']:.2e} on {par['samples']} samples, "
-                         f"argmax agreement {100 * par['argmax_agreement']:.1f}%")
+            lines.append(f"parity    max |Δlogit| {par.get('max_abs_diff', float('nan')):.2e} on {par.get('samples')} "
+                         f"samples, argmax agreement {100 * par.get('argmax_agreement', float('nan')):.1f}%")
         return "\n".join(lines)
 
 
@@ -138,21 +133,17 @@ def load_package(where: str | Path, verify: bool = True) -> ModelPackage:
             raise unknown_name("model package", where, builtin_packages())
         else:
             raise PackageError(f"model package {path} does not exist")
+    where = path / MANIFEST
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackageError(f"cannot read {path / MANIFEST}: {exc}") from exc
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise PackageError(f"{path / MANIFEST}: format_version {version!r} is not supported; expected {FORMAT_VERSION}")
-    try:
-        inputs = [InputSpec(i["name"], i["modality"], i["dtype"], tuple(i["shape"]), i.get("preprocess", {}))
-                  for i in manifest["inputs"]]
-        outputs = [OutputSpec(o["name"], o["kind"], tuple(o.get("labels", ())), float(o.get("threshold", 0.5)))
-                   for o in manifest["outputs"]]
-    except (KeyError, TypeError) as exc:
-        raise PackageError(f"{path / MANIFEST}: malformed inputs/outputs ({exc!r}); see docs/architecture.md") from exc
-    pkg = ModelPackage(path, manifest, inputs, outputs)
+        if where.stat().st_size > MAX_MANIFEST_BYTES:
+            raise PackageError(f"{where} is {where.stat().st_size} bytes; a manifest is at most "
+                               f"{MAX_MANIFEST_BYTES} bytes. Is this the right file?")
+        data = json.loads(where.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise PackageError(f"cannot read {where}: {reason}; expected a JSON manifest "
+                           "(see docs/architecture.md)") from exc
+    pkg = ModelPackage(path, Manifest.parse(data, str(where)))
     if verify:
         verify_package(pkg)
     return pkg
@@ -160,18 +151,22 @@ def load_package(where: str | Path, verify: bool = True) -> ModelPackage:
 
 def verify_package(pkg: ModelPackage) -> None:
     """Check that every artifact and source file exists and has the recorded sha256."""
-    files = {**pkg.manifest.get("sources", {}), **pkg.manifest.get("artifacts", {})}
-    for variant, art in files.items():
-        f = pkg.path / art["path"]
+    m = pkg.manifest
+    root = pkg.path.resolve()
+    for variant, art in {**m.sources, **m.artifacts}.items():
+        f = pkg.file(art)
+        if not f.resolve().is_relative_to(root):
+            raise IntegrityError(f"package '{pkg.name}': the {variant} file {art.path} is a link that leaves the "
+                                 f"package directory {pkg.path}; copy the file into the package instead")
         if not f.is_file():
             raise MissingArtifactError(
                 f"package '{pkg.name}': the {variant} artifact {f} is missing; "
-                f"rebuild the package ({pkg.manifest.get('provenance', {}).get('command', 'edgefusion export')})"
+                f"rebuild the package ({m.build_command})"
             )
         digest = sha256_file(f)
-        if digest != art["sha256"]:
+        if digest != art.sha256:
             raise IntegrityError(
                 f"package '{pkg.name}': {f.name} has sha256 {digest[:16]}…, the manifest expects "
-                f"{art['sha256'][:16]}…; the file changed after it was packaged. Restore it or rebuild "
-                f"the package ({pkg.manifest.get('provenance', {}).get('command', 'edgefusion export')})"
+                f"{art.sha256[:16]}…; the file changed after it was packaged. Restore it or rebuild "
+                f"the package ({m.build_command})"
             )

@@ -141,7 +141,7 @@ def build_engine(where: str | Path, cfg: BuildConfig, command: str | None = None
     cfg.validate()
     pkg = load_package(where)
     source = ENGINE_SOURCES[cfg.variant]
-    arts = pkg.manifest.get("artifacts", {})
+    arts = pkg.manifest.artifacts
     if source not in arts:
         raise MissingArtifactError(f"package '{pkg.name}' has no '{source}' artifact, which the {cfg.variant} engine "
                                    f"is built from; create it first: edgefusion quantize {pkg.path} --variants "
@@ -170,7 +170,7 @@ def build_engine(where: str | Path, cfg: BuildConfig, command: str | None = None
         (st.path / cache_rel).write_bytes(cache)
         entry = file_record(
             st.path, eng_rel, format="tensorrt", variant=cfg.variant, precision=cfg.variant,
-            onnx_variant=source, onnx_sha256=arts[source]["sha256"], tensorrt=machine.tensorrt,
+            onnx_variant=source, onnx_sha256=arts[source].sha256, tensorrt=machine.tensorrt,
             compute_capability=list(machine.compute_capability), gpu=machine.gpu, strongly_typed=True,
             profile={"input_axis": 0, "min": 1, "opt": cfg.opt_batch, "max": cfg.max_batch},
             workspace_mib=cfg.workspace_mib, timing_cache=cache_rel, fp16_conversion=conversion,

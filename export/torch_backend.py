@@ -29,10 +29,10 @@ class TorchBackend(Backend):
         super().__init__(package, variant, threads, **options)
         if variant != "fp32":
             raise PackageError(f"torch backend runs fp32 only, not {variant!r}")
-        src = package.manifest.get("sources", {}).get("checkpoint")
+        src = package.manifest.sources.get("checkpoint")
         if src is None:
             raise PackageError(f"package '{package.name}' has no PyTorch checkpoint to compare against")
-        self.model, _ = load_checkpoint(package.path / src["path"])
+        self.model, _ = load_checkpoint(package.file(src))
         if threads:
             torch.set_num_threads(threads)
         self._outputs = [o.name for o in package.outputs]

@@ -36,7 +36,7 @@ def test_a_few_steps_make_the_loss_fall(tiny):
 def test_export_parity_and_symbolic_batch(tiny, tmp_path):
     pkg_dir = onnx_export.export_package(tiny.checkpoint, tmp_path / "pkg", n_parity=256)
     pkg = load_package(pkg_dir)
-    par = pkg.manifest["parity"]
+    par = pkg.manifest.raw["parity"]
     assert par["samples"] == 256 and par["max_abs_diff"] <= 1e-4 and par["argmax_agreement"] == 1.0
     graph = onnx.load(str(pkg.artifact("fp32"))).graph
     assert all(vi.type.tensor_type.shape.dim[0].dim_param for vi in [*graph.input, *graph.output])
@@ -76,9 +76,9 @@ def test_a_failed_export_leaves_no_directories_behind(tiny, tmp_path, monkeypatc
 @pytest.mark.parametrize("name", ["smart_home", "driving"])
 def test_the_shipped_checkpoints_load_with_weights_only(name):
     pkg = load_package(name)  # verifies the checkpoint's sha256 against the manifest
-    model, ck = load_checkpoint(pkg.path / pkg.manifest["sources"]["checkpoint"]["path"])
+    model, ck = load_checkpoint(pkg.path / pkg.manifest.raw["sources"]["checkpoint"]["path"])
     assert ck["events"] == list(pkg.output("multilabel_logits").labels)
-    assert sum(p.numel() for p in model.parameters()) == pkg.manifest["provenance"]["metrics"]["parameters"]
+    assert sum(p.numel() for p in model.parameters()) == pkg.manifest.raw["provenance"]["metrics"]["parameters"]
 
 
 class _RunsCode:

@@ -11,13 +11,13 @@ from edgefusion.package import builtin_packages
 @pytest.mark.parametrize("name", ["smart_home", "driving"])
 def test_builtin_packages_load_and_verify(name):
     pkg = load_package(name)
-    assert pkg.manifest["format_version"] == 1
+    assert pkg.manifest.raw["format_version"] == 1
     assert [i.name for i in pkg.inputs] == ["image", "audio", "tokens", "token_mask", "present"]
     assert pkg.inputs[0].shape[0] == "batch"
     assert pkg.artifact("fp32").is_file()
-    par = pkg.manifest["parity"]
+    par = pkg.manifest.raw["parity"]
     assert par["max_abs_diff"] <= 1e-4 and par["argmax_agreement"] == 1.0 and par["samples"] >= 256
-    prov = pkg.manifest["provenance"]
+    prov = pkg.manifest.raw["provenance"]
     for key in ("command", "seed", "git_revision", "data_sha256", "metrics"):
         assert prov[key] is not None, key
 

@@ -36,7 +36,7 @@ def test_a_new_package_appears_whole_with_its_parents(tmp_path):
         assert not out.exists()  # nothing is visible before the commit
         st.commit()
     pkg = load_package(out)
-    assert pkg.manifest["artifacts"]["fp32"]["sha256"] == manifest["artifacts"]["fp32"]["sha256"]
+    assert pkg.manifest.raw["artifacts"]["fp32"]["sha256"] == manifest["artifacts"]["fp32"]["sha256"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["pkg"]
 
 

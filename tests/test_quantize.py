@@ -63,7 +63,7 @@ def test_both_artifacts_are_written_and_verified_by_load_package(quantized):
     pkg = load_package(pkg_dir)  # verifies every sha256
     assert {"fp32", "int8", "int8_trt"} <= set(pkg.variants)
     for v in ("int8", "int8_trt"):
-        art = pkg.manifest["artifacts"][v]
+        art = pkg.manifest.raw["artifacts"][v]
         assert art["format"] == "onnx" and art["precision"] == "int8" and art["bytes"] == pkg.artifact(v).stat().st_size
         cal = art["calibration"]
         assert hashlib.sha256((pkg_dir / cal["path"]).read_bytes()).hexdigest() == cal["sha256"]
@@ -76,21 +76,21 @@ def test_both_artifacts_are_written_and_verified_by_load_package(quantized):
 def test_provenance_records_data_method_tools_and_float_nodes(quantized):
     pkg_dir, _ = quantized
     pkg = load_package(pkg_dir)
-    fp32_sha = pkg.manifest["artifacts"]["fp32"]["sha256"]
+    fp32_sha = pkg.manifest.raw["artifacts"]["fp32"]["sha256"]
     for v in ("int8", "int8_trt"):
         prov = json.loads((pkg_dir / f"calibration.{v}.json").read_text())
         assert prov["source_model"]["sha256"] == fp32_sha and prov["method"] == "minmax"
         data = prov["calibration_data"]
         assert data["samples"] == 24 and data["kind"] == "scenario" and len(data["sha256"]) == 64
-        assert data["seed"] == pkg.manifest["provenance"]["seed"] + CALIBRATION_SEED_OFFSET
+        assert data["seed"] == pkg.manifest.raw["provenance"]["seed"] + CALIBRATION_SEED_OFFSET
         assert set(prov["tools"]) >= {"onnx", "onnxruntime", "numpy", "python"}
         g = prov["graph"]
         assert g["op_types_quantized"] == sorted(OP_TYPES)
         # the rule keeps the GRU, normalizations, softmax and GELU in float, and says so
         assert {"GRU", "LayerNormalization", "Softmax"} <= set(g["kept_float_by_op_type"])
         assert len(g["nodes_kept_float"]) == sum(g["kept_float_by_op_type"].values())
-        assert prov["gate"]["passed"] and prov["gate"]["seed"] == pkg.manifest["provenance"]["seed"] + EVAL_SEED_OFFSET
-        assert prov["artifact"]["sha256"] == pkg.manifest["artifacts"][v]["sha256"]
+        assert prov["gate"]["passed"] and prov["gate"]["seed"] == pkg.manifest.raw["provenance"]["seed"] + EVAL_SEED_OFFSET
+        assert prov["artifact"]["sha256"] == pkg.manifest.raw["artifacts"][v]["sha256"]
 
 
 def test_scales_are_finite_and_nonzero_in_both_artifacts(quantized):
@@ -194,7 +194,7 @@ def test_scenario_source_is_seeded_and_keeps_clear_of_training_and_eval_seeds(pk
     assert a.describe() == b.describe() and a.describe().batches == 2
     assert [f["image"].shape[0] for f in a] == [4, 2]
     assert ScenarioSource(pkg, 6, seed=5).describe().sha256 != a.describe().sha256
-    base = pkg.manifest["provenance"]["seed"]
+    base = pkg.manifest.raw["provenance"]["seed"]
     for taken in (base, base + EVAL_SEED_OFFSET):
         with pytest.raises(ConfigError, match="choose another"):
             ScenarioSource(pkg, 2, seed=taken)

@@ -16,6 +16,7 @@ import pytest
 from edgefusion import FeedError, FusionWindow, load_package, open_backend
 from edgefusion.backends.tensorrt import Machine, engine_key, select_engine, trt_version
 from edgefusion.errors import BackendError, MissingArtifactError, MissingDependencyError, PackageError
+from edgefusion.package import Manifest, ModelPackage
 from edgefusion.scenarios import generate_samples, get_scenario
 
 ORIN = Machine("10.3.0", (8, 7), "Orin")
@@ -23,16 +24,16 @@ ORIN = Machine("10.3.0", (8, 7), "Orin")
 
 def _with_engine(pkg, machine, variant="int8", onnx_sha=None, **override):
     """A copy of ``pkg`` whose manifest records one engine built on ``machine`` (metadata only)."""
-    pkg = copy.deepcopy(pkg)
-    arts = pkg.manifest["artifacts"]
+    raw = copy.deepcopy(pkg.manifest.raw)
+    arts = raw["artifacts"]
     source = "int8_trt" if variant == "int8" else "fp32"
     arts.setdefault(source, dict(arts["fp32"], path="model.int8_trt.onnx", sha256="a" * 64))
     entry = {"path": f"engines/{engine_key(machine, variant).replace('/', '_')}.engine", "sha256": "b" * 64,
              "variant": variant, "onnx_variant": source, "onnx_sha256": onnx_sha or arts[source]["sha256"],
              "tensorrt": machine.tensorrt, "compute_capability": list(machine.compute_capability),
              "gpu": machine.gpu, **override}
-    pkg.manifest["engines"] = {engine_key(machine, variant): entry}
-    return pkg
+    raw["engines"] = {engine_key(machine, variant): entry}
+    return ModelPackage(pkg.path, Manifest.parse(raw, "test manifest"))
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_engine_key_names_tensorrt_version_compute_capability_gpu_and_variant():
 def test_the_engine_recorded_for_this_machine_is_selected(pkg):
     p = _with_engine(pkg, ORIN)
     key, entry = select_engine(p, "int8", ORIN)
-    assert key == "trt10.3.0/sm87/orin/int8" and entry["onnx_variant"] == "int8_trt"
+    assert key == "trt10.3.0/sm87/orin/int8" and entry.meta["onnx_variant"] == "int8_trt"
 
 
 @pytest.mark.parametrize("machine", [Machine("10.7.0", (8, 7), "Orin"), Machine("10.3.0", (8, 6), "Orin")],

@@ -43,7 +43,7 @@ def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
     for variant in package.variants:
         note = "meant for TensorRT; runs on the CPU for checks only (slowly)" if variant.endswith("_trt") else "CPU"
         rows.append((variant, "onnxruntime", cpu, note if cpu else "this onnxruntime has no CPU provider"))
-    engine_variants = sorted({k.rsplit("/", 1)[-1] for k in package.manifest.get("engines", {})} |
+    engine_variants = sorted({k.rsplit("/", 1)[-1] for k in package.manifest.engines} |
                              ({"fp16", "int8"} if "int8_trt" in package.variants else {"fp16"}))
     try:
         import tensorrt  # noqa: F401
@@ -51,7 +51,7 @@ def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
         reason = ("TensorRT is not installed (x86-64: pip install 'edgefusion[tensorrt]'; Jetson: it comes with "
                   "JetPack)")
         return rows + [(v, "tensorrt", False, reason) for v in engine_variants]
-    engines = package.manifest.get("engines", {})
+    engines = package.manifest.engines
     for v in engine_variants:
         keys = [k for k in engines if k.endswith("/" + v)]
         if keys:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgefusion.errors import BackendError, IntegrityError, MissingArtifactError, PackageError
-from edgefusion.package import ModelPackage
+from edgefusion.package import FileRecord, ModelPackage
 
 if TYPE_CHECKING:
     from edgefusion.backends.tensorrt.cuda import CudaProvider
@@ -84,35 +83,36 @@ def rebuild_command(package: ModelPackage, variant: str) -> str:
     return f"edgefusion build-engine {shlex.quote(str(package.path))} --variant {variant}"
 
 
-def select_engine(package: ModelPackage, variant: str, machine: Machine) -> tuple[str, dict[str, Any]]:
+def select_engine(package: ModelPackage, variant: str, machine: Machine) -> tuple[str, FileRecord]:
     """The (key, entry) of the engine to run; MissingArtifactError with the rebuild command otherwise."""
     if variant not in ENGINE_SOURCES:
         raise BackendError(f"TensorRT engines come in variants {', '.join(ENGINE_SOURCES)}; got '{variant}'")
-    engines: Mapping[str, Any] = package.manifest.get("engines") or {}
+    engines = package.manifest.engines
     cmd = rebuild_command(package, variant)
     key = engine_key(machine, variant)
     entry = engines.get(key)
     if entry is None:
-        others = sorted(k for k, e in engines.items() if e.get("variant") == variant)
+        others = sorted(k for k, e in engines.items() if e.meta.get("variant") == variant)
         found = (f"it holds {variant} engines for {', '.join(others)} only" if others
                  else f"it holds no {variant} engine")
         raise MissingArtifactError(
             f"package '{package.name}' has no TensorRT engine for this machine (expected key {key}: {machine}); "
             f"{found}. An engine runs only with the TensorRT version and on the GPU it was built for, and the "
             f"runtime never builds one silently. Build it here with: {cmd}")
-    if entry.get("tensorrt") != machine.tensorrt or entry.get("compute_capability") != list(machine.compute_capability):
-        raise PackageError(f"package '{package.name}': engine {key} records TensorRT {entry.get('tensorrt')} and "
-                           f"compute capability {entry.get('compute_capability')}, which contradicts its key; the "
+    meta = entry.meta
+    if meta.get("tensorrt") != machine.tensorrt or meta.get("compute_capability") != list(machine.compute_capability):
+        raise PackageError(f"package '{package.name}': engine {key} records TensorRT {meta.get('tensorrt')} and "
+                           f"compute capability {meta.get('compute_capability')}, which contradicts its key; the "
                            f"manifest was edited by hand. Rebuild the engine with: {cmd}")
     source = ENGINE_SOURCES[variant]
-    arts = package.manifest.get("artifacts", {})
+    arts = package.manifest.artifacts
     if source not in arts:
         raise MissingArtifactError(f"package '{package.name}' lacks the '{source}' artifact that engine {key} was "
                                    "built from; restore it (edgefusion quantize PACKAGE for int8_trt), then: " + cmd)
-    if entry.get("onnx_sha256") != arts[source]["sha256"]:
+    if meta.get("onnx_sha256") != arts[source].sha256:
         raise MissingArtifactError(
-            f"engine {key} was built from the {source} ONNX with sha256 {str(entry.get('onnx_sha256'))[:16]}…, but "
-            f"the package's {source} artifact is now {arts[source]['sha256'][:16]}…; the engine is stale. "
+            f"engine {key} was built from the {source} ONNX with sha256 {str(meta.get('onnx_sha256'))[:16]}…, but "
+            f"the package's {source} artifact is now {arts[source].sha256[:16]}…; the engine is stale. "
             f"Rebuild it with: {cmd}")
     return key, entry
 
@@ -125,12 +125,12 @@ def read_engine(package: ModelPackage, variant: str, machine: Machine) -> tuple[
         IntegrityError: the file is not the one the manifest records.
     """
     key, entry = select_engine(package, variant, machine)
-    path = package.path / entry["path"]
+    path = package.file(entry)
     cmd = rebuild_command(package, variant)
     if not path.is_file():
         raise MissingArtifactError(f"engine {key}: {path} is missing; rebuild it with: {cmd}")
     blob = path.read_bytes()  # hashed and deserialized from the same bytes, so the check covers what runs
-    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+    if hashlib.sha256(blob).hexdigest() != entry.sha256:
         raise IntegrityError(f"engine {key}: {path.name} does not have the sha256 the manifest records; "
                              f"it changed after it was built. Rebuild it with: {cmd}")
     return key, blob
