@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import add_command, runtime_options
@@ -20,33 +19,8 @@ REPLAY_EPILOG = """examples:
 """
 
 
-def write_synth(scenario: str, duration: float, seed: int, out: str, hard: bool = False,
-                image_format: str = "raw") -> tuple[Path, int]:
-    """A scenario timeline as MCAP: camera, audio, commands and per-frame truth on their own channels."""
-    from edgefusion.logs import LogWriter
-    from edgefusion.samples import AudioChunk, Frame
-    from edgefusion.scenarios import generate_timeline, get_scenario
-    from edgefusion.sources import TimelineSource
-
-    tl = generate_timeline(get_scenario(scenario), duration, seed, hard=hard)
-    truth = dict(zip(tl.frame_t_ns.tolist(), zip(tl.truth_action, tl.truth_events)))
-    with LogWriter(out, image_format=image_format) as w:
-        w.metadata("scenario", {"scenario": scenario, "seed": str(seed), "duration_s": str(duration),
-                                "hard": str(hard), "package": scenario})
-        for s in TimelineSource(tl):
-            if isinstance(s, Frame):
-                w.frame(s, s.t_ns)
-                action, events = truth[s.t_ns]
-                w.truth(s.t_ns, action, sorted(events), s.t_ns)
-            elif isinstance(s, AudioChunk):
-                w.audio(s, s.t_ns)
-            else:
-                w.command(s, s.t_ns)
-        n = w.messages
-    return Path(out), n
-
-
 def cmd_synth(a: argparse.Namespace) -> None:
+    from edgefusion.logs.timeline import write_synth
     from edgefusion.scenarios import get_scenario
 
     get_scenario(a.scenario)
