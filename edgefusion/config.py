@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from edgefusion.errors import ConfigError
+from edgefusion.pipeline import PipelineConfig
 from edgefusion.postprocess import PostConfig
+from edgefusion.sync import MissingPolicy, SyncConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
-__all__ = ["ServiceConfig", "dump_toml", "load", "loads"]
+__all__ = ["ServiceConfig", "dump_toml", "load", "loads", "pipeline_config"]
+
+MS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,18 @@ class PostSection:
 
 
 @dataclass(frozen=True)
+class QueuesSection:
+    """The pipeline's queues (live runs: latest-wins; the freshness budget drops stale frames)."""
+
+    frame_capacity: int = PipelineConfig.frame_capacity  # the runtime's defaults, so the two cannot drift apart
+    audio_capacity: int = PipelineConfig.audio_capacity
+    text_capacity: int = PipelineConfig.text_capacity
+    sink_capacity: int = PipelineConfig.sink_capacity
+    frame_max_age_ms: int = (PipelineConfig.frame_max_age_ns or 0) // MS  # 0: no freshness budget
+    deadline_ms: int = (PipelineConfig.deadline_ns or 0) // MS  # 0: no deadline (else misses are counted)
+
+
+@dataclass(frozen=True)
 class MqttSection:
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -145,6 +161,7 @@ class ServiceConfig:
     sources: SourcesSection = field(default_factory=SourcesSection)
     sync: SyncSection = field(default_factory=SyncSection)
     post: PostSection = field(default_factory=PostSection)
+    queues: QueuesSection = field(default_factory=QueuesSection)
     sinks: SinksSection = field(default_factory=SinksSection)
     recording: RecordingSection = field(default_factory=RecordingSection)
     http: HttpSection = field(default_factory=HttpSection)
@@ -158,6 +175,9 @@ CHOICES = {
     "logging.level": ("debug", "info", "warning", "error"),
     "sinks.mqtt.qos": (0, 1, 2),
 }
+
+#: keys with a lower bound above zero (a queue holds at least one item)
+MINIMUM = {f"queues.{name}_capacity": 1 for name in ("frame", "audio", "text", "sink")}
 
 
 def _type_name(t: Any) -> str:
@@ -195,8 +215,10 @@ def _check(where: str, t: Any, value: Any) -> Any:
         raise ConfigError(f"{where}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
     if where in CHOICES and value not in CHOICES[where]:
         raise ConfigError(f"{where}: expected one of {list(CHOICES[where])}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        raise ConfigError(f"{where}: must not be negative, got {value}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < MINIMUM.get(where, 0):
+        least = MINIMUM.get(where)
+        raise ConfigError(f"{where}: must be at least {least}, got {value}" if least else
+                          f"{where}: must not be negative, got {value}")
     return value
 
 
@@ -219,6 +241,24 @@ def load(path: str | Path) -> ServiceConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc}") from exc
     return loads(text, str(p))
+
+
+def pipeline_config(cfg: ServiceConfig) -> PipelineConfig:
+    """The pipeline settings of a service config: sync, post-processing and queues (live, not lossless).
+
+    Example:
+        >>> pc = pipeline_config(loads('[sources.camera]\\nuri = "0"\\n[queues]\\ndeadline_ms = 40'))
+        >>> pc.deadline_ns, pc.frame_max_age_ns, pc.frame_capacity
+        (40000000, 250000000, 2)
+    """
+    s, p, q = cfg.sync, cfg.post, cfg.queues
+    return PipelineConfig(
+        frame_capacity=q.frame_capacity, audio_capacity=q.audio_capacity, text_capacity=q.text_capacity,
+        sink_capacity=q.sink_capacity, frame_max_age_ns=q.frame_max_age_ms * MS or None,
+        deadline_ns=q.deadline_ms * MS or None,
+        sync=SyncConfig(audio_max_skew_ns=s.audio_max_skew_ms * MS, audio_policy=MissingPolicy(s.audio_policy),
+                        command_horizon_ns=s.command_horizon_ms * MS, offsets_ns={"audio": s.audio_offset_ms * MS}),
+        post=PostConfig(on=p.on, off=p.off, event_min_steps=p.event_min_steps, action_min_steps=p.action_min_steps))
 
 
 def dump_toml(cfg: Any, prefix: str = "") -> str:

@@ -4,8 +4,7 @@ import numpy as np
 
 from edgefusion.errors import InputError
 from edgefusion.samples import Frame
-from edgefusion.serve import RetryingSource
-from edgefusion.sources import Source
+from edgefusion.sources import RetryingSource, Source
 
 
 class Flaky(Source):

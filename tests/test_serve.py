@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from edgefusion.config import dump_toml, loads
+from edgefusion.config import dump_toml, loads, pipeline_config
 from edgefusion.errors import ConfigError
 from edgefusion.package import BUILTIN_DIR
+from edgefusion.pipeline import PipelineConfig
 
 prom_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -206,6 +207,37 @@ def test_config_show_round_trips_and_examples_check():
         p = subprocess.run([sys.executable, "-m", "edgefusion", "config", "check", str(example)], capture_output=True,
                            text=True, timeout=60)
         assert p.returncode == 0 and ": OK (model" in p.stdout, p.stderr
+
+
+def test_queues_are_set_from_toml_and_default_to_the_runtime():
+    cam = '[sources.camera]\nuri = "0"\n'
+    defaults, pc = PipelineConfig(), pipeline_config(loads(cam))
+    names = ("frame_capacity", "audio_capacity", "text_capacity", "sink_capacity", "frame_max_age_ns", "deadline_ns")
+    assert [getattr(pc, n) for n in names] == [getattr(defaults, n) for n in names]
+    assert not pc.lossless
+
+    cfg = loads(cam + "[queues]\nframe_capacity = 4\nsink_capacity = 32\nframe_max_age_ms = 0\ndeadline_ms = 40")
+    pc = pipeline_config(cfg)
+    assert (pc.frame_capacity, pc.sink_capacity, pc.audio_capacity) == (4, 32, defaults.audio_capacity)
+    assert pc.frame_max_age_ns is None and pc.deadline_ns == 40_000_000  # 0 ms: no freshness budget
+    assert loads(dump_toml(cfg)) == cfg
+
+    with pytest.raises(ConfigError, match=r"queues.frame_max_age: unknown key; did you mean 'frame_max_age_ms'\?"):
+        loads(cam + "[queues]\nframe_max_age = 100")
+    with pytest.raises(ConfigError, match=r"queues.sink_capacity: must be at least 1, got 0"):
+        loads(cam + "[queues]\nsink_capacity = 0")
+    with pytest.raises(ConfigError, match=r"queues.deadline_ms: must not be negative, got -1"):
+        loads(cam + "[queues]\ndeadline_ms = -1")
+
+
+def test_config_show_prints_the_queues(tmp_path):
+    cfg = tmp_path / "q.toml"
+    cfg.write_text('[sources.camera]\nuri = "0"\n[queues]\ndeadline_ms = 40\n')
+    p = subprocess.run([sys.executable, "-m", "edgefusion", "config", "show", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "[queues]\nframe_capacity = 2\naudio_capacity = 256\ntext_capacity = 64\nsink_capacity = 256\n" \
+           "frame_max_age_ms = 250\ndeadline_ms = 40\n" in p.stdout
 
 
 def test_systemd_unit_has_the_hardening_and_notify_settings():

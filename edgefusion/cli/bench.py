@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import add_command
-from edgefusion.errors import ConfigError, EdgeFusionError
+from edgefusion.errors import ConfigError
 
 EPILOG = """examples:
   edgefusion bench smart_home                                   # ONNX Runtime variants, 30 fps, 20 s
@@ -23,19 +23,11 @@ variant the package lacks) are skipped with the reason, in the table and the JSO
 """
 
 
-def _default_configs(pkg: Any) -> str:
-    return ",".join(f"onnxruntime:{v}" for v in pkg.variants if not v.endswith("_trt"))
-
-
 def cmd_bench(a: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from edgefusion.benchmark.model_only import model_only
-    from edgefusion.benchmark.peak import peak_rate
-    from edgefusion.benchmark.report import SCHEMA_VERSION, machine_facts, write_reports
-    from edgefusion.benchmark.runner import parse_configs, run_once
+    from edgefusion.benchmark.report import markdown, write_reports
+    from edgefusion.benchmark.runner import parse_configs
+    from edgefusion.benchmark.suite import bench_input, default_configs, run_suite
     from edgefusion.package import load_package
-    from edgefusion.scenarios import generate_timeline, get_scenario
 
     pkg = load_package(a.package)
     if a.rate != "max" and (not a.rate.replace(".", "", 1).isdigit() or float(a.rate) <= 0):
@@ -43,76 +35,24 @@ def cmd_bench(a: argparse.Namespace) -> None:
     rate = None if a.rate == "max" else float(a.rate)
     if a.warmup < 0 or a.duration <= a.warmup:
         raise ConfigError(f"--duration ({a.duration} s) must be longer than --warmup ({a.warmup} s)")
-    if a.log:
-        timeline, desc = _timeline_from_log(a.log), f"log {a.log}"
-    else:
-        scen = a.scenario or pkg.manifest.get("scenario")
-        if not scen:
-            raise ConfigError("the package names no scenario; pass --scenario or --log")
-        timeline = generate_timeline(get_scenario(scen), a.duration, a.seed)
-        desc = f"{a.duration:g} s synthesized {scen} timeline (seed {a.seed}, {len(timeline.frames)} frames)"
-    configs = parse_configs(a.configs or _default_configs(pkg), a.threads)
-    report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "package": pkg.name, "package_path": str(pkg.path),
-        "input": {"description": desc, "frames": len(timeline.frames)}, "rate_fps": rate, "warmup_s": a.warmup,
-        "machine": machine_facts(), "command": sys.argv, "runs": [], "skipped": [], "peak": [], "model_only": [],
-    }
-    t0 = time.monotonic()
-    with tqdm(configs, desc="bench", unit="config", file=sys.stderr) as bar:
-        for cfg in bar:
-            bar.set_postfix_str(cfg.label)
-            try:
-                if a.model_only:
-                    from edgefusion.demo import timeline_windows
-
-                    report["model_only"] += model_only(pkg, cfg, timeline_windows(timeline)[:64])
-                    continue
-                rep = run_once(pkg, cfg, timeline, rate, a.warmup)
-                report["runs"].append(rep.to_json())
-                if a.peak:
-                    report["peak"].append(peak_rate(pkg, cfg, timeline))
-            except EdgeFusionError as exc:
-                report["skipped"].append({"config": cfg.label, "reason": str(exc)})
-                print(f"skipped {cfg.label}: {exc}", file=sys.stderr)
-    report["elapsed_s"] = round(time.monotonic() - t0, 1)
-    out = Path(a.out or f"bench/out/{pkg.name}")
-    paths = write_reports(report, out, plots_wanted=not a.no_plots)
-    from edgefusion.benchmark.report import markdown
-
+    timeline, desc = bench_input(pkg, log=a.log, scenario=a.scenario, duration_s=a.duration, seed=a.seed)
+    configs = parse_configs(a.configs or default_configs(pkg), a.threads)
+    report = run_suite(pkg, timeline, desc, _progress(configs), rate, a.warmup, model_only_mode=a.model_only,
+                       peak=a.peak, command=sys.argv,
+                       on_skip=lambda cfg, why: print(f"skipped {cfg.label}: {why}", file=sys.stderr))
+    paths = write_reports(report, Path(a.out or f"bench/out/{pkg.name}"), plots_wanted=not a.no_plots)
     print(markdown(report))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
 
 
-def _timeline_from_log(path: str) -> Any:
-    """A recorded log as a Timeline (frames, audio, commands) so every configuration sees the same input."""
-    import numpy as np
+def _progress(configs: list[Any]) -> Iterator[Any]:
+    """The configurations, shown as a progress bar on stderr."""
+    from tqdm import tqdm
 
-    from edgefusion.logs import LogReader, decode
-    from edgefusion.samples import AudioChunk, Command, Frame
-    from edgefusion.scenarios import Timeline, TimelineCommand
-
-    frames, times, audio, cmds, rate = [], [], [], [], 16000
-    with LogReader(path) as r:
-        for m in r.messages(topics=["/camera", "/audio", "/text"]):
-            s = decode(m)
-            if isinstance(s, Frame):
-                frames.append(s.image)
-                times.append(s.t_ns)
-            elif isinstance(s, AudioChunk):
-                audio.append(s.samples)
-                rate = s.sample_rate
-            elif isinstance(s, Command):
-                cmds.append(TimelineCommand(s.t_ns, s.text, ""))
-    if not frames:
-        raise ConfigError(f"{path} has no /camera frames to benchmark with")
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise ConfigError(f"{path}: frames of several sizes {sorted(shapes)}; benchmark one camera at a time")
-    t0 = times[0]
-    return Timeline("log", 0, np.asarray(times, np.int64) - t0, np.stack(frames),
-                    np.concatenate(audio) if audio else np.zeros(0, np.float32), rate,
-                    [TimelineCommand(c.t_ns - t0, c.text, c.intent) for c in cmds], [frozenset()] * len(frames),
-                    [""] * len(frames))
+    with tqdm(configs, desc="bench", unit="config", file=sys.stderr) as bar:
+        for cfg in bar:
+            bar.set_postfix_str(cfg.label)
+            yield cfg
 
 
 def register(sub: Any) -> None:

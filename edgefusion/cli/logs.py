@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import add_command, runtime_options
@@ -20,33 +19,8 @@ REPLAY_EPILOG = """examples:
 """
 
 
-def write_synth(scenario: str, duration: float, seed: int, out: str, hard: bool = False,
-                image_format: str = "raw") -> tuple[Path, int]:
-    """A scenario timeline as MCAP: camera, audio, commands and per-frame truth on their own channels."""
-    from edgefusion.logs import LogWriter
-    from edgefusion.samples import AudioChunk, Frame
-    from edgefusion.scenarios import generate_timeline, get_scenario
-    from edgefusion.sources import TimelineSource
-
-    tl = generate_timeline(get_scenario(scenario), duration, seed, hard=hard)
-    truth = dict(zip(tl.frame_t_ns.tolist(), zip(tl.truth_action, tl.truth_events)))
-    with LogWriter(out, image_format=image_format) as w:
-        w.metadata("scenario", {"scenario": scenario, "seed": str(seed), "duration_s": str(duration),
-                                "hard": str(hard), "package": scenario})
-        for s in TimelineSource(tl):
-            if isinstance(s, Frame):
-                w.frame(s, s.t_ns)
-                action, events = truth[s.t_ns]
-                w.truth(s.t_ns, action, sorted(events), s.t_ns)
-            elif isinstance(s, AudioChunk):
-                w.audio(s, s.t_ns)
-            else:
-                w.command(s, s.t_ns)
-        n = w.messages
-    return Path(out), n
-
-
 def cmd_synth(a: argparse.Namespace) -> None:
+    from edgefusion.logs.timeline import write_synth
     from edgefusion.scenarios import get_scenario
 
     get_scenario(a.scenario)
@@ -82,58 +56,39 @@ def _rate(text: str) -> float | None:
 
 def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.backends import open_backend
-    from edgefusion.logs import LogReader, LogWriter, decode
-    from edgefusion.logs.check import compare
-    from edgefusion.logs.recorder import Recorder
-    from edgefusion.package import load_package, sha256_file
-    from edgefusion.pipeline import Pipeline, PipelineConfig
+    from edgefusion.logs import LogReader
+    from edgefusion.logs.check import check_against_log
+    from edgefusion.package import load_package
+    from edgefusion.pipeline import PipelineConfig
+    from edgefusion.runbuild import Recording, RunBuilder
     from edgefusion.samples import Result
-    from edgefusion.sinks import Sink, open_sink
-    from edgefusion.sources.replay import ReplaySource
 
-    src = ReplaySource(a.log, rate=_rate(a.rate), start_s=a.start, end_s=a.end, loop=a.loop,
-                       mapping=_parse_map(a.map))
+    cfg = PipelineConfig(lossless=not a.live)
+    builder = RunBuilder(cfg)
+    builder.replay(a.log, rate=_rate(a.rate), start_s=a.start, end_s=a.end, loop=a.loop, mapping=_parse_map(a.map))
     with LogReader(a.log) as r:
         meta = r.info().metadata
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
     pkg = load_package(model)
+    for spec in a.out or []:
+        builder.add_sink(spec)
+    if a.record:
+        builder.record(Recording(a.record, image_format=a.image_format, package_ref=model,
+                                 run_config={"command": sys.argv, "pipeline": cfg.__dict__}))
     results: list[Result] = []
-    sinks: list[Sink] = [open_sink(s) for s in (a.out or [])]
-    cfg = PipelineConfig(lossless=not a.live)
-    recorder = None
-    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be:
-        pipe = Pipeline(pkg, be, [src], sinks, cfg, on_result=results.append)
-        if a.record:
-            recorder = Recorder(LogWriter(a.record, image_format=a.image_format), lossless=cfg.lossless,
-                                drops=pipe.drops)
-            recorder.describe_run(pkg.manifest, {"command": sys.argv, "pipeline": cfg.__dict__},
-                                  sha256_file(pkg.path / "manifest.json"), model)
-            pipe.sinks.append(recorder)
-            pipe.taps.append(recorder.tap)
-            src.passthrough["/truth"] = recorder.truth
-        try:
-            stats = pipe.run()
-        finally:
-            for s in pipe.sinks:
-                s.close()
+    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
+            builder.build(pkg, be, on_result=results.append) as run:
+        stats = run.pipeline.run()
     e2e = stats.latency_ms.get("end_to_end", {})
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
           file=sys.stderr)
-    if recorder is not None:
-        print(f"recorded {recorder.written} messages to {recorder.path}", file=sys.stderr)
+    if run.recorder is not None:
+        print(f"recorded {run.recorder.written} messages to {run.recorder.path}", file=sys.stderr)
     if a.check:
-        with LogReader(a.log) as r:
-            rec: list[dict[str, Any]] = []
-            truth: list[dict[str, Any]] = []
-            for m in r.messages(topics=["/results", "/truth"]):
-                d = decode(m)
-                assert isinstance(d, dict)
-                d["t_ns"] = m.publish_time_ns
-                (rec if m.topic == "/results" else truth).append(d)
-        report = compare(results, rec, truth)
+        report = check_against_log(a.log, results)
         for line in report.lines():
             print(line)
         if not report.ok:

@@ -26,40 +26,26 @@ Stop with Ctrl-C or SIGTERM: in-flight steps finish, sinks are flushed, a summar
 def cmd_run(a: argparse.Namespace) -> None:
     from edgefusion.backends import open_backend
     from edgefusion.package import load_package
-    from edgefusion.pipeline import Pipeline, PipelineConfig
-    from edgefusion.sinks import open_sink
-    from edgefusion.sources import AudioFileSource, CameraSource, MicrophoneSource, Source, open_text_source
+    from edgefusion.pipeline import PipelineConfig
+    from edgefusion.runbuild import Recording, RunBuilder
     from edgefusion.sync import MissingPolicy, SyncConfig
 
     _validate(a)
     pkg = load_package(a.model)
-    sources: list[Source] = [CameraSource(a.camera, pace=not a.no_pace, max_frames=a.max_frames, loop=a.loop)]
-    if a.audio == "default" or a.audio.startswith("device:"):
-        dev = a.audio.partition(":")[2] or None
-        sources.append(MicrophoneSource(int(dev) if dev and dev.isdigit() else dev))
-    elif a.audio != "none":
-        files: list[str | Path] = [p for p in a.audio.split(",") if p]
-        sources.append(AudioFileSource(files, pace=not a.no_pace, loop=a.loop))
-    if a.text != "none":
-        sources.append(open_text_source(a.text))
     offsets = {"audio": int(a.audio_offset_ms * 1e6)} if a.audio_offset_ms else {}
     cfg = PipelineConfig(lossless=a.lossless, sync=SyncConfig(audio_policy=MissingPolicy(a.audio_policy),
                                                               offsets_ns=offsets))
-    sinks: list[Any] = [open_sink(s) for s in (a.out or (["jsonl:-"] if not a.record else []))]
-    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be:
-        pipe = Pipeline(pkg, be, sources, sinks, cfg)
-        recorder = None
-        if a.record:
-            from edgefusion.logs import LogWriter
-            from edgefusion.logs.recorder import Recorder
-            from edgefusion.package import sha256_file
-
-            recorder = Recorder(LogWriter(a.record, image_format=a.image_format), lossless=a.lossless,
-                                drops=pipe.drops)
-            recorder.describe_run(pkg.manifest, {"command": sys.argv, "pipeline": cfg.__dict__},
-                                  sha256_file(pkg.path / "manifest.json"), a.model)
-            pipe.sinks.append(recorder)
-            pipe.taps.append(recorder.tap)
+    builder = RunBuilder(cfg)
+    builder.camera(a.camera, pace=not a.no_pace, loop=a.loop, max_frames=a.max_frames)
+    builder.audio(a.audio, pace=not a.no_pace, loop=a.loop)
+    builder.text(a.text)
+    for spec in a.out or (["jsonl:-"] if not a.record else []):
+        builder.add_sink(spec)
+    if a.record:
+        builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
+                                 run_config={"command": sys.argv, "pipeline": cfg.__dict__}))
+    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, builder.build(pkg, be) as run:
+        pipe = run.pipeline
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
                     for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -68,8 +54,6 @@ def cmd_run(a: argparse.Namespace) -> None:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-            for sink in pipe.sinks:
-                sink.close()
     summary: dict[str, Any] = {
         "stopped_by": stats.stopped_by, "steps": stats.steps, "results": stats.results, "emitted": stats.emitted,
         "wall_s": round(stats.wall_s, 3), "drops": stats.drops, "sync": stats.sync, "rejected": stats.rejected,
@@ -78,9 +62,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     if a.stats:
         Path(a.stats).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     e2e = stats.latency_ms.get("end_to_end", {})
-    if recorder is not None:
+    if run.recorder is not None:
         lost = stats.drops.get("recorder/queue_full", 0)
-        print(f"recorded {recorder.written} messages to {recorder.path}; {lost} dropped (disk too slow)",
+        print(f"recorded {run.recorder.written} messages to {run.recorder.path}; {lost} dropped (disk too slow)",
               file=sys.stderr)
     print(f"stopped ({stats.stopped_by}) after {stats.wall_s:.1f} s: {stats.steps} steps, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms "
@@ -101,8 +85,9 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     sp.epilog = EPILOG
     sp.add_argument("--model", default="smart_home", help="model package directory or built-in name "
                                                           "(default smart_home)")
-    sp.add_argument("--camera", required=True, help="device index (0), video file, rtsp:// URL, or a GStreamer "
-                                                    "pipeline ending in appsink")
+    sp.add_argument("--camera", required=True, help="device index (0), video file, rtsp:// URL, a GStreamer "
+                                                    "pipeline ending in appsink, or synth:SCENARIO (a synthesized "
+                                                    "scenario with its own audio and commands)")
     sp.add_argument("--audio", default="none", help="'default' (microphone; needs the 'audio' extra), "
                                                     "'device:N', audio file(s) separated by commas (played back "
                                                     "to back), or 'none' (default)")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgefusion.logs.reader import LogReader, decode
 from edgefusion.samples import Result
 from edgefusion.scoring import score_events
 
-__all__ = ["CheckReport", "compare"]
+__all__ = ["CheckReport", "check_against_log", "compare"]
 
 
 @dataclass
@@ -83,3 +85,16 @@ def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[
                                                                                  zip(pairs, acts)])),
                          "precision": lv["precision"], "recall": lv["recall"]}
     return rep
+
+
+def check_against_log(path: str | Path, new: list[Result]) -> CheckReport:
+    """``replay --check``: ``new`` results against the results and the truth recorded in the log at ``path``."""
+    recorded: list[dict[str, Any]] = []
+    truth: list[dict[str, Any]] = []
+    with LogReader(path) as r:
+        for m in r.messages(topics=["/results", "/truth"]):
+            d = decode(m)
+            assert isinstance(d, dict)
+            d["t_ns"] = m.publish_time_ns
+            (recorded if m.topic == "/results" else truth).append(d)
+    return compare(new, recorded, truth)

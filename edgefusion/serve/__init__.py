@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from edgefusion.serve.service import RetryingSource, Service
+from edgefusion.serve.service import Service
 
-__all__ = ["RetryingSource", "Service"]
+__all__ = ["Service"]

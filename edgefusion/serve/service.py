@@ -13,81 +13,34 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgefusion.backends import Backend, open_backend
-from edgefusion.config import ServiceConfig, load
+from edgefusion.config import ServiceConfig, load, pipeline_config
 from edgefusion.errors import EdgeFusionError
 from edgefusion.package import ModelPackage, load_package
-from edgefusion.pipeline import STAGES, Pipeline, PipelineConfig
-from edgefusion.postprocess import PostConfig
+from edgefusion.pipeline import STAGES, Pipeline
+from edgefusion.queues import DropCounter
+from edgefusion.runbuild import Recording, RunBuilder
 from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow, Result
+from edgefusion.serve.logfmt import setup_logging
 from edgefusion.serve.metrics import HealthServer, Metrics
 from edgefusion.serve.notify import Notifier, watchdog_interval_s
-from edgefusion.sinks import Sink
-from edgefusion.sources import Source
-from edgefusion.sync import MissingPolicy, SyncConfig
+from edgefusion.sinks import JsonlSink, Sink
+from edgefusion.sources import CallTextSource, RetryingSource, RetryPolicy
 
-__all__ = ["RetryingSource", "Service"]
+__all__ = ["Service"]
 
 log = logging.getLogger("edgefusion.serve")
 MS = 1_000_000
-
-
-class RetryingSource(Source):
-    """Reopens the source built by ``factory`` after a failure, with exponential backoff."""
-
-    def __init__(self, factory: Any, name: str, drives_run: bool, initial_s: float, max_s: float,
-                 on_restart: Any = None) -> None:
-        super().__init__()
-        self.factory, self.name, self.drives_run = factory, name, drives_run
-        self.initial_s, self.max_s, self.on_restart = initial_s, max_s, on_restart
-        self.failing: str | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        delay = self.initial_s
-        while not self.stop.is_set():
-            try:
-                src = self.factory()
-                src.stop = self.stop
-                with src:
-                    self.info = dict(src.info)
-                    for sample in src:
-                        if self.failing:
-                            log.info("source %s recovered", self.name)
-                            self.failing, delay = None, self.initial_s
-                        yield sample
-                    self.rejected.update(src.rejected)
-                return  # a normal end of stream
-            except (EdgeFusionError, OSError, RuntimeError, ValueError) as exc:
-                self.failing = f"{type(exc).__name__}: {exc}"
-                log.warning("source %s failed (%s); retrying in %.1f s", self.name, self.failing, delay)
-                if self.on_restart:
-                    self.on_restart(self.name)
-                if self.stop.wait(delay):
-                    return
-                delay = min(self.max_s, delay * 2)
-
-
-class _JsonFormatter(logging.Formatter):
-    def __init__(self, run_id: str) -> None:
-        super().__init__()
-        self.run_id = run_id
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-                           "run_id": self.run_id, "msg": record.getMessage()})
 
 
 class Service:
@@ -138,68 +91,34 @@ class Service:
 
     # -- sources and sinks ------------------------------------------------------------
 
-    def _sources(self, cfg: ServiceConfig) -> list[Source]:
-        from edgefusion.sources import AudioFileSource, CameraSource, MicrophoneSource, open_text_source
-
+    def _builder(self, cfg: ServiceConfig, pkg: ModelPackage) -> RunBuilder:
+        """The run: every configured stream retried on failure, the sinks, the recorder."""
         s = cfg.sources
-        out: dict[str, RetryingSource] = {}
-
-        def retrying(name: str, factory: Any, drives: bool) -> None:
-            out[name] = RetryingSource(factory, name, drives, s.retry_initial_s, s.retry_max_s,
-                                       lambda n: self.metrics.source_restarts.labels(n).inc())
-
-        cam = s.camera
-        if cam.uri.startswith("synth:"):
-            from edgefusion.scenarios import generate_timeline, get_scenario
-            from edgefusion.sources import TimelineSource
-
-            tl = generate_timeline(get_scenario(cam.uri.split(":", 1)[1]), 20.0, seed=1)
-
-            def timeline_factory() -> Source:
-                return _LoopingTimeline(tl) if cam.loop else TimelineSource(tl, pace=cam.pace)
-
-            retrying("camera", timeline_factory, True)
-        else:
-            retrying("camera", lambda: CameraSource(cam.uri, pace=cam.pace, loop=cam.loop), True)
-        a = s.audio
-        if a.uri in ("default",) or a.uri.startswith("device:"):
-            dev = a.uri.partition(":")[2] or None
-            retrying("audio", lambda: MicrophoneSource(int(dev) if dev and dev.isdigit() else dev), False)
-        elif a.uri != "none":
-            files: list[str | Path] = [p for p in a.uri.split(",") if p]
-            retrying("audio", lambda: AudioFileSource(files, loop=a.loop), False)
-        if s.text.uri != "none":
-            retrying("text", lambda: open_text_source(s.text.uri), False)
-        self.sources = out
-        return list(out.values())
-
-    def _sinks(self, cfg: ServiceConfig, pkg: ModelPackage, pipe: Pipeline) -> list[Sink]:
-        from edgefusion.sinks import JsonlSink
-
-        sinks: list[Sink] = []
+        retry = RetryPolicy(s.retry_initial_s, s.retry_max_s, lambda n: self.metrics.source_restarts.labels(n).inc())
+        b = RunBuilder(pipeline_config(cfg), retry=retry)
+        b.camera(s.camera.uri, pace=s.camera.pace, loop=s.camera.loop)
+        b.audio(s.audio.uri, loop=s.audio.loop)
+        b.text(s.text.uri)
+        self.sources = b.retrying
+        b.add_tap(self._seen)
         if cfg.sinks.jsonl:
-            sinks.append(JsonlSink(cfg.sinks.jsonl, only_emitted=cfg.sinks.jsonl_only_actions))
+            b.add_sink(JsonlSink(cfg.sinks.jsonl, only_emitted=cfg.sinks.jsonl_only_actions))
         if cfg.sinks.mqtt.enabled:
-            from edgefusion.serve.mqtt import MqttSink
-            from edgefusion.sources import CallTextSource
-
             commands = CallTextSource(name="text") if cfg.sinks.mqtt.commands else None
-            self.mqtt = MqttSink(cfg.sinks.mqtt, pkg.output("multilabel_logits").labels, pkg.name, pipe.drops,
-                                 commands)
             if commands is not None:
-                pipe.sources.append(commands)
-            sinks.append(self.mqtt)
+                b.add_source(commands)
+            b.add_sink(lambda drops: self._mqtt_sink(cfg, pkg, drops, commands))
         if cfg.recording.path:
-            from edgefusion.logs import LogWriter
-            from edgefusion.logs.recorder import Recorder
-            from edgefusion.package import sha256_file
+            b.record(Recording(cfg.recording.path, image_format=cfg.recording.image_format,
+                               run_config={"config": str(self.config_path)}, package_ref=cfg.model.package))
+        return b
 
-            rec = Recorder(LogWriter(cfg.recording.path, image_format=cfg.recording.image_format), drops=pipe.drops)
-            rec.describe_run(pkg.manifest, {"config": str(self.config_path)}, sha256_file(pkg.path / "manifest.json"),
-                             cfg.model.package)
-            pipe.taps.append(rec.tap)
-            sinks.append(rec)
-        return sinks
+    def _mqtt_sink(self, cfg: ServiceConfig, pkg: ModelPackage, drops: DropCounter,
+                   commands: CallTextSource | None) -> Sink:
+        from edgefusion.serve.mqtt import MqttSink
+
+        self.mqtt = MqttSink(cfg.sinks.mqtt, pkg.output("multilabel_logits").labels, pkg.name, drops, commands)
+        return self.mqtt
 
     # -- readiness, metrics -----------------------------------------------------------
 
@@ -295,14 +214,6 @@ class Service:
         log.info("reloaded: now serving %s", pkg.name)
         self.notifier.send("READY=1", f"STATUS=serving {pkg.name}")
 
-    def _setup_logging(self) -> None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JsonFormatter(self.run_id) if self.cfg.logging.json else
-                             logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [{self.run_id}] %(message)s"))
-        root = logging.getLogger()
-        root.handlers[:] = [handler]
-        root.setLevel(self.cfg.logging.level.upper())
-
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         log.info("signal %s: draining", signal.Signals(signum).name)
         self.notifier.send("STOPPING=1")
@@ -311,7 +222,7 @@ class Service:
             self.pipe.request_stop("signal")
 
     def run(self) -> int:
-        self._setup_logging()
+        setup_logging(self.cfg.logging.level, self.cfg.logging.json, self.run_id)
         # handlers first: a SIGHUP or SIGTERM during start-up must not kill the process
         self._stop_requested = False
         signal.signal(signal.SIGTERM, self._on_stop_signal)
@@ -325,16 +236,8 @@ class Service:
             log.info("http on %s:%d (/healthz /readyz /metrics)", cfg.http.host, http.port)
         pkg, be = self._open_model(cfg)
         self.metrics.model.info({"name": pkg.name, "variant": cfg.model.variant, "backend": cfg.model.backend})
-        pcfg = PipelineConfig(
-            sync=SyncConfig(audio_max_skew_ns=cfg.sync.audio_max_skew_ms * MS,
-                            audio_policy=MissingPolicy(cfg.sync.audio_policy),
-                            command_horizon_ns=cfg.sync.command_horizon_ms * MS,
-                            offsets_ns={"audio": cfg.sync.audio_offset_ms * MS}),
-            post=PostConfig(on=cfg.post.on, off=cfg.post.off, event_min_steps=cfg.post.event_min_steps,
-                            action_min_steps=cfg.post.action_min_steps))
-        pipe = Pipeline(pkg, be, self._sources(cfg), [], pcfg, on_result=self._on_result, taps=[self._seen])
-        self.pipe = pipe
-        pipe.sinks.extend(self._sinks(cfg, pkg, pipe))
+        run = self._builder(cfg, pkg).build(pkg, be, on_result=self._on_result)
+        pipe = self.pipe = run.pipeline
         self.warm = True
         if self._stop_requested:
             pipe.request_stop("signal")
@@ -351,35 +254,10 @@ class Service:
             self.notifier.send("STOPPING=1")
             self._stop.set()
             keeper.join(2)
-            for s in pipe.sinks:
-                try:
-                    s.close()
-                except EdgeFusionError as exc:
-                    log.error("closing sink %s: %s", s.name, exc)
-                    status = 1
+            for name, failure in run.close():
+                log.error("closing sink %s: %s", name, failure)
+                status = 1
             pipe.backend.close()
             if http is not None:
                 http.close()
         return status
-
-
-class _LoopingTimeline(Source):
-    """A synthesized timeline played again and again in real time, time increasing (demo configs)."""
-
-    name = "camera"
-    drives_run = True
-
-    def __init__(self, tl: Any) -> None:
-        super().__init__()
-        self.tl = tl
-
-    def __iter__(self) -> Iterator[Any]:
-        from edgefusion.sources import TimelineSource
-
-        span = int(self.tl.frame_t_ns[-1]) + 1_000_000_000 // 30
-        k = 0
-        while not self.stop.is_set():
-            src = TimelineSource(self.tl, pace=True, start_ns=k * span)
-            src.stop = self.stop
-            yield from src
-            k += 1

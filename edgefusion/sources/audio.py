@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgefusion.clock import Clock
-from edgefusion.errors import InputError, MissingDependencyError
+from edgefusion.errors import InputError, MissingDependencyError, SourceError
 from edgefusion.preprocess.audio import StreamResampler
 from edgefusion.samples import AudioChunk
 from edgefusion.sources.base import Source, pace_until
@@ -57,16 +57,16 @@ class AudioFileSource(Source):
     def open(self) -> None:
         sf = _soundfile()
         if not self.paths:
-            raise InputError("audio: no audio file given")
+            raise SourceError("audio: no audio file given")
         for p in self.paths:
             if not p.is_file():
                 self.close()
-                raise InputError(f"audio: file {p} does not exist")
+                raise SourceError(f"audio: file {p} does not exist")
             try:
                 self._files.append(sf.SoundFile(str(p)))
             except (RuntimeError, sf.LibsndfileError) as exc:
                 self.close()
-                raise InputError(f"audio: cannot read {p}: {exc}") from exc
+                raise SourceError(f"audio: cannot read {p}: {exc}") from exc
         self.info = {"files": [{"path": str(p), "rate_in": f.samplerate, "channels": f.channels, "format": f.format}
                                for p, f in zip(self.paths, self._files)], "rate_out": self.rate, "chunks": 0}
 
@@ -140,7 +140,7 @@ class MicrophoneSource(Source):
                                           blocksize=self.rate * self.chunk_ms // 1000, callback=callback)
             self._stream.start()
         except Exception as exc:  # PortAudio raises its own error types
-            raise InputError(f"microphone: cannot open device {self.device or 'default'}: {exc}") from exc
+            raise SourceError(f"microphone: cannot open device {self.device or 'default'}: {exc}") from exc
         self.info = {"device": self.device or "default", "rate": self.rate}
 
     def __iter__(self) -> Iterator[AudioChunk]:

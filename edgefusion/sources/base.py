@@ -38,7 +38,7 @@ class Source(ABC):
         self.info: dict[str, Any] = {}
 
     def open(self) -> None:  # noqa: B027 - optional hook
-        """Acquire the device or file; raise SourceError-like EdgeFusionErrors on failure."""
+        """Acquire the device or file; raise :class:`~edgefusion.errors.SourceError` on failure."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release everything; safe to call twice."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 
 from edgefusion.clock import Clock
-from edgefusion.errors import InputError
+from edgefusion.errors import InputError, SourceError
 from edgefusion.samples import Frame
 from edgefusion.sources.base import Source, pace_until
 
@@ -64,18 +64,18 @@ class CameraSource(Source):
 
     def open(self) -> None:
         if self.kind == "file" and not Path(self.spec).is_file():
-            raise InputError(f"camera: video file {self.spec} does not exist")
+            raise SourceError(f"camera: video file {self.spec} does not exist")
         if self.kind == "device":
             cap = cv2.VideoCapture(int(self.spec))
         elif self.kind == "gstreamer":
             if "GStreamer:                   YES" not in cv2.getBuildInformation():
-                raise InputError("camera: this OpenCV build has no GStreamer support (opencv-python-headless "
+                raise SourceError("camera: this OpenCV build has no GStreamer support (opencv-python-headless "
                                  "from PyPI is built without it); on Jetson use the system OpenCV from JetPack")
             cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
         else:
             cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
-            raise InputError(f"camera: OpenCV could not open {self.kind} '{self.spec}'")
+            raise SourceError(f"camera: OpenCV could not open {self.kind} '{self.spec}'")
         for prop, key in ((cv2.CAP_PROP_FRAME_WIDTH, "width"), (cv2.CAP_PROP_FRAME_HEIGHT, "height"),
                           (cv2.CAP_PROP_FPS, "fps")):
             if self.requested[key]:

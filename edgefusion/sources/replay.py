@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefusion.clock import Clock
-from edgefusion.errors import InputError
+from edgefusion.errors import InputError, SourceError
 from edgefusion.logs import TOPICS, LogReader, decode
 from edgefusion.logs.reader import SUPPORTED
 from edgefusion.samples import AudioChunk, Command, Frame
@@ -57,7 +57,7 @@ class ReplaySource(Source):
             if ch is None:
                 continue
             if ch["message_encoding"] != "json" or SUPPORTED.get(ch["schema"]) != stream:
-                raise InputError(
+                raise SourceError(
                     f"{self.path}: topic {topic} ({stream}) has schema '{ch['schema']}' with message encoding "
                     f"'{ch['message_encoding']}'; EdgeFusion replays JSON-encoded "
                     f"{[s for s, k in SUPPORTED.items() if k == stream]} for {stream}. Map another topic with "
@@ -65,7 +65,7 @@ class ReplaySource(Source):
             present[stream] = topic
         if "camera" not in present:
             listing = ", ".join(f"{c['topic']} ({c['schema']}, {c['message_encoding']})" for c in info.channels)
-            raise InputError(f"{self.path}: no camera topic '{self.topics['camera']}' to drive the replay; "
+            raise SourceError(f"{self.path}: no camera topic '{self.topics['camera']}' to drive the replay; "
                              f"channels: {listing or 'none'}. Use --map camera=/topic")
         self.present = present
         self._all_topics = set(by_topic)

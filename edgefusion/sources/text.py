@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from edgefusion.clock import Clock
-from edgefusion.errors import ConfigError, InputError
+from edgefusion.errors import ConfigError, InputError, SourceError
 from edgefusion.samples import MAX_COMMAND_CHARS, Command
 from edgefusion.sources.base import Source
 
@@ -145,7 +145,7 @@ class SocketTextSource(_TextSource):
             else:
                 raise ConfigError(f"text: unknown address {addr!r}; expected tcp://HOST:PORT or unix:///PATH")
         except OSError as exc:
-            raise InputError(f"text: cannot listen on {addr}: {exc}") from exc
+            raise SourceError(f"text: cannot listen on {addr}: {exc}") from exc
         srv.setblocking(False)
         self._server = srv
         self.info = {"address": addr, "port": self.port}

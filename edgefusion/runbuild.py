@@ -1,0 +1,228 @@
+"""One run builder for ``run``, ``record``, ``replay`` and ``serve``.
+
+A :class:`RunBuilder` collects what a run reads (camera, audio and text from URIs, or a
+replayed log), where its results go (sinks, from specs such as ``jsonl:-``), what watches
+the raw inputs (taps) and whether the run is recorded; :meth:`RunBuilder.build` then makes
+the :class:`~edgefusion.pipeline.Pipeline` for a package and an open backend. The recorder
+is an ordinary sink for the results plus a tap for the raw inputs, so a recorded run is
+the same run with one more sink.
+
+With a :class:`~edgefusion.sources.retry.RetryPolicy` every stream is wrapped in a
+:class:`~edgefusion.sources.retry.RetryingSource` (the service); without one a failing
+source stops the run (the CLI).
+
+Example::
+
+    builder = RunBuilder(PipelineConfig(lossless=True))
+    builder.camera("clip.mp4", pace=False)
+    builder.audio("clip.wav", pace=False)
+    builder.add_sink("jsonl:results.jsonl")
+    builder.record(Recording("run.mcap", image_format="raw", package_ref="smart_home"))
+    with open_backend("onnxruntime", pkg) as backend, builder.build(pkg, backend) as run:
+        stats = run.pipeline.run()
+    print(run.recorder.written)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from edgefusion.backends import Backend
+from edgefusion.errors import EdgeFusionError
+from edgefusion.package import ModelPackage, sha256_file
+from edgefusion.pipeline import Pipeline, PipelineConfig
+from edgefusion.queues import DropCounter
+from edgefusion.samples import Result
+from edgefusion.sinks import Sink, open_sink
+from edgefusion.sources import RetryingSource, RetryPolicy, Source, SourceFactory
+from edgefusion.sources.uri import audio_factory, camera_factory, text_factory
+
+if TYPE_CHECKING:
+    from edgefusion.logs.recorder import Recorder
+    from edgefusion.sources.replay import ReplaySource
+
+__all__ = ["Recording", "Run", "RunBuilder", "SinkFactory"]
+
+log = logging.getLogger(__name__)
+
+#: a sink that needs the pipeline's drop counter (so its drops are reported with the rest)
+SinkFactory = Callable[[DropCounter], Sink]
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Record a run (every raw input and every result) to an MCAP log.
+
+    Args:
+        path: the ``.mcap`` file to write.
+        image_format: ``jpeg`` (small) or ``raw`` (lossless: a replay of it is bit-identical).
+        run_config: stored in the log as ``config.json`` (the command line, the resolved config).
+        package_ref: how the model was named (path or built-in name), so a replay finds it again.
+
+    Example:
+        >>> Recording("run.mcap", package_ref="smart_home").image_format
+        'jpeg'
+    """
+
+    path: str | Path
+    image_format: str = "jpeg"
+    run_config: dict[str, Any] = field(default_factory=dict)
+    package_ref: str = ""
+
+
+class RunBuilder:
+    """Collects the sources, sinks, taps and recording of one run, then builds its pipeline.
+
+    Args:
+        config: the pipeline's queues, sync and post-processing (lossless also makes the
+            recorder lossless).
+        retry: reopen failed streams with this policy (a service) instead of ending the run.
+
+    Example:
+        >>> from edgefusion.sources import CallTextSource
+        >>> builder = RunBuilder()
+        >>> builder.text("none") is None
+        True
+        >>> builder.add_source(CallTextSource()).name
+        'text'
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, retry: RetryPolicy | None = None) -> None:
+        self.config = config or PipelineConfig()
+        self.retry = retry
+        self.sources: list[Source] = []
+        #: the streams wrapped for retrying, by name (their ``failing`` feeds readiness)
+        self.retrying: dict[str, RetryingSource] = {}
+        self.taps: list[Callable[[Any], None]] = []
+        self.recording: Recording | None = None
+        self._sinks: list[Sink | SinkFactory] = []
+        self._replays: list[ReplaySource] = []
+
+    # -- sources ----------------------------------------------------------------------
+
+    def camera(self, uri: str, pace: bool = True, loop: bool = False, max_frames: int | None = None) -> Source:
+        """Add the camera stream (it triggers the fusion steps); see :func:`~edgefusion.sources.camera_factory`."""
+        return self._stream("camera", camera_factory(uri, pace=pace, loop=loop, max_frames=max_frames), True)
+
+    def audio(self, uri: str, pace: bool = True, loop: bool = False) -> Source | None:
+        """Add the audio stream unless ``uri`` is ``none``; see :func:`~edgefusion.sources.audio_factory`."""
+        factory = audio_factory(uri, pace=pace, loop=loop)
+        return None if factory is None else self._stream("audio", factory, False)
+
+    def text(self, uri: str) -> Source | None:
+        """Add the command stream unless ``uri`` is ``none``; see :func:`~edgefusion.sources.text_factory`."""
+        factory = text_factory(uri)
+        return None if factory is None else self._stream("text", factory, False)
+
+    def replay(self, path: str | Path, rate: float | None = None, start_s: float | None = None,
+               end_s: float | None = None, loop: bool = False, mapping: dict[str, str] | None = None) -> ReplaySource:
+        """Add a recorded log as the source of every stream (needs the 'mcap' extra).
+
+        When the run is recorded too, the log's ground truth is copied into the recording.
+        """
+        from edgefusion.sources.replay import ReplaySource
+
+        src = ReplaySource(path, rate=rate, start_s=start_s, end_s=end_s, loop=loop, mapping=mapping)
+        self._replays.append(src)
+        self.sources.append(src)
+        return src
+
+    def add_source(self, source: Source) -> Source:
+        """Add a source as it is (never wrapped for retrying)."""
+        self.sources.append(source)
+        return source
+
+    def _stream(self, name: str, factory: SourceFactory, drives: bool) -> Source:
+        if self.retry is None:
+            return self.add_source(factory())
+        r = self.retry
+        src = RetryingSource(factory, name, drives, r.initial_s, r.max_s, r.on_restart)
+        self.retrying[name] = src
+        return self.add_source(src)
+
+    # -- sinks, taps, recording -------------------------------------------------------
+
+    def add_sink(self, sink: Sink | str | SinkFactory) -> None:
+        """Add a sink, a sink spec (opened now, see :func:`~edgefusion.sinks.open_sink`), or a
+        factory called with the pipeline's drop counter when the pipeline is built."""
+        self._sinks.append(open_sink(sink) if isinstance(sink, str) else sink)
+
+    def add_tap(self, tap: Callable[[Any], None]) -> None:
+        """Call ``tap(sample)`` on the source threads with every raw input (keep it quick)."""
+        self.taps.append(tap)
+
+    def record(self, recording: Recording) -> None:
+        """Record the run: the recorder becomes the last sink and the last tap."""
+        self.recording = recording
+
+    # -- build ------------------------------------------------------------------------
+
+    def build(self, package: ModelPackage, backend: Backend,
+              on_result: Callable[[Result], None] | None = None) -> Run:
+        """The pipeline of this run on ``package`` and ``backend`` (both owned by the caller).
+
+        Sinks are made in the order they were added, then the recorder; if one cannot be
+        made, those already made are closed before the error is raised.
+        """
+        pipe = Pipeline(package, backend, self.sources, [], self.config, on_result=on_result, taps=self.taps)
+        run = Run(pipe)
+        try:
+            for sink in self._sinks:
+                pipe.sinks.append(sink if isinstance(sink, Sink) else sink(pipe.drops))
+            if self.recording is not None:
+                run.recorder = self._recorder(self.recording, package, pipe)
+        except BaseException:
+            run.close()
+            raise
+        return run
+
+    def _recorder(self, rec: Recording, package: ModelPackage, pipe: Pipeline) -> Recorder:
+        from edgefusion.logs import LogWriter
+        from edgefusion.logs.recorder import Recorder
+
+        recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format), lossless=self.config.lossless,
+                            drops=pipe.drops)
+        recorder.describe_run(package.manifest, rec.run_config, sha256_file(package.path / "manifest.json"),
+                              rec.package_ref)
+        pipe.sinks.append(recorder)
+        pipe.taps.append(recorder.tap)
+        for src in self._replays:
+            src.passthrough["/truth"] = recorder.truth
+        return recorder
+
+
+class Run:
+    """A built run: its :class:`~edgefusion.pipeline.Pipeline` and, when recorded, its recorder.
+
+    Closing it closes every sink (the recorder finishes its file). As a context manager it
+    raises the first sink's error on exit, unless an error is already on its way out.
+    """
+
+    def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
+        self.pipeline = pipeline
+        self.recorder = recorder
+
+    def close(self) -> list[tuple[str, EdgeFusionError]]:
+        """Close every sink, also after one fails; return the failures as (sink name, error)."""
+        failures = []
+        for sink in self.pipeline.sinks:
+            try:
+                sink.close()
+            except EdgeFusionError as exc:
+                failures.append((sink.name, exc))
+        return failures
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        failures = self.close()
+        for name, exc in failures[1:] if et is None else failures:
+            log.error("closing sink %s: %s", name, exc)
+        if failures and et is None:
+            raise failures[0][1]
