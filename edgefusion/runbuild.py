@@ -187,7 +187,7 @@ class RunBuilder:
 
         recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format), lossless=self.config.lossless,
                             drops=pipe.drops)
-        recorder.describe_run(package.manifest, rec.run_config, sha256_file(package.path / "manifest.json"),
+        recorder.describe_run(package.manifest.raw, rec.run_config, sha256_file(package.path / "manifest.json"),
                               rec.package_ref)
         pipe.sinks.append(recorder)
         pipe.taps.append(recorder.tap)

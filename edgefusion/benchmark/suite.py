@@ -46,7 +46,7 @@ def bench_input(pkg: ModelPackage, log: str | None = None, scenario: str | None 
         from edgefusion.logs.timeline import read_timeline
 
         return read_timeline(log), f"log {log}"
-    scen = scenario or pkg.manifest.get("scenario")
+    scen = scenario or pkg.manifest.scenario
     if not scen:
         raise ConfigError("the package names no scenario; pass --scenario or --log")
     timeline = generate_timeline(get_scenario(scen), duration_s, seed)

@@ -16,7 +16,7 @@ def cmd_info(a: argparse.Namespace) -> None:
 
     pkg = load_package(a.package)
     if a.json:
-        print(json.dumps(pkg.manifest, indent=2))
+        print(json.dumps(pkg.manifest.raw, indent=2))
         return
     print(pkg.describe())
     print("runs here:")
