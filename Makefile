@@ -18,7 +18,7 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 	$(RUNTIME_VENV)/bin/python -m pip install -q .
 	touch $@
 
-.PHONY: demo test lint bench
+.PHONY: demo test test-fast lint bench
 demo: $(RUNTIME_VENV)/.installed
 	$(RUNTIME_VENV)/bin/edgefusion demo $(ARGS)
 
@@ -26,8 +26,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# every test, the slow ones (marked `slow`: training, 60 s timelines, real-time replays) included
 test: lint
 	$(VENV)/bin/python -m pytest -q
+
+# the quick loop while editing: everything but the `slow` tests
+test-fast: lint
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 # The latency report for both reference packages (bench/out/<package>/: JSON, Markdown, PNG plots)
 bench: $(VENV)/.installed

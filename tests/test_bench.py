@@ -21,6 +21,7 @@ def timeline():
     return generate_timeline(get_scenario("smart_home"), 4.0, seed=1)
 
 
+@pytest.mark.slow
 def test_short_bench_writes_valid_json_markdown_and_plots(tmp_path, capsys):
     out = tmp_path / "b"
     rc = main(["bench", "smart_home", "--duration", "3", "--warmup", "0.5", "--threads", "1", "--out", str(out),
@@ -41,6 +42,7 @@ def test_short_bench_writes_valid_json_markdown_and_plots(tmp_path, capsys):
     assert "| onnxruntime:fp32/1t |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_null_backend_sleep_is_reported_within_10_percent(timeline):
     pkg = load_package("smart_home")
     rep = run_once(pkg, BenchConfig("null", "fp32", 1), timeline, rate_fps=20.0, warmup_s=0.3,
@@ -50,6 +52,7 @@ def test_null_backend_sleep_is_reported_within_10_percent(timeline):
     assert rep.loss == 0.0
 
 
+@pytest.mark.slow
 def test_end_to_end_includes_queue_wait_when_overloaded(timeline):
     pkg = load_package("smart_home")
     rep = run_once(pkg, BenchConfig("null", "fp32", 1), timeline, rate_fps=30.0, warmup_s=0.3,

@@ -25,6 +25,7 @@ def tiny(tmp_path_factory):
     return train(cfg, out, progress=False)
 
 
+@pytest.mark.slow
 def test_a_few_steps_make_the_loss_fall(tiny):
     assert len(tiny.losses) == 3 * 12
     assert np.mean(tiny.losses[-6:]) < 0.8 * np.mean(tiny.losses[:6])
@@ -33,6 +34,7 @@ def test_a_few_steps_make_the_loss_fall(tiny):
     assert 0 <= m["held_out"]["event_f1"]["macro"] <= 1
 
 
+@pytest.mark.slow
 def test_export_parity_and_symbolic_batch(tiny, tmp_path):
     pkg_dir = onnx_export.export_package(tiny.checkpoint, tmp_path / "pkg", n_parity=256)
     pkg = load_package(pkg_dir)
@@ -49,6 +51,7 @@ def test_export_parity_and_symbolic_batch(tiny, tmp_path):
         onnx_export.export_package(tiny.checkpoint, pkg_dir)
 
 
+@pytest.mark.slow
 def test_export_fails_loudly_when_parity_fails(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)
     with pytest.raises(ParityError, match=r"max \|Δlogit\| .* \(limit 0.0\).*nothing was written"):

@@ -64,6 +64,7 @@ def test_check_fails_on_a_different_model(synth_log, tmp_path, capsys):
     assert "MISMATCH" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_rate_1_replay_follows_the_log_clock(tmp_path):
     log = tmp_path / "ten.mcap"
     assert main(["synth", "--scenario", "driving", "--duration", "10", "--seed", "1", "--out", str(log)]) == 0

@@ -21,6 +21,7 @@ def pkg():
     return load_package("smart_home")
 
 
+@pytest.mark.slow
 def test_overload_keeps_latency_bounded_and_counts_drops(pkg):
     """A backend slower than the camera (50 ms per step vs a 33 ms period) for 20 s."""
     e2e: list[int] = []

@@ -138,6 +138,7 @@ def test_int8_runs_through_the_onnxruntime_backend(quantized):
     assert np.abs(a["action_logits"] - b["action_logits"]).max() < 5.0
 
 
+@pytest.mark.slow
 def test_gate_rejects_all_zero_calibration_and_leaves_the_package_unchanged(pkg_copy, tmp_path):
     pkg = load_package(pkg_copy)
     zeros = tmp_path / "zeros.npz"

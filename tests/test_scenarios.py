@@ -26,6 +26,7 @@ def test_sample_labels_follow_the_rules(name):
         assert x.events <= set(s.events)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["smart_home", "driving"])
 def test_training_windows_cover_both_sides_of_the_overlap_rule(name):
     # a stream passes through every overlap at each sound's onset and end; training must see

@@ -91,6 +91,7 @@ class NotifySocket:
         return [m for _, m in self.messages]
 
 
+@pytest.mark.slow
 def test_serve_end_to_end(tmp_path):
     port = _free_port()
     results = tmp_path / "results.jsonl"

@@ -5,6 +5,8 @@ import pytest
 from edgefusion.demo import run_timeline
 from edgefusion.scenarios import FPS, generate_timeline, get_scenario
 
+pytestmark = pytest.mark.slow  # 60 s timelines through the real models
+
 
 @pytest.mark.parametrize("scenario", ["smart_home", "driving"])
 def test_actions_match_ground_truth_at_event_level(scenario):
