@@ -27,9 +27,9 @@ from edgefusion.errors import ExportError, MissingDependencyError
 
 __all__ = [
     "compose_typing",
+    "deb_version",
     "decode_bytes",
     "decode_file",
-    "deb_version",
     "espeak_version",
     "fetch_deb",
     "read_cat_member",
