@@ -16,7 +16,7 @@ windows on which it fires, beside the same scenes without the recording.
 Writes JSON (default bench/results/robustness.json) and a Markdown table beside it.
 Needs the prepared corpus (``python -m export.corpus prepare``).
 
-    python bench/robustness.py [--packages smart_home driving] [--samples 400] [--corpus runs/corpus]
+    python bench/robustness.py [--packages smart_home driving] [--samples 1000] [--corpus runs/corpus]
     python bench/robustness.py --quick   # a few samples: checks that it runs
 """
 
@@ -244,7 +244,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packages", nargs="+", default=["smart_home", "driving"])
-    ap.add_argument("--samples", type=int, default=400, help="held-out samples per package (default 400)")
+    ap.add_argument("--samples", type=int, default=1000, help="held-out samples per package (default 1000)")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CACHE, help="the prepared corpus (default runs/corpus)")
     ap.add_argument("--levels-dbfs", type=float, nargs="+", default=[-30.0, -20.0],
                     help="RMS level of the recordings in the false-alarm test (default -30 -20)")
