@@ -8,13 +8,17 @@ calibration and the runtime all call these functions.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-__all__ = ["AudioParams", "StreamResampler", "logmel", "preprocess_audio", "resample"]
+__all__ = ["AudioParams", "BandLimitDetector", "StreamResampler", "band_energies", "logmel", "preprocess_audio",
+           "resample"]
+
+_log = logging.getLogger("edgefusion.audio")
 
 
 @dataclass(frozen=True)
@@ -178,3 +182,101 @@ def preprocess_audio(x: np.ndarray, rate: int, params: AudioParams) -> np.ndarra
         x = resample(x, rate, params.sample_rate)
     feats = logmel(x, params)
     return ((feats - np.float32(params.mean)) / np.float32(params.std)).astype(np.float32)
+
+
+
+def band_energies(x: np.ndarray, rate: int, cutoff_hz: float = 4000.0) -> tuple[float, float, float]:
+    """Energies of ``x`` (Hann window) above ``1.1 * cutoff_hz``, in 0.6-0.95 ``cutoff_hz``, and in total.
+
+    An 8 kHz source resampled up has a wall at 4 kHz: the band above it holds ~1e-6 of the
+    band just below it, where natural sound (speech, noise, a microphone's own hiss) holds
+    ~1e-2 and more. Comparing neighbouring bands, not the high band with the total, keeps
+    loud low-frequency sound (engines) from passing as band-limited. The window keeps a
+    strong tone from leaking across the edge.
+
+    Example:
+        >>> t = np.arange(1600) / 16000
+        >>> high, mid, total = band_energies(np.sin(2 * np.pi * 3000 * t), 16000)
+        >>> high / mid < 1e-6, mid / total > 0.99
+        (True, True)
+    """
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        return 0.0, 0.0, 0.0
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / rate)
+    high = float(power[f > 1.1 * cutoff_hz].sum())
+    mid = float(power[(f > 0.6 * cutoff_hz) & (f < 0.95 * cutoff_hz)].sum())
+    return high, mid, float(power.sum())
+
+
+class BandLimitDetector:
+    """Notices audio with (near) no energy above ~4 kHz over a sustained period: an 8 kHz source.
+
+    Feed it every chunk as it arrives (at any rate above ``2.2 * cutoff_hz``). Chunks
+    quieter than ``min_level_db`` are skipped: silence says nothing about bandwidth. Each time
+    ``period_s`` of sound has accumulated, the energy above the cutoff is compared with the
+    energy just below it (:func:`band_energies`); below ``max_ratio`` the period is
+    band-limited. A period with (almost) nothing just below the cutoff either (a pure low
+    hum) is inconclusive and not judged. The first band-limited period logs one warning;
+    later ones are only counted in ``band_limited_periods``, until a wideband period re-arms
+    the warning.
+
+    Example:
+        >>> det = BandLimitDetector(16000, period_s=1.0, log=False)
+        >>> noise = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+        >>> det.update(noise), det.update(resample(resample(noise, 16000, 8000), 8000, 16000))
+        (False, True)
+        >>> det.band_limited_periods, det.warnings
+        (1, 1)
+    """
+
+    def __init__(self, rate: int, cutoff_hz: float = 4000.0, max_ratio: float = 1e-3, period_s: float = 5.0,
+                 min_level_db: float = -60.0, min_mid_share: float = 1e-4, log: bool = True) -> None:
+        self.rate = rate
+        self.cutoff_hz = cutoff_hz
+        self.max_ratio = max_ratio
+        self.period_samples = int(period_s * rate)
+        self.min_level_db = min_level_db
+        self.min_mid_share = min_mid_share
+        self.log = log
+        self.band_limited = False
+        self.band_limited_periods = 0
+        self.warnings = 0
+        self.last_ratio: float | None = None
+        self._high = self._mid = self._total = 0.0
+        self._n = 0
+
+    def update(self, chunk: np.ndarray) -> bool:
+        """Account ``chunk``; True exactly when it completes a period judged band-limited."""
+        chunk = np.asarray(chunk, np.float32)
+        if len(chunk) == 0 or 2.2 * self.cutoff_hz >= self.rate:
+            return False  # a stream at 8 kHz is band-limited by its declared rate: nothing to discover
+        if 10 * np.log10(float(np.mean(np.square(chunk, dtype=np.float64))) + 1e-20) < self.min_level_db:
+            return False
+        high, mid, total = band_energies(chunk, self.rate, self.cutoff_hz)
+        self._high += high
+        self._mid += mid
+        self._total += total
+        self._n += len(chunk)
+        if self._n < self.period_samples:
+            return False
+        high, mid, total = self._high, self._mid, self._total
+        self._high = self._mid = self._total = 0.0
+        self._n = 0
+        if mid < self.min_mid_share * total:
+            return False  # nothing near the cutoff to compare with
+        self.last_ratio = high / mid
+        if self.last_ratio >= self.max_ratio:
+            self.band_limited = False
+            return False
+        self.band_limited_periods += 1
+        if not self.band_limited:
+            self.band_limited = True
+            self.warnings += 1
+            if self.log:
+                _log.warning("audio input has almost no energy above %.0f Hz (%.1e of the band below it, over %.0f s):"
+                             " an 8 kHz source (a phone, a cheap microphone) resampled up? The models expect 16 kHz"
+                             " audio and are less accurate on band-limited sound",
+                             self.cutoff_hz, self.last_ratio, self.period_samples / self.rate)
+        return True

@@ -1,0 +1,282 @@
+"""Robustness of the shipped packages to real-world input changes, and false alarms on real recordings.
+
+For each package, held-out samples of its scenario (``generate_samples`` at the training
+seed + ``EVAL_SEED_OFFSET``) go through the package's own ``FeedBuilder`` and ONNX Runtime
+(fp32), once clean and once per perturbation (:mod:`edgefusion.augment`): brightness +-40,
+contrast x0.6, auto-exposure, a 16:9 crop, JPEG q20, audio from an 8 kHz source, gain
+-20 dB, and a real held-out background recording at 10 dB and 0 dB SNR. Each row reports
+action accuracy and event macro-F1 and their change from clean, in points.
+
+False alarms: every held-out corpus recording that is not one of the scenario's event
+classes is cut into 1-s windows, scaled to a fixed level (``--levels-dbfs``, RMS over the
+whole recording) and *mixed into event-free synthesized scenes* (held-out samples with no
+audio event, their frame and command kept). Reported per audio event: the fraction of
+windows on which it fires, beside the same scenes without the recording.
+
+Writes JSON (default bench/results/robustness.json) and a Markdown table beside it.
+Needs the prepared corpus (``python -m export.corpus prepare``).
+
+    python bench/robustness.py [--packages smart_home driving] [--samples 1000] [--corpus runs/corpus]
+    python bench/robustness.py --quick   # a few samples: checks that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefusion import augment as aug
+from edgefusion.backends import open_backend
+from edgefusion.benchmark.report import machine_facts, save_json
+from edgefusion.errors import ConfigError, EdgeFusionError
+from edgefusion.metrics import action_accuracy, event_f1, sigmoid
+from edgefusion.package import ModelPackage, load_package
+from edgefusion.samples import FusionWindow
+from edgefusion.scenarios import EVAL_SEED_OFFSET, LabeledSample, generate_samples, get_scenario
+from export.corpus import DEFAULT_CACHE, RATE, Recording, backgrounds_for, load_prepared
+
+Audio = np.ndarray
+Image = np.ndarray
+BATCH = 64
+FA_SEED_SHIFT = 7  # the false-alarm scenes come from another held-out seed than the rows' samples
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One row: what happens to the frame and/or the audio (``rng`` for the random parts)."""
+
+    name: str
+    image: Callable[[Image], Image] | None = None
+    audio: Callable[[Audio, np.random.Generator], Audio] | None = None
+
+
+def perturbations(backgrounds: Sequence[Recording]) -> list[Perturbation]:
+    """The rows of the table, in order (``backgrounds``: held-out recordings for the noise rows)."""
+
+    def noise(snr_db: float) -> Callable[[Audio, np.random.Generator], Audio]:
+        def f(a: Audio, rng: np.random.Generator) -> Audio:
+            bg = backgrounds[int(rng.integers(len(backgrounds)))].audio
+            return aug.clip(aug.mix_at_snr(a, bg, snr_db, rng))
+        return f
+
+    rows = [
+        Perturbation("clean"),
+        Perturbation("brightness +40", image=lambda im: aug.brightness(im, 40)),
+        Perturbation("brightness -40", image=lambda im: aug.brightness(im, -40)),
+        Perturbation("contrast x0.6", image=lambda im: aug.contrast(im, 0.6)),
+        Perturbation("auto-exposure", image=aug.auto_exposure),
+        Perturbation("16:9 crop", image=lambda im: aug.crop_aspect(im, 16 / 9)),
+        Perturbation("JPEG q20", image=lambda im: aug.jpeg(im, 20)),
+        Perturbation("8 kHz source", audio=lambda a, rng: aug.band_limit(a, RATE, 8000)),
+        Perturbation("gain -20 dB", audio=lambda a, rng: aug.gain_db(a, -20.0)),
+    ]
+    if backgrounds:
+        rows += [Perturbation("real noise SNR 10 dB", audio=noise(10.0)),
+                 Perturbation("real noise SNR 0 dB", audio=noise(0.0))]
+    return rows
+
+
+class Model:
+    """A package's feed builder and fp32 ONNX Runtime session, run in batches."""
+
+    def __init__(self, pkg: ModelPackage, threads: int) -> None:
+        self.pkg = pkg
+        self.builder = pkg.feed_builder()
+        self.backend = open_backend("onnxruntime", pkg, "fp32", threads=threads)
+        self.events = pkg.output("multilabel_logits")
+        self.actions = pkg.output("class_logits")
+
+    def run(self, windows: Sequence[FusionWindow]) -> tuple[np.ndarray, np.ndarray]:
+        """(event logits, action logits) for ``windows``."""
+        ev, act = [], []
+        for i in range(0, len(windows), BATCH):
+            feeds, _ = self.builder.build(windows[i : i + BATCH])
+            out = self.backend.infer(feeds)
+            ev.append(out[self.events.name])
+            act.append(out[self.actions.name])
+        return np.concatenate(ev), np.concatenate(act)
+
+
+def _truth(model: Model, samples: Sequence[LabeledSample]) -> tuple[np.ndarray, np.ndarray]:
+    labels = list(model.events.labels)
+    y_events = np.array([[1.0 if e in s.events else 0.0 for e in labels] for s in samples], np.float32)
+    y_action = np.array([model.actions.labels.index(s.action) for s in samples])
+    return y_events, y_action
+
+
+def score_rows(model: Model, samples: Sequence[LabeledSample], rows: Sequence[Perturbation],
+               seed: int) -> list[dict[str, Any]]:
+    """Action accuracy and event F1 per row, with the change from the first (clean) row in points."""
+    y_events, y_action = _truth(model, samples)
+    out: list[dict[str, Any]] = []
+    for r, row in enumerate(rows):
+        windows = []
+        for i, s in enumerate(samples):
+            rng = np.random.default_rng([seed, r, i])
+            image = row.image(s.image) if row.image else s.image
+            audio = row.audio(s.audio, rng) if row.audio else s.audio
+            windows.append(FusionWindow(t_ns=0, image=image, audio=audio, command=s.command))
+        ev, act = model.run(windows)
+        f1 = event_f1(ev, y_events, model.events.labels, model.events.threshold)
+        res: dict[str, Any] = {"name": row.name, "action_accuracy": round(action_accuracy(act, y_action), 4),
+               "event_macro_f1": round(f1["macro"], 4),
+               "event_f1": {k: round(v, 4) for k, v in f1.items() if k != "macro"}}
+        clean = out[0] if out else res
+        res["delta_action_points"] = round(100 * (res["action_accuracy"] - clean["action_accuracy"]), 2)
+        res["delta_f1_points"] = round(100 * (res["event_macro_f1"] - clean["event_macro_f1"]), 2)
+        out.append(res)
+        print(json.dumps({"package": model.pkg.name, **{k: v for k, v in res.items() if k != "event_f1"}}))
+    return out
+
+
+def recording_windows(recordings: Sequence[Recording], level_dbfs: float,
+                      limit: int | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """1-s windows of each recording (the last one looped to full length) at RMS ``level_dbfs``."""
+    windows, owners = [], []
+    for rec in recordings:
+        x = aug.gain_db(rec.audio, level_dbfs - aug.power_db(rec.audio))
+        n = max(1, round(len(x) / RATE))
+        looped = np.tile(x, -(-n * RATE // len(x)))
+        for k in range(n):
+            windows.append(looped[k * RATE : (k + 1) * RATE])
+            owners.append(rec.id)
+    if limit is not None:
+        windows, owners = windows[:limit], owners[:limit]
+    return windows, owners
+
+
+def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence[Recording],
+                 levels_dbfs: Sequence[float], seed: int, limit: int | None = None) -> dict[str, Any]:
+    """Per audio event, the share of 1-s windows of real recordings on which it fires."""
+    scenario = get_scenario(str(model.pkg.manifest["scenario"]))
+    idx = [model.events.labels.index(e) for e in audio_events]
+    levels = []
+    for level in levels_dbfs:
+        windows, owners = recording_windows(recordings, level, limit)
+        scenes = _quiet_scenes(scenario, len(windows), seed, set(audio_events))
+        clean = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command) for s in scenes]
+        mixed = [FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
+                 for s, w in zip(scenes, windows)]
+        ev_clean, act_clean = model.run(clean)
+        ev, act = model.run(mixed)
+        fired_clean = sigmoid(ev_clean[:, idx]) >= model.events.threshold
+        fired = sigmoid(ev[:, idx]) >= model.events.threshold
+        per_rec: dict[str, dict[str, int]] = {}
+        for w, owner in enumerate(owners):
+            d = per_rec.setdefault(owner, {"windows": 0, **dict.fromkeys(audio_events, 0)})
+            d["windows"] += 1
+            for j, e in enumerate(audio_events):
+                d[e] += int(fired[w, j])
+        levels.append({
+            "level_dbfs": level, "windows": len(windows), "seconds": float(len(windows)),
+            "fires": {e: round(float(fired[:, j].mean()), 4) for j, e in enumerate(audio_events)},
+            "fires_without_recording": {e: round(float(fired_clean[:, j].mean()), 4)
+                                        for j, e in enumerate(audio_events)},
+            "action_changed": round(float(np.mean(np.argmax(act, axis=1) != np.argmax(act_clean, axis=1))), 4),
+            "by_recording": {k: v for k, v in per_rec.items() if any(v[e] for e in audio_events)},
+        })
+        print(json.dumps({"package": model.pkg.name, "false_alarms_dbfs": level, "fires": levels[-1]["fires"]}))
+    return {"mode": "recordings mixed into event-free synthesized scenes (frame and command kept)",
+            "recordings": [r.id for r in recordings], "levels": levels}
+
+
+def _quiet_scenes(scenario: Any, n: int, seed: int, audio_events: set[str]) -> list[LabeledSample]:
+    """``n`` held-out samples with no audio event (visual events and commands as they come)."""
+    out: list[LabeledSample] = []
+    gen = generate_samples(scenario, 50 * n + 100, seed=seed)
+    for s in gen:
+        if not s.events & audio_events:
+            out.append(s)
+            if len(out) == n:
+                return out
+    raise ConfigError(f"could not find {n} event-free scenes of '{scenario.name}'")
+
+
+def bench_package(name: str, args: argparse.Namespace, heldout: Sequence[Recording]) -> dict[str, Any]:
+    pkg = load_package(name)
+    scenario = get_scenario(str(pkg.manifest["scenario"]))
+    train_seed = int(pkg.manifest.get("provenance", {}).get("seed", 0))
+    seed = train_seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
+    backgrounds = backgrounds_for(heldout, scenario.events)
+    model = Model(pkg, args.threads)
+    t0 = time.perf_counter()
+    samples = list(generate_samples(scenario, args.samples, seed=seed))
+    rows = score_rows(model, samples, perturbations(backgrounds), seed)
+    fa = false_alarms(model, scenario.audio_events, backgrounds, args.levels_dbfs, seed + FA_SEED_SHIFT,
+                      limit=args.fa_windows)
+    return {"package": pkg.name, "path": str(pkg.path), "scenario": scenario.name, "variant": "fp32",
+            "backend": "onnxruntime", "samples": len(samples), "seed": seed, "rows": rows, "false_alarms": fa,
+            "noise_backgrounds": [r.id for r in backgrounds], "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The robustness table and the false-alarm table of every package."""
+    lines = ["# Robustness (held-out samples, fp32, ONNX Runtime)", ""]
+    for p in report["packages"]:
+        lines += [f"## {p['package']} ({p['samples']} samples, seed {p['seed']})", "",
+                  "| input | action accuracy | Δ points | event macro-F1 | Δ points |", "|---|---:|---:|---:|---:|"]
+        for r in p["rows"]:
+            lines.append(f"| {r['name']} | {100 * r['action_accuracy']:.1f}% | {r['delta_action_points']:+.1f} "
+                         f"| {r['event_macro_f1']:.3f} | {r['delta_f1_points']:+.1f} |")
+        fa = p["false_alarms"]
+        lv = fa["levels"]
+        lines += ["", f"False alarms: share of 1-s windows on which each audio event fires; {fa['mode']}; "
+                      f"{lv[0]['windows'] if lv else 0} windows of held-out recordings "
+                      "(in brackets: the same scenes without the recording).", "",
+                  "| event | " + " | ".join(f"{x['level_dbfs']:g} dBFS" for x in lv) + " |",
+                  "|---|" + "---:|" * len(lv)]
+        for e in (lv[0]["fires"] if lv else {}):
+            cells = (f"{100 * x['fires'][e]:.1f}% ({100 * x['fires_without_recording'][e]:.1f}%)" for x in lv)
+            lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        lines.append("| action changed | " + " | ".join(f"{100 * x['action_changed']:.1f}%" for x in lv) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--packages", nargs="+", default=["smart_home", "driving"])
+    ap.add_argument("--samples", type=int, default=1000, help="held-out samples per package (default 1000)")
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CACHE, help="the prepared corpus (default runs/corpus)")
+    ap.add_argument("--levels-dbfs", type=float, nargs="+", default=[-30.0, -20.0],
+                    help="RMS level of the recordings in the false-alarm test (default -30 -20)")
+    ap.add_argument("--fa-windows", type=int, default=None, help="at most this many false-alarm windows")
+    ap.add_argument("--seed", type=int, default=None, help="held-out seed (default: training seed + EVAL_SEED_OFFSET)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="8 samples and 8 false-alarm windows: a smoke run")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/robustness.json"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.samples, args.fa_windows = min(args.samples, 8), 8
+    try:
+        if args.samples < 1:
+            raise ConfigError(f"--samples must be at least 1, got {args.samples}")
+        heldout = load_prepared(args.corpus, split="heldout")
+        report = {"benchmark": "robustness", "machine": machine_facts(), "corpus": str(args.corpus),
+                  "quick": args.quick, "packages": [bench_package(p, args, heldout) for p in args.packages]}
+    except EdgeFusionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for p in report["packages"]:
+        secs = min((lv["seconds"] for lv in p["false_alarms"]["levels"]), default=0.0)
+        p["false_alarms"]["enough"] = secs >= 60.0
+        if secs < 60.0 and not args.quick:
+            print(f"warning: {p['package']}: only {secs:.0f} s of held-out recordings for false alarms (< 60 s)",
+                  file=sys.stderr)
+    save_json(report, args.out)
+    md = args.out.with_suffix(".md")
+    md.write_text(markdown(report))
+    print(f"wrote {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The real-recording corpus (export/corpus*) and the robustness bench (bench/robustness.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import struct
+import sys
+import wave
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from edgefusion.errors import ConfigError, ExportError
+from export import corpus, corpus_sources
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_list(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "corpus.toml"
+    p.write_text(body)
+    return p
+
+
+LOCAL = '''
+[[file]]
+id = "{id}"
+kind = "local"
+path = "{path}"
+sound = "x"
+role = "{role}"
+split = "{split}"
+licence = "CC-BY-4.0"
+'''
+
+
+def local(id: str, name: str, split: str, role: str = "background") -> str:
+    return LOCAL.format(id=id, path=f"tests/data/audio/speech_commands/{name}", split=split, role=role)
+
+
+# -- the list ------------------------------------------------------------------------------------
+
+
+def test_shipped_list_is_valid_and_split_by_file() -> None:
+    c = corpus.load_corpus()
+    assert {f.split for f in c.files} == {"train", "heldout"}
+    sources = {}
+    for f in c.files:
+        key = (f.params.get("package"), f.params.get("path"), f.params.get("member"), f.params.get("text"),
+               f.params.get("keys_select"))
+        assert key not in sources, f"{f.id} and {sources.get(key)} are the same source"
+        sources[key] = f.id
+        assert f.licence and f.sound
+        if f.kind == "local":
+            assert (REPO / f.params["path"]).is_file(), f"{f.id}: {f.params['path']} is not committed"
+    sounds = " ".join(f.sound for f in c.files)
+    for wanted in ("typing", "engine", "phone", "speech", "train", "wind"):
+        assert wanted in sounds
+    assert any(f.role == "speech" for f in c.files) and any(f.role == "horn" for f in c.files)
+    heldout_bg = corpus.backgrounds_for([f for f in c.files if f.split == "heldout"], ("doorbell", "speech"))
+    assert all(f.role != "speech" for f in heldout_bg) and any(f.role == "horn" for f in heldout_bg)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (LOCAL.format(id="a", path="p", role="background", split="test"), "split 'test'"),
+    (LOCAL.format(id="a", path="p", role="background", split="train").replace('kind = "local"', 'kind = "cd"'),
+     "kind 'cd'"),
+    (LOCAL.format(id="a", path="p", role="background", split="train").replace('licence = "CC-BY-4.0"\n', ""),
+     "missing licence"),
+    (LOCAL.format(id="a", path="p", role="background", split="train") + "colour = 1\n", "unknown keys"),
+    (LOCAL.format(id="a", path="p", role="background", split="train") * 2, "appears twice"),
+    ('[[file]]\nid = "a"\nkind = "deb"\npackage = "nope"\npath = "x"\nsound = "s"\nrole = "background"\n'
+     'split = "train"\nlicence = "MIT"\n', "not declared"),
+    ("", "names no"),
+    ("[[file]\n", "not valid TOML"),
+])
+def test_bad_lists_fail_with_one_clear_line(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        corpus.load_corpus(write_list(tmp_path, body))
+
+
+# -- prepare -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped list's ``local`` files, prepared (no network, no Debian tools needed)."""
+    pytest.importorskip("soundfile")
+    cache = tmp_path_factory.mktemp("corpus")
+    corpus.prepare(cache, only=["local"], progress=False)
+    return cache
+
+
+def test_prepare_writes_16k_float_wavs_with_provenance(local_corpus: Path) -> None:
+    import soundfile as sf
+
+    prov = json.loads((local_corpus / "provenance.json").read_text())
+    assert prov["sample_rate"] == 16000 and prov["only"] == ["local"] and len(prov["list_sha256"]) == 64
+    ids = {e["id"] for e in prov["files"]}
+    assert {"speech_commands_noise", "speech_commands_no", "bell_local"} <= ids
+    for e in prov["files"]:
+        info = sf.info(str(local_corpus / e["wav"]))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "FLOAT")
+        assert e["seconds"] == pytest.approx(info.frames / 16000, abs=1e-3)
+        assert e["licence"] and e["source"]["file_sha256"] and e["split"] in ("train", "heldout")
+    bell = next(e for e in prov["files"] if e["id"] == "bell_local")
+    assert bell["source_rate"] == 44100  # Ogg Vorbis decoded and resampled
+    held = corpus.load_prepared(local_corpus, split="heldout")
+    assert {r.id for r in held} == {e["id"] for e in prov["files"] if e["split"] == "heldout"}
+    assert all(r.audio.dtype == np.float32 for r in held)
+    speech = corpus.load_prepared(local_corpus, roles=["speech"], split="train")
+    assert [r.id for r in speech] == ["speech_commands_yes"]
+
+
+def test_prepare_refuses_one_recording_in_both_splits(tmp_path: Path) -> None:
+    pytest.importorskip("soundfile")
+    lst = write_list(tmp_path, local("a", "yes_1000ms.wav", "train") + local("b", "yes_1000ms.wav", "heldout"))
+    with pytest.raises(ExportError, match="both splits: a \\(train\\), b \\(heldout\\)"):
+        corpus.prepare(tmp_path / "c", corpus.load_corpus(lst), progress=False)
+
+
+def test_load_prepared_without_a_corpus_says_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"python -m export\.corpus prepare"):
+        corpus.load_prepared(tmp_path)
+
+
+def test_missing_tools_fail_with_the_install_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(corpus_sources.shutil, "which", lambda name: None)
+    with pytest.raises(ExportError, match="'espeak-ng' is not installed; install it with: apt-get install espeak-ng"):
+        corpus_sources.render_espeak("hi", "en", 150, 50, tmp_path / "x.wav")
+    with pytest.raises(ExportError, match="'apt-get' is not installed"):
+        corpus_sources.fetch_deb("sound-theme-freedesktop", tmp_path / "debs", tmp_path / "x")
+
+
+def test_cli_prints_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert corpus.main(["prepare", "--list", str(write_list(tmp_path, "")), "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "names no [[file]]" in err and "\n" not in err
+    assert corpus.main(["list"]) == 0
+    assert "typing_heldout" in capsys.readouterr().out
+
+
+# -- sources -------------------------------------------------------------------------------------
+
+
+def tiny_wav(n: int = 100, rate: int = 8000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.arange(n) * 50).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def test_read_cat_member(tmp_path: Path) -> None:
+    entries = [(b"first", tiny_wav(10)), (b"second one", tiny_wav(20))]
+    table, body, offset = b"", b"", 8 * len(entries)
+    for title, wav in entries:
+        blob = bytes([len(title)]) + title + wav
+        table += struct.pack("<II", (offset + len(body)) | 0x80000000, len(blob))
+        body += blob
+    bank = tmp_path / "sounds.cat"
+    bank.write_bytes(table + body)
+    data, title = corpus_sources.read_cat_member(bank, 1)
+    assert title == "second one" and data == entries[1][1]
+    pytest.importorskip("soundfile")
+    x, rate = corpus_sources.decode_bytes(data, "test")
+    assert rate == 8000 and len(x) == 20
+    with pytest.raises(ExportError, match="out of range; the bank has 2 entries"):
+        corpus_sources.read_cat_member(bank, 2)
+
+
+def test_compose_typing_is_seeded() -> None:
+    keys = [np.hanning(400).astype(np.float32) * 0.5, np.hanning(300).astype(np.float32) * 0.3]
+    a = corpus_sources.compose_typing(keys, 16000, 3.0, seed=4)
+    assert np.array_equal(a, corpus_sources.compose_typing(keys, 16000, 3.0, seed=4))
+    assert not np.array_equal(a, corpus_sources.compose_typing(keys, 16000, 3.0, seed=5))
+    onsets = np.flatnonzero((np.abs(a[1:]) > 1e-4) & (np.abs(a[:-1]) <= 1e-4))
+    assert 8 <= len(onsets) <= 25  # a few keystrokes a second
+
+
+# -- the robustness bench ----------------------------------------------------------------------
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_robustness", REPO / "bench" / "robustness.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_robustness_quick_run(local_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "robustness.json"
+    bench = load_bench()
+    assert bench.main(["--quick", "--packages", "smart_home", "--samples", "4", "--corpus", str(local_corpus),
+                       "--out", str(out), "--levels-dbfs", "-30"]) == 0
+    rep = json.loads(out.read_text())
+    (pkg,) = rep["packages"]
+    names = [r["name"] for r in pkg["rows"]]
+    assert names == ["clean", "brightness +40", "brightness -40", "contrast x0.6", "auto-exposure", "16:9 crop",
+                     "JPEG q20", "8 kHz source", "gain -20 dB", "real noise SNR 10 dB", "real noise SNR 0 dB"]
+    for r in pkg["rows"]:
+        assert 0.0 <= r["action_accuracy"] <= 1.0 and 0.0 <= r["event_macro_f1"] <= 1.0
+        assert set(r["event_f1"]) == {"dark", "person", "door_open", "doorbell", "glass_break", "smoke_alarm",
+                                      "speech"}
+    assert pkg["rows"][0]["delta_action_points"] == 0.0 and pkg["samples"] == 4
+    assert pkg["noise_backgrounds"] == ["speech_commands_noise"]  # the held-out speech is an event here
+    (level,) = pkg["false_alarms"]["levels"]
+    assert set(level["fires"]) == {"doorbell", "glass_break", "smoke_alarm", "speech"}
+    assert level["windows"] == 1 and pkg["false_alarms"]["enough"] is False
+    md = out.with_suffix(".md").read_text()
+    assert "| real noise SNR 0 dB |" in md and "| glass_break |" in md
