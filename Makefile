@@ -18,7 +18,7 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 	$(RUNTIME_VENV)/bin/python -m pip install -q .
 	touch $@
 
-.PHONY: demo test test-fast lint bench
+.PHONY: demo test test-fast lint bench corpus robustness
 demo: $(RUNTIME_VENV)/.installed
 	$(RUNTIME_VENV)/bin/edgefusion demo $(ARGS)
 
@@ -40,3 +40,12 @@ bench: $(VENV)/.installed
 	  $(VENV)/bin/edgefusion bench $$p --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32 --threads 2 \
 	    --peak --out bench/out/$$p || exit 1; \
 	done
+
+# Real recordings (Debian sound packages + espeak-ng speech) into runs/corpus: 16 kHz WAV + provenance.json
+corpus: $(VENV)/.installed
+	command -v espeak-ng >/dev/null || (apt-get update && apt-get install -y --no-install-recommends espeak-ng)
+	$(VENV)/bin/python -m export.corpus prepare --cache runs/corpus
+
+# The robustness table of both reference packages (bench/results/robustness.{json,md})
+robustness: corpus
+	$(VENV)/bin/python bench/robustness.py

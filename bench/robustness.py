@@ -156,7 +156,7 @@ def recording_windows(recordings: Sequence[Recording], level_dbfs: float,
 def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence[Recording],
                  levels_dbfs: Sequence[float], seed: int, limit: int | None = None) -> dict[str, Any]:
     """Per audio event, the share of 1-s windows of real recordings on which it fires."""
-    scenario = get_scenario(str(model.pkg.manifest["scenario"]))
+    scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
     idx = [model.events.labels.index(e) for e in audio_events]
     levels = []
     for level in levels_dbfs:
@@ -202,8 +202,8 @@ def _quiet_scenes(scenario: Any, n: int, seed: int, audio_events: set[str]) -> l
 
 def bench_package(name: str, args: argparse.Namespace, heldout: Sequence[Recording]) -> dict[str, Any]:
     pkg = load_package(name)
-    scenario = get_scenario(str(pkg.manifest["scenario"]))
-    train_seed = int(pkg.manifest.get("provenance", {}).get("seed", 0))
+    scenario = get_scenario(pkg.manifest.scenario or pkg.name)
+    train_seed = int(pkg.manifest.provenance.get("seed", 0))
     seed = train_seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
     backgrounds = backgrounds_for(heldout, scenario.events)
     model = Model(pkg, args.threads)
