@@ -7,7 +7,9 @@ was issued, or until it was acted on. Each source may carry a constant clock off
 
 A missing or stale modality is an outcome, never silent: with policy ``mask`` the step
 runs with the modality masked and says so; with ``skip`` the step is skipped. Every
-outcome is counted in :attr:`Synchronizer.outcomes`.
+outcome is counted in :attr:`Synchronizer.outcomes`. Audio with almost no energy above 4 kHz
+(an 8 kHz phone or cheap microphone, upsampled) is logged once and counted per 5 s as
+``audio_band_limited``: the models are less accurate on it.
 
 Example:
     >>> import numpy as np
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgefusion.errors import ConfigError, InputError
+from edgefusion.preprocess.audio import BandLimitDetector
 from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow
 
 __all__ = ["MissingPolicy", "SyncConfig", "SyncInfo", "Synchronizer"]
@@ -93,6 +96,7 @@ class Synchronizer:
         self._w = 0
         self._base_ns = 0  # time of the stream's first sample
         self._end_idx = 0  # index (from the stream's first sample) just after the last buffered one
+        self._bandlimit: BandLimitDetector | None = None  # warns once about 8 kHz sources upsampled
         self._commands: collections.deque[Command] = collections.deque(maxlen=64)
         self._spent: set[int] = set()
 
@@ -115,9 +119,12 @@ class Synchronizer:
                 self._w = self._cap
                 self._base_ns = t0
                 self._end_idx = 0
+                self._bandlimit = BandLimitDetector(rate)
             elif rate != self._rate:
                 raise InputError(f"audio rate changed from {self._rate} Hz to {rate} Hz within one stream")
             x = chunk.samples
+            if self._bandlimit is not None and self._bandlimit.update(x):
+                self.outcomes["audio_band_limited"] += 1  # per 5 s period; the log warns once per episode
             start = round((t0 - self._base_ns) * rate / SECOND)
             gap = start - self._end_idx
             if gap > 1:  # more than rounding: a real gap

@@ -93,3 +93,19 @@ def test_gaps_are_filled_and_overlaps_trimmed():
     assert len(a) == 16000
     assert set(np.unique(a)) == {0.0, 2.0, 3.0}  # [1.1, 1.5) gap, [1.5, 2.0) second, [2.0, 2.1) third
     assert a[-1] == 3.0 and np.count_nonzero(a == 3.0) == int(0.1 * 16000)
+
+
+def test_band_limited_audio_is_counted_and_wideband_is_not(caplog):
+    from edgefusion.preprocess import resample
+
+    rng = np.random.default_rng(3)
+    wide = rng.normal(0, 0.1, 16000 * 12).astype(np.float32)
+    narrow = resample(resample(wide, 16000, 8000), 8000, 16000).astype(np.float32)
+    outcomes = {}
+    for name, x in (("wide", wide), ("narrow", narrow)):
+        s = Synchronizer(SyncConfig())
+        for i in range(0, len(x), 1600):  # 100 ms chunks, as a microphone delivers them
+            s.add_audio(AudioChunk(t_ns=i * S // 16000, samples=x[i:i + 1600], sample_rate=16000))
+        outcomes[name] = s.outcomes["audio_band_limited"]
+    assert outcomes == {"wide": 0, "narrow": 2}  # two full 5 s periods in 12 s
+    assert sum("almost no energy above 4000 Hz" in r.message for r in caplog.records) == 1
