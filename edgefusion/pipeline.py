@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefusion.backends import Backend
-from edgefusion.clock import Clock, MonotonicClock
 from edgefusion.core import FusionCore, Prepared
 from edgefusion.engine import STAGES, FusionStep
 from edgefusion.errors import EdgeFusionError, PipelineError
@@ -154,12 +153,11 @@ class Pipeline:
     """Runs sources through one model into sinks. Use once: ``run()`` then it is spent."""
 
     def __init__(self, package: ModelPackage, backend: Backend, sources: Sequence[Source], sinks: Sequence[Sink],
-                 config: PipelineConfig | None = None, clock: Clock | None = None,
+                 config: PipelineConfig | None = None,
                  on_result: Callable[[Result], None] | None = None,
                  taps: Sequence[Callable[[Any], None]] = ()) -> None:
         """``taps`` are called with every raw input sample (the recorder); ``on_result`` with every result."""
         cfg = self.config = config or PipelineConfig()
-        self.clock = clock or MonotonicClock()
         self.sources, self.sinks = list(sources), list(sinks)
         self.on_result = on_result
         self.core = FusionCore(package, backend, cfg.sync, cfg.post)
