@@ -100,8 +100,10 @@ def cmd_log_info(a: argparse.Namespace) -> None:
 
     with LogReader(a.file) as r:
         info = r.info()
+        track = r.labels() if any(c["topic"] == "/labels" for c in info.channels) else None
+    labels = _label_coverage(track, info.start_ns, info.end_ns)
     if a.json:
-        print(json.dumps(info.__dict__, indent=2))
+        print(json.dumps({**info.__dict__, "labels": labels}, indent=2))
         return
     dur = ((info.end_ns or 0) - (info.start_ns or 0)) / 1e9
     state = "complete" if info.complete else \
@@ -115,6 +117,30 @@ def cmd_log_info(a: argparse.Namespace) -> None:
         print(f"metadata {name}: {md}")
     if info.attachments:
         print(f"attachments: {', '.join(info.attachments)}")
+    if labels is None:
+        print("labels: none (no /labels track; add one with: edgefusion label LOG --spans SPANS.csv --task TASK)")
+        return
+    print(f"labels: {labels['spans']} spans by {', '.join(labels['sources'])}; coverage {labels['covered_s']:.3f} s "
+          f"= {100 * labels['covered_fraction']:.1f}% of the log")
+    print(f"  {'kind':<9} {'label':<22} {'spans':>6} {'seconds':>10}")
+    for row in labels["per_label"]:
+        if row["kind"] != "coverage":
+            print(f"  {row['kind']:<9} {row['label']:<22} {row['spans']:>6} {row['seconds']:>10.3f}")
+
+
+def _label_coverage(track: Any, start_ns: int | None, end_ns: int | None) -> dict[str, Any] | None:
+    """Per kind and label: spans and labelled seconds; the share of the log inside coverage."""
+    if track is None:
+        return None
+    covered = track.seconds("coverage")
+    if start_ns is not None and end_ns is not None and end_ns > start_ns:
+        # only the part of the coverage inside the log counts towards the share
+        inside = track.intervals("coverage").clip(start_ns, end_ns)
+        fraction = float((inside[:, 1] - inside[:, 0]).sum()) / (end_ns - start_ns)
+    else:
+        fraction = 0.0
+    return {"spans": len(track), "sources": list(track.sources()), "covered_s": covered,
+            "covered_fraction": round(min(fraction, 1.0), 6), "per_label": track.summary()}
 
 
 def register(sub: Any) -> None:

@@ -25,7 +25,8 @@ from mcap.records import Header
 from mcap.stream_reader import StreamReader
 
 from edgefusion.errors import InputError
-from edgefusion.logs.schemas import from_time, unb64
+from edgefusion.labels import LabelTrack, Span
+from edgefusion.logs.schemas import TOPICS, from_time, unb64
 from edgefusion.samples import AudioChunk, Command, Frame
 
 __all__ = ["SUPPORTED", "LogInfo", "LogMessage", "LogReader", "decode"]
@@ -40,6 +41,7 @@ SUPPORTED = {
     "edgefusion.Command": "text",
     "edgefusion.Result": "results",
     "edgefusion.Truth": "truth",
+    "edgefusion.Label": "labels",
 }
 
 
@@ -144,6 +146,24 @@ class LogReader:
             self.recovered_messages = n
 
     recovered_messages: int | None = None
+
+    def labels(self, topic: str = TOPICS["labels"]) -> LabelTrack | None:
+        """The label track on ``topic``, or None when the log has none.
+
+        Raises:
+            InputError: the topic holds something else, or a span that is not valid (named by its
+                message's log time).
+        """
+        spans = []
+        for m in self.messages(topics=[topic]):
+            if m.schema != "edgefusion.Label" or m.encoding != "json":
+                raise InputError(f"{self.path}: topic {topic} has schema '{m.schema}' ({m.encoding}); labels are "
+                                 "JSON-encoded edgefusion.Label messages")
+            try:
+                spans.append(Span.from_dict(json.loads(m.data)))
+            except (ValueError, RecursionError, InputError) as exc:
+                raise InputError(f"{self.path}: {topic} message at log time {m.log_time_ns} ns: {exc}") from exc
+        return LabelTrack(spans) if spans else None
 
     def info(self) -> LogInfo:
         info = LogInfo(str(self.path), self.header_profile, self.header_library, complete=self.complete,
