@@ -50,6 +50,8 @@ COVERAGE_MODES = ("auto", "all", "spans")
 #: how far past the log's last message a span may end (a player shows the last frame for one period,
 #: the last audio chunk may end after it)
 END_SLACK_NS = 1_000_000_000
+_TRUNCATED = ("{log} is truncated (its writer was probably killed); labels are added to complete logs only: "
+              "replay it with --record to write a complete copy of what it holds")
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "": CompressionType.NONE}
 
 
@@ -92,8 +94,7 @@ def write_labelled(src: str | Path, dst: str | Path, track: LabelTrack, topic: s
     src, dst = Path(src), Path(dst)
     with LogReader(src) as r:  # the clear messages for a missing or non-MCAP file
         if not r.complete:
-            raise InputError(f"{src} is truncated (its writer was probably killed); labels are added to complete "
-                             "logs only: re-record it, or replay it with --record to write a complete copy")
+            raise InputError(_TRUNCATED.format(log=src))
     try:
         with open(src, "rb") as f, atomic_output(dst) as out:
             return _copy(SeekingReader(f), out, dst, track, topic)
@@ -178,11 +179,14 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
         raise ConfigError(f"--out {dst} is the input log; pass --in-place to replace it")
     with LogReader(log) as r:
         info = r.info()
+    if not info.complete:
+        raise InputError(_TRUNCATED.format(log=log))
     if info.start_ns is None or info.end_ns is None:
         raise InputError(f"{log} holds no messages: there is nothing to label")
     track = parse_spans_csv(spans, task, source)
     length = info.end_ns - info.start_ns
-    problems = [f"{s.where()}: {why}" for s in track if (why := _outside(s, length))]
+    problems = [f"{s.where()}: {why}" for s in sorted(track, key=lambda s: s.row or 0)
+                if (why := _outside(s, length))]
     if problems:
         raise InputError(format_problems(str(spans), problems, len(track), "span"))
     rows = track.of("coverage")
