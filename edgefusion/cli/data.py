@@ -10,8 +10,8 @@ from typing import Any
 
 from edgefusion.cli._common import add_command
 
-LABEL_EPILOG = """A span file is CSV, times in seconds from the log's first message (as 'log info' and
-'replay --start' count them); '#' starts a comment:
+LABEL_EPILOG = """A span file is CSV, times in seconds from the start of the log (its first sample, as a
+video player counts); '#' starts a comment:
 
   start_s,end_s,kind,label
   1.5,3.0,event,doorbell        # an event (image events: while visible; audio: while audible)

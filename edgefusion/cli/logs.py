@@ -30,7 +30,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
         raise ConfigError(f"--out must end in .mcap, got {a.out!r}")
     path, n = write_synth(a.scenario, a.duration, a.seed, a.out, a.hard, a.image_format)
     print(f"wrote {path}: {n} messages ({a.duration:g} s of {a.scenario} at 30 fps, 16 kHz audio, commands, "
-          f"ground truth on /truth), {path.stat().st_size / 1e6:.1f} MB")
+          f"ground truth per frame on /truth and as label spans on /labels), {path.stat().st_size / 1e6:.1f} MB")
 
 
 def _parse_map(spec: str | None) -> dict[str, str]:
@@ -145,7 +145,8 @@ def _label_coverage(track: Any, start_ns: int | None, end_ns: int | None) -> dic
 
 def register(sub: Any) -> None:
     sp = add_command(sub, "synth", "Write a synthesized scenario timeline as MCAP: camera, audio, commands and "
-                                   "the ground truth on its own channel (opens in Foxglove).", cmd_synth)
+                                   "the ground truth, per frame (/truth) and as label spans (/labels) (opens in "
+                                   "Foxglove).", cmd_synth)
     sp.add_argument("--scenario", required=True, help="smart_home or driving")
     sp.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
     sp.add_argument("--seed", type=int, default=0, help="seed (default 0)")

@@ -1,7 +1,7 @@
 """Span files: human labels as CSV, read with one error line per bad row.
 
-The format (times in seconds from the start of the log, as ``edgefusion log info`` and
-``replay --start`` count them)::
+The format (times in seconds from the start of the log, its first sample, as a video
+player counts them)::
 
     # lines starting with '#' are comments; blank lines are skipped
     start_s,end_s,kind,label

@@ -154,7 +154,8 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
 
     Args:
         log: the MCAP log (complete).
-        spans: the CSV span file (times in seconds from the log's first message).
+        spans: the CSV span file (times in seconds from the log's first sample, see
+            :meth:`~edgefusion.logs.LogReader.sample_range`).
         task: the task whose labels the spans must name (a Task, a built-in name or a path).
         out: where the copy goes (default ``<log stem>.labelled.mcap`` beside the log).
         coverage: ``all`` (the whole log is labelled: an event without a span is absent),
@@ -178,13 +179,14 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
     if not in_place and dst.resolve() == log.resolve():
         raise ConfigError(f"--out {dst} is the input log; pass --in-place to replace it")
     with LogReader(log) as r:
-        info = r.info()
-    if not info.complete:
-        raise InputError(_TRUNCATED.format(log=log))
-    if info.start_ns is None or info.end_ns is None:
+        if not r.complete:
+            raise InputError(_TRUNCATED.format(log=log))
+        span = r.sample_range()
+    if span is None:
         raise InputError(f"{log} holds no messages: there is nothing to label")
+    start_ns, end_ns = span
     track = parse_spans_csv(spans, task, source)
-    length = info.end_ns - info.start_ns
+    length = end_ns - start_ns
     problems = [f"{s.where()}: {why}" for s in sorted(track, key=lambda s: s.row or 0)
                 if (why := _outside(s, length))]
     if problems:
@@ -196,7 +198,7 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
     spans_out = list(track)
     if coverage == "all" or (coverage == "auto" and not rows):
         spans_out = [s for s in spans_out if s.kind != "coverage"] + [Span(0, length + 1, "coverage", "", source)]
-    final = LabelTrack(spans_out).shifted(info.start_ns)
+    final = LabelTrack(spans_out).shifted(start_ns)
     return write_labelled(log, dst, final), final
 
 

@@ -165,6 +165,24 @@ class LogReader:
                 raise InputError(f"{self.path}: {topic} message at log time {m.log_time_ns} ns: {exc}") from exc
         return LabelTrack(spans) if spans else None
 
+    def sample_range(self) -> tuple[int, int] | None:
+        """(first, last) time of the log's samples on their own clock; None for an empty log.
+
+        EdgeFusion's writer keeps log times non-decreasing in arrival order, so a sample that
+        arrived after a later one (the camera and microphone threads race by milliseconds) has
+        a log time after its own time; its publish time is its own time. For our logs the range
+        spans both; for other tools' logs it is the log-time range.
+        """
+        info = self.info()
+        if info.start_ns is None or info.end_ns is None:
+            return None
+        if self.header_profile != "edgefusion":
+            return info.start_ns, info.end_ns
+        lo, hi = info.start_ns, info.end_ns
+        for m in self.messages():
+            lo, hi = min(lo, m.publish_time_ns), max(hi, m.publish_time_ns)
+        return lo, hi
+
     def info(self) -> LogInfo:
         info = LogInfo(str(self.path), self.header_profile, self.header_library, complete=self.complete,
                        file_bytes=self.path.stat().st_size)
