@@ -9,8 +9,11 @@ from labelled_logs import S, messages, plain_log
 from mcap.reader import SeekingReader
 
 from edgefusion.cli import main
-from edgefusion.logs import LogReader
+from edgefusion.logs import LogReader, LogWriter
 from edgefusion.logs.edit import label_log
+from edgefusion.logs.recorder import Recorder
+from edgefusion.logs.timeline import write_synth
+from edgefusion.sources.replay import ReplaySource
 
 HEADER = "start_s,end_s,kind,label\n"
 
@@ -155,3 +158,23 @@ def test_a_truncated_log_is_refused(log, tmp_path, capsys):
     spans = _spans(tmp_path, ["0,0.1,event,dark"])
     assert main(["label", str(torn), "--spans", str(spans), "--task", "smart_home"]) == 2
     assert "is truncated" in _one_error(capsys)
+
+
+def test_a_recorder_copies_label_spans_from_a_replay(tmp_path):
+    # what `replay --record` does with /truth; wiring /labels the same way keeps a labelled log's labels
+    synth, _ = write_synth("smart_home", 2.0, 3, tmp_path / "s.mcap")
+    rec = Recorder(LogWriter(tmp_path / "copy.mcap"), lossless=True)
+    src = ReplaySource(synth)
+    src.passthrough["/labels"] = rec.label
+    with src:
+        for _ in src:
+            pass
+    rec.close()
+    with LogReader(synth) as a, LogReader(tmp_path / "copy.mcap") as b:
+        assert b.labels() == a.labels() and len(a.labels() or ()) > 3
+    rec = Recorder(LogWriter(tmp_path / "shifted.mcap"))
+    rec.label(10 * S, {"start_ns": 2 * S, "end_ns": 3 * S, "kind": "event", "label": "dark", "source": "synth"})
+    rec.close()
+    with LogReader(tmp_path / "shifted.mcap") as r:
+        (span,) = r.labels() or ()
+    assert (span.start_ns, span.end_ns) == (10 * S, 11 * S)  # a looping replay moves spans with its time
