@@ -178,3 +178,13 @@ def test_a_recorder_copies_label_spans_from_a_replay(tmp_path):
     with LogReader(tmp_path / "shifted.mcap") as r:
         (span,) = r.labels() or ()
     assert (span.start_ns, span.end_ns) == (10 * S, 11 * S)  # a looping replay moves spans with its time
+
+
+def test_the_span_file_in_the_help_parses(tmp_path):
+    from edgefusion.cli.data import LABEL_EPILOG
+    from edgefusion.labels import parse_spans_csv
+
+    block = LABEL_EPILOG.split("comment:\n\n", 1)[1].split("\n\n", 1)[0]
+    track = parse_spans_csv(_spans(tmp_path, [line.strip() for line in block.splitlines()[1:]]), "smart_home")
+    assert [(s.kind, s.label) for s in track] == [("coverage", ""), ("event", "doorbell"), ("intent", "lights_on"),
+                                                  ("action", "lock_door")]

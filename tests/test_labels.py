@@ -83,8 +83,8 @@ def _csv(tmp_path, text, name="spans.csv"):
 
 def test_span_file_with_comments_blank_lines_bom_and_a_short_coverage_row(tmp_path):
     p = tmp_path / "s.csv"
-    p.write_bytes("\ufeff# my labels\nstart_s, end_s, kind, label\n\n1.5,3,event,doorbell\n0,10,coverage\n"
-                  "  # indented comment\n4,7.25,intent,lights_on\n".encode())
+    p.write_bytes("\ufeff# my labels\nstart_s, end_s, kind, label\n\n1.5,3,event,doorbell  # the first ring\n"
+                  "0,10,coverage\n  # indented comment\n4,7.25,intent,lights_on\n".encode())
     track = parse_spans_csv(p, HOME)
     assert [(s.kind, s.label, s.start_ns, s.end_ns, s.row) for s in track] == [
         ("coverage", "", 0, 10 * S, 5), ("event", "doorbell", 1500 * MS, 3 * S, 4),

@@ -227,3 +227,22 @@ def test_real_video_and_speech_recorded_labelled_and_cut(tmp_path, capsys):
     assert main(["dataset", "info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "events (positive windows):" in info and "warning: " in info
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("task"), "'task' must be a JSON object"),
+    (lambda m: m["arrays"]["image"].update(shape="big"), "arrays.image must have a dtype and a shape"),
+    (lambda m: m["splits"]["train"].pop("counts"), "splits.train must have shards, windows and counts"),
+    (lambda m: m.update(format_version=99), "dataset format version 99; this EdgeFusion reads version 1"),
+    (lambda m: m.update(format="zip"), "not an EdgeFusion dataset manifest"),
+])
+def test_a_damaged_manifest_is_one_line(synth_set, tmp_path, capsys, edit, message):
+    _, ds, _ = synth_set
+    copy = tmp_path / "ds"
+    shutil.copytree(ds, copy)
+    m = json.loads((copy / "dataset.json").read_text())
+    edit(m)
+    (copy / "dataset.json").write_text(json.dumps(m))
+    assert main(["dataset", "info", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

@@ -97,20 +97,44 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     if m.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: dataset format version {m.get('format_version')!r}; this EdgeFusion reads version "
                          f"{FORMAT_VERSION}: rebuild the dataset with edgefusion dataset build")
-    splits, arrays = m.get("splits"), m.get("arrays")
-    if not isinstance(splits, dict) or not isinstance(arrays, dict):
-        raise InputError(f"{path}: 'splits' and 'arrays' must be objects")
-    for name, split in splits.items():
-        shards = split.get("shards") if isinstance(split, dict) else None
-        if not isinstance(shards, list):
-            raise InputError(f"{path}: splits.{name}.shards must be a list")
-        for s in shards:
+    problem = _shape_problem(m)
+    if problem:
+        raise InputError(f"{path}: {problem}; the manifest was edited or damaged: rebuild the dataset")
+    return m
+
+
+def _shape_problem(m: dict[str, Any]) -> str | None:
+    """What keeps the manifest from being used safely (None when nothing does)."""
+    for key, kind in (("task", dict), ("package", dict), ("split", dict), ("recordings", list), ("splits", dict),
+                      ("arrays", dict)):
+        if not isinstance(m.get(key), kind):
+            return f"'{key}' must be a JSON {'object' if kind is dict else 'array'}"
+    for key in ("events", "actions", "intents"):
+        if not isinstance(m["task"].get(key), list) or not all(isinstance(x, str) for x in m["task"][key]):
+            return f"'task.{key}' must be a list of labels"
+    if not isinstance(m["task"].get("name"), str) or not isinstance(m["task"].get("sha256"), str) \
+            or not isinstance(m["package"].get("name"), str):
+        return "'task' must have a name and a sha256, 'package' a name"
+    inputs = m["package"].get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in inputs):
+        return "'package.inputs' must be a list of inputs with names"
+    if not isinstance(m["split"].get("seed"), int) or not isinstance(m["split"].get("val_fraction"), (int, float)):
+        return "'split' must have a seed and a val_fraction"
+    for name, spec in m["arrays"].items():
+        if not (isinstance(spec, dict) and isinstance(spec.get("dtype"), str) and isinstance(spec.get("shape"), list)
+                and all(isinstance(n, int) for n in spec["shape"])):
+            return f"arrays.{name} must have a dtype and a shape (a list of sizes)"
+    for name, split in m["splits"].items():
+        if not isinstance(split, dict) or not isinstance(split.get("shards"), list) \
+                or not isinstance(split.get("windows"), int) or not isinstance(split.get("counts"), dict):
+            return f"splits.{name} must have shards, windows and counts"
+        for s in split["shards"]:
             rel = s.get("path") if isinstance(s, dict) else None
             if not isinstance(rel, str) or PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts \
-                    or not isinstance(s.get("sha256"), str):
-                raise InputError(f"{path}: splits.{name}: a shard must have a relative path inside the dataset and a "
-                                 f"sha256, got {s!r:.120}")
-    return m
+                    or not isinstance(s.get("sha256"), str) or not isinstance(s.get("windows"), int):
+                return (f"splits.{name}: a shard must have a relative path inside the dataset, a sha256 and a "
+                        f"window count, got {s!r:.120}")
+    return None
 
 
 def load_split(root: str | Path, split: str) -> dict[str, np.ndarray]:

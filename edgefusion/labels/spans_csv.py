@@ -3,9 +3,9 @@
 The format (times in seconds from the start of the log, its first sample, as a video
 player counts them)::
 
-    # lines starting with '#' are comments; blank lines are skipped
+    # '#' starts a comment, to the end of the line; blank lines are skipped
     start_s,end_s,kind,label
-    1.5,3.0,event,doorbell
+    1.5,3.0,event,doorbell     # the first ring
     4.0,7.0,intent,lights_on
     0,60,coverage,
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from edgefusion.errors import InputError
 from edgefusion.labels.track import SOURCE_HUMAN, LabelTrack, Span, span_problem, unknown_label
-from edgefusion.task import Task
+from edgefusion.task import Task, load_task
 
 __all__ = ["HEADER", "MAX_SPAN_FILE_BYTES", "format_problems", "parse_spans_csv"]
 
@@ -40,12 +40,13 @@ MAX_SPAN_FILE_BYTES = 64 << 20
 SHOWN = 30
 
 
-def parse_spans_csv(path: str | Path, task: Task | None = None, source: str = SOURCE_HUMAN) -> LabelTrack:
+def parse_spans_csv(path: str | Path, task: Task | str | Path | None = None, source: str = SOURCE_HUMAN) -> LabelTrack:
     """The spans of a CSV span file, times relative to the log's start (ns from 0).
 
     Args:
         path: the CSV file (UTF-8, a BOM is fine).
-        task: when given, every label is checked against it as well.
+        task: when given (a Task, a built-in name or a ``task.toml`` path), every label is
+            checked against it as well.
         source: who labelled the spans (``human`` by default, or a tool's name).
 
     Raises:
@@ -53,6 +54,8 @@ def parse_spans_csv(path: str | Path, task: Task | None = None, source: str = SO
             named, one line each, by line number).
     """
     path = Path(path)
+    if task is not None and not isinstance(task, Task):
+        task = load_task(task)
     try:
         if path.stat().st_size > MAX_SPAN_FILE_BYTES:
             raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a span file "
@@ -97,12 +100,12 @@ def format_problems(where: str, problems: list[str], total: int, what: str) -> s
 
 def _rows(lines: list[str]) -> list[tuple[int, list[str]]]:
     out = []
-    for i, row in enumerate(csv.reader(lines), start=1):
-        # csv.reader yields one row per line here: the lines were split first, so a stray quote
-        # cannot swallow the rest of the file into one field
-        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-            continue
-        out.append((i, row))
+    for i, line in enumerate(lines, start=1):
+        # no field can hold a '#' (times, kinds and label names cannot), so it always starts a comment;
+        # one line is one row: a stray quote cannot swallow the rest of the file into one field
+        code = line.split("#", 1)[0]
+        if code.strip():
+            out.append((i, next(csv.reader([code]))))
     return out
 
 
