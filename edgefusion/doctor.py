@@ -325,9 +325,14 @@ def check_tensorrt(host: Host, py: dict[str, Any], jetson: dict[str, Any] | None
     if cuda and needs > major:  # cuda-python N.x loads CUDA N's libraries (the 13.x that pip picks fails on JetPack 6)
         return [*checks, Check("cuda", "problem", f"{summary}: cuda-python {bindings} needs CUDA {needs}",
                                f"pip install 'cuda-python>={major}.0,<{major + 1}'")]
+    if not gpu:
+        return [*checks, Check("cuda", "no", summary, "needs an NVIDIA GPU first")]
+    if cuda is None:
+        return [*checks, Check("cuda", "no", summary, "the NVIDIA driver (nvidia-smi names its CUDA version), or "
+                               "JetPack")]
     if not (bindings or pycuda):
-        return [*checks, Check("cuda", "no", summary, "pip install 'cuda-python>=12.2,<13' (CUDA 12, e.g. JetPack 6; "
-                               "the tensorrt backend needs it)" if gpu else "needs an NVIDIA GPU first")]
+        return [*checks, Check("cuda", "no", summary, f"pip install 'cuda-python>={major}.0,<{major + 1}' (the "
+                               "tensorrt backend's CUDA calls)")]
     return [*checks, Check("cuda", "ok", summary)]
 
 

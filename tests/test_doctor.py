@@ -192,7 +192,7 @@ def test_a_gpu_host_with_the_cpu_onnxruntime_is_told_to_install_the_gpu_build():
     assert c["gpu"][0].summary == "NVIDIA H200 (compute capability 9.0, driver 570.124.06)"
     assert c["ort-gpu"][0].status == "no" and c["ort-gpu"][0].fix == GPU_INSTALL_HINT
     assert c["tensorrt"][0].status == "no" and "pip install tensorrt cuda-python" in c["tensorrt"][0].fix
-    assert c["cuda"][0].fix.startswith("pip install 'cuda-python>=12.2,<13'")
+    assert c["cuda"][0].fix == "pip install 'cuda-python>=12.0,<13' (the tensorrt backend's CUDA calls)"
     assert c["audio"][0].fix == "sudo apt install libportaudio2"
 
 
@@ -212,3 +212,11 @@ def test_a_package_that_cannot_load_is_reported_not_dropped():
     report = diagnose(_healthy_jetson(), packages=("no_such_package",))
     (row,) = report.runs_here["no_such_package"]
     assert row["ok"] is False and "no_such_package" in row["why"]
+
+
+def test_a_gpu_without_a_cuda_version_anywhere_points_at_the_driver():
+    host = FakeHost(commands={"nvidia-smi": "Tesla T4, 7.5, 470.01\n"}, dists={"cuda-python": "12.6.0"},
+                    modules={"numpy": _module("2.2.6")}, python={"machine": "x86_64", "sys_path": []})
+    (cuda,) = _by_name(diagnose(host))["cuda"]
+    assert cuda.status == "no" and cuda.summary.startswith("CUDA not found; cuda-python 12.6.0")
+    assert cuda.fix == "the NVIDIA driver (nvidia-smi names its CUDA version), or JetPack"
