@@ -1,4 +1,9 @@
-"""Backends by name: ``onnxruntime`` (default), ``null``, ``tensorrt``, and ``torch``.
+"""Backends by name: ``onnxruntime`` (default), ``onnxruntime-cuda``, ``onnxruntime-trt``, ``null``,
+``tensorrt``, and ``torch``.
+
+``onnxruntime-cuda`` and ``onnxruntime-trt`` are ONNX Runtime on its CUDA or TensorRT
+execution provider (onnxruntime-gpu): the ``onnxruntime`` backend with ``provider`` set, a
+name the command line's ``--backend`` and a service config's ``model.backend`` can carry.
 
 ``torch`` is eager PyTorch on the checkpoint a package was exported from, for comparison
 in benchmarks. Its code belongs to the toolchain (``export/``), which the runtime never
@@ -21,28 +26,50 @@ from edgefusion.backends.base import Backend, BackendInfo, check_feeds
 from edgefusion.errors import MissingDependencyError, unknown_name
 from edgefusion.package import ModelPackage
 
-__all__ = ["BACKENDS", "EXTRAS", "Backend", "BackendInfo", "availability", "check_feeds", "open_backend"]
+__all__ = ["BACKENDS", "BACKEND_OPTIONS", "EXTRAS", "Backend", "BackendInfo", "availability", "check_feeds",
+           "open_backend"]
 
 # name -> "module:Class", imported on first use so optional dependencies stay optional
 BACKENDS = {
     "onnxruntime": "edgefusion.backends.onnxruntime:OnnxRuntimeBackend",
+    "onnxruntime-cuda": "edgefusion.backends.onnxruntime:OnnxRuntimeBackend",
+    "onnxruntime-trt": "edgefusion.backends.onnxruntime:OnnxRuntimeBackend",
     "null": "edgefusion.backends.null:NullBackend",
     "tensorrt": "edgefusion.backends.tensorrt:TensorRTBackend",
     "torch": "export.torch_backend:TorchBackend",
 }
+# name -> the options a name stands for (the caller's own options come on top)
+BACKEND_OPTIONS: dict[str, dict[str, Any]] = {"onnxruntime-cuda": {"provider": "cuda"},
+                                              "onnxruntime-trt": {"provider": "tensorrt"}}
 # name -> the extra whose packages the backend's module imports (checked when it fails to import)
 EXTRAS = {"torch": "train"}
 
 
 def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
-    """(variant, backend, runnable here?, why) for each artifact and engine variant of ``package``."""
+    """(variant, backend, runnable here?, why) for each artifact and engine variant of ``package``.
+
+    A backend that runs no variant here has one row, with variant ``*``.
+    """
     import onnxruntime as ort
 
+    from edgefusion.backends.onnxruntime import PROVIDERS
+
     rows = []
-    cpu = "CPUExecutionProvider" in ort.get_available_providers()
+    available = ort.get_available_providers()
+    cpu = PROVIDERS["cpu"] in available
     for variant in package.variants:
         note = "meant for TensorRT; runs on the CPU for checks only (slowly)" if variant.endswith("_trt") else "CPU"
         rows.append((variant, "onnxruntime", cpu, note if cpu else "this onnxruntime has no CPU provider"))
+    on_gpu = {"onnxruntime-cuda": [v for v in package.variants if not v.endswith("_trt")],
+              "onnxruntime-trt": [v for v in package.variants if v in ("fp32", "int8_trt")]}
+    for backend, variants in on_gpu.items():
+        provider = PROVIDERS[BACKEND_OPTIONS[backend]["provider"]]
+        if provider in available:
+            rows += [(v, backend, True, f"{provider} is in this onnxruntime (it loads its CUDA libraries when a "
+                                        "session opens)") for v in variants]
+        else:
+            rows.append(("*", backend, False, f"this onnxruntime has no {provider}: it needs onnxruntime-gpu "
+                                              "(`edgefusion doctor` says which)"))
     engine_variants = sorted({k.rsplit("/", 1)[-1] for k in package.manifest.engines} |
                              ({"fp16", "int8"} if "int8_trt" in package.variants else {"fp16"}))
     try:
@@ -80,4 +107,4 @@ def open_backend(name: str, package: ModelPackage, variant: str = "fp32", thread
             raise  # a missing name inside edgefusion is a bug, not a missing extra
         raise MissingDependencyError(exc.name or module, EXTRAS[name], f"the '{name}' backend") from exc
     backend_cls: type[Backend] = getattr(found, cls)
-    return backend_cls(package, variant=variant, threads=threads, **options)
+    return backend_cls(package, variant=variant, threads=threads, **{**BACKEND_OPTIONS.get(name, {}), **options})

@@ -1,11 +1,25 @@
-"""The ``onnxruntime`` backend: CPU by default; CUDA or TensorRT execution providers on request.
+"""The ``onnxruntime`` backend: the CPU by default; CUDA or TensorRT execution providers on request.
 
-A provider that was asked for but is not available is an error, never a silent fall
-back to the CPU.
+Providers are named ``cpu``, ``cuda`` and ``tensorrt``; the registry's ``onnxruntime-cuda``
+and ``onnxruntime-trt`` backends ask for the GPU ones from the command line and configs.
+Either one provider (``provider="cuda"``: it must be available) or an ordered preference
+(``providers=["tensorrt", "cuda", "cpu"]``: the first available one leads; at least one must
+be, and the CPU leads only when listed). After the leader come the GPU providers that may
+run the operators it cannot (TensorRT, then CUDA), then ONNX Runtime's CPU.
+
+A provider that was asked for is never silently replaced by the CPU: when ONNX Runtime
+drops one while opening the session (a CUDA, cuDNN or TensorRT library it cannot load
+is only a log line to it) the backend raises, and ONNX Runtime's retry of a failed GPU run
+on the CPU is switched off. :attr:`OnnxRuntimeBackend.info` names the provider that leads
+the open session, and so do the demo's and the bench's reports.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +29,66 @@ from edgefusion.backends.base import Backend, BackendInfo
 from edgefusion.errors import BackendError
 from edgefusion.package import ModelPackage
 
-__all__ = ["PROVIDERS", "OnnxRuntimeBackend"]
+__all__ = ["GPU_INSTALL_HINT", "PROVIDERS", "OnnxRuntimeBackend", "resolve_providers", "trt_cache_dir"]
+
+log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}
+# after a leading provider: the GPU providers for the operators it cannot run (the CPU is ONNX Runtime's own last)
+_FALLBACKS = {"tensorrt": ("cuda",), "cuda": (), "cpu": ()}
+
+GPU_INSTALL_HINT = ("x86-64: pip uninstall -y onnxruntime && pip install onnxruntime-gpu (with the CUDA and cuDNN "
+                    "versions its release notes name); Jetson: the onnxruntime-gpu wheel built for your JetPack, "
+                    "see deploy/jetson/requirements.txt")
+
+
+def resolve_providers(available: Sequence[str], provider: str | None = None,
+                      providers: Sequence[str] | None = None) -> list[str]:
+    """The providers to register, by short name, leader first.
+
+    Args:
+        available: what this onnxruntime build offers (``ort.get_available_providers()``).
+        provider: one provider that must be available (``cpu`` when neither argument is given).
+        providers: an ordered preference instead: the first available one leads.
+
+    Raises:
+        BackendError: an unknown name, both arguments, or nothing asked for is available.
+
+    Example:
+        >>> resolve_providers(["CPUExecutionProvider"], providers=["cuda", "cpu"])
+        ['cpu']
+        >>> resolve_providers(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        ...                   provider="tensorrt")
+        ['tensorrt', 'cuda']
+    """
+    if provider is not None and providers is not None:
+        raise BackendError("give the ONNX Runtime provider or a list of providers, not both")
+    asked = [provider or "cpu"] if providers is None else list(providers)
+    unknown = [p for p in asked if p not in PROVIDERS]
+    if unknown or not asked:
+        raise BackendError(f"unknown ONNX Runtime provider '{unknown[0] if unknown else ''}'; expected one of "
+                           f"{sorted(PROVIDERS)}")
+    usable = [p for p in asked if PROVIDERS[p] in available]
+    if providers is None and not usable:
+        raise BackendError(f"ONNX Runtime provider {PROVIDERS[asked[0]]} was requested but this onnxruntime build has "
+                           f"only {list(available)}; install onnxruntime-gpu for CUDA/TensorRT ({GPU_INSTALL_HINT}), "
+                           "or use provider 'cpu'")
+    if not usable:
+        raise BackendError(f"none of the ONNX Runtime providers {asked} is available: this onnxruntime build has only "
+                           f"{list(available)}. Install onnxruntime-gpu ({GPU_INSTALL_HINT}), or add 'cpu' to the list")
+    return usable + [p for p in _FALLBACKS[usable[0]] if PROVIDERS[p] in available and p not in usable]
+
+
+def trt_cache_dir(package: ModelPackage, variant: str) -> Path:
+    """Where the TensorRT provider keeps the engines it builds for an artifact (a user cache, per artifact hash).
+
+    Building them takes a minute or more on a Jetson; the cache makes every later session
+    start in seconds. A changed artifact gets a new folder, so a stale engine is never used.
+    """
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    sha = package.manifest.artifacts[variant].sha256[:12]
+    return base / "edgefusion" / "ort-tensorrt" / f"{package.name}-{variant}-{sha}"
 
 
 class OnnxRuntimeBackend(Backend):
@@ -26,30 +96,28 @@ class OnnxRuntimeBackend(Backend):
 
     Args:
         package: the loaded model package.
-        variant: artifact to run (``fp32``; ``int8`` once quantized).
+        variant: artifact to run (``fp32``; ``int8`` once quantized; ``int8_trt`` on the TensorRT provider).
         threads: intra-op threads (None: ONNX Runtime's default).
-        provider: ``cpu`` (default), ``cuda`` or ``tensorrt``.
-        provider_options: passed to the provider (e.g. TensorRT engine cache options).
+        provider: ``cpu`` (default), ``cuda`` or ``tensorrt``; it must be available.
+        providers: an ordered preference instead, e.g. ``["tensorrt", "cuda", "cpu"]``.
+        provider_options: options of the leading provider, over the defaults (``device_id``; for
+            TensorRT an engine cache in :func:`trt_cache_dir`).
+        device: the GPU the CUDA and TensorRT providers run on.
 
     Example:
         >>> from edgefusion.package import load_package
         >>> with OnnxRuntimeBackend(load_package("driving"), threads=1) as b:
-        ...     print(b.info)
-        onnxruntime (CPUExecutionProvider, fp32, 1 threads)
+        ...     print(b.info, b.providers)
+        onnxruntime (CPUExecutionProvider, fp32, 1 threads) ['CPUExecutionProvider']
     """
 
     name = "onnxruntime"
 
     def __init__(self, package: ModelPackage, variant: str = "fp32", threads: int | None = None,
-                 provider: str = "cpu", provider_options: dict[str, Any] | None = None, **options: Any) -> None:
+                 provider: str | None = None, providers: Sequence[str] | None = None,
+                 provider_options: dict[str, Any] | None = None, device: int = 0, **options: Any) -> None:
         super().__init__(package, variant, threads, **options)
-        if provider not in PROVIDERS:
-            raise BackendError(f"unknown ONNX Runtime provider '{provider}'; expected one of {sorted(PROVIDERS)}")
-        wanted = PROVIDERS[provider]
-        available = ort.get_available_providers()
-        if wanted not in available:
-            raise BackendError(f"ONNX Runtime provider {wanted} was requested but this onnxruntime build has only "
-                               f"{available}; install onnxruntime-gpu for CUDA/TensorRT, or use provider 'cpu'")
+        names = resolve_providers(ort.get_available_providers(), provider, providers)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -57,16 +125,45 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             so.intra_op_num_threads = int(threads)
         so.log_severity_level = 3
-        providers: list[Any] = [(wanted, provider_options or {})]
-        if wanted != PROVIDERS["cpu"]:
-            providers.append(PROVIDERS["cpu"])  # for ops the GPU provider lacks; reported in info
         path = package.artifact(variant)
+        chain: list[Any] = [(PROVIDERS[n], self._options(n, device, provider_options if i == 0 else None))
+                            for i, n in enumerate(names)]
+        if "cpu" not in names:
+            chain.append(PROVIDERS["cpu"])  # for the operators no GPU provider runs
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=chain)
         except Exception as exc:  # onnxruntime raises several untyped errors
             raise BackendError(f"ONNX Runtime could not open {path}: {exc}") from exc
+        #: the providers the open session registered, leader first (ONNX Runtime's CPU last)
+        self.providers: list[str] = list(self.session.get_providers())
+        # one provider must lead as asked; from a preference, the first that really started leads
+        wanted = [PROVIDERS[n] for n in (names[:1] if providers is None else [p for p in providers if p in names])]
+        dropped = [p for p in wanted if p not in self.providers]
+        if len(dropped) == len(wanted):
+            self.close()
+            raise BackendError(f"ONNX Runtime dropped {', '.join(dropped)} while opening {path} (the session would run "
+                               f"on {self.providers}); usually a CUDA, cuDNN or TensorRT library that this onnxruntime "
+                               "build needs could not be loaded: `edgefusion doctor` shows what is installed")
+        if dropped:
+            log.warning("ONNX Runtime could not start %s; running on %s", ", ".join(dropped), self.providers[0])
+        if self.providers[0] != PROVIDERS["cpu"] and hasattr(self.session, "disable_fallback"):
+            self.session.disable_fallback()  # a failed GPU run must raise, not quietly rerun on the CPU
         self._outputs = [o.name for o in self.session.get_outputs()]
-        self._provider = self.session.get_providers()[0]
+        self._provider = self.providers[0]
+
+    def _options(self, name: str, device: int, given: dict[str, Any] | None) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if name in ("cuda", "tensorrt"):
+            opts["device_id"] = device
+        if name == "tensorrt":
+            cache = trt_cache_dir(self.package, self.variant)
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache),
+                            trt_timing_cache_enable=True, trt_timing_cache_path=str(cache))
+            except OSError as exc:  # a read-only home (a locked-down service): build the engines at every start
+                log.warning("no TensorRT engine cache (%s): each session builds its engines again", exc)
+        return {**opts, **(given or {})}
 
     @property
     def info(self) -> BackendInfo:
@@ -76,7 +173,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             values = self.session.run(self._outputs, feeds)
         except Exception as exc:
-            raise BackendError(f"ONNX Runtime failed to run {self.package.name}/{self.variant}: {exc}") from exc
+            raise BackendError(f"ONNX Runtime failed to run {self.package.name}/{self.variant} on {self._provider}: "
+                               f"{exc}") from exc
         return dict(zip(self._outputs, values))
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ def model_only(pkg: ModelPackage, cfg: BenchConfig, windows: list[FusionWindow],
                 be.infer(feeds)
                 h.record(time.perf_counter_ns() - t0)
             s = h.summary_ms()
-            rows.append({"config": cfg.label, "batch": b, "warmup_calls": warmup, "latency_ms": s,
+            rows.append({"config": cfg.label, "backend": str(be.info), "batch": b, "warmup_calls": warmup,
+                         "latency_ms": s,
                          "samples_per_s": round(b / (s["p50"] / 1e3), 1) if s.get("p50") else None})
     return rows

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.bench",
     "edgefusion.cli.serve",
     "edgefusion.cli.int8",
+    "edgefusion.cli.doctor",
     "edgefusion.task.tool",
 )
 
@@ -33,6 +34,7 @@ EPILOG = """examples:
   edgefusion demo                                   # 20 s of smart_home through the built-in model
   edgefusion demo --scenario driving --seed 3
   edgefusion info smart_home                        # what a package holds and expects
+  edgefusion doctor                                 # what this device can run, and what to install
   edgefusion synth --scenario driving --duration 30 --out drive.npz
   edgefusion train --scenario smart_home --out runs/sh      # needs the 'train' extra (torch)
   edgefusion export runs/sh/checkpoint.pt --out packages/sh

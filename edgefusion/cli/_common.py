@@ -17,7 +17,9 @@ def add_command(sub: Any, name: str, help_: str, fn: Callable[[argparse.Namespac
 
 
 def runtime_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), tensorrt (GPU) or null")
+    sp.add_argument("--backend", default="onnxruntime",
+                    help="onnxruntime (default; the CPU), onnxruntime-cuda or onnxruntime-trt (ONNX Runtime's CUDA "
+                         "or TensorRT provider; needs onnxruntime-gpu), tensorrt (engines from build-engine) or null")
     sp.add_argument("--variant", default="fp32", help="artifact of the package to run (default fp32)")
     sp.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
 

@@ -23,7 +23,7 @@ def cmd_info(a: argparse.Namespace) -> None:
     print("\n".join(describe_policy(pkg)))
     print("runs here:")
     for variant, backend, ok, why in availability(pkg):
-        print(f"  {'yes' if ok else 'no ':<4} {backend}:{variant:<10} {why}")
+        print(f"  {'yes' if ok else 'no ':<4} {backend + ':' + variant:<26} {why}")
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
