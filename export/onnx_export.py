@@ -10,6 +10,7 @@ swapped into place.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,17 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
     return out
 
 
+def train_command(cfg: dict[str, Any]) -> str:
+    """The ``edgefusion train`` command line that reproduces a checkpoint's synthetic training."""
+    cmd = (f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} --seed {cfg['seed']} "
+           f"--epochs {cfg['epochs']} --samples {cfg['n_train']} --threads {cfg['threads']}")
+    if not cfg.get("augment", False):  # checkpoints from before augmentation lack the key: they trained clean
+        return cmd + " --no-augment"
+    if cfg.get("corpus") is None:
+        return cmd + " --no-real-backgrounds"
+    return cmd + (f" --corpus {shlex.quote(str(cfg['corpus']))}" if cfg["corpus"] != "runs/corpus" else "")
+
+
 def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed: int,
               command: str) -> dict[str, Any]:
     shapes = _shapes(ck)
@@ -144,9 +156,7 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
         "parity": {**par, "seed": parity_seed},
         "provenance": {
             "command": command,
-            "train_command": (f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} "
-                              f"--seed {cfg['seed']} --epochs {cfg['epochs']} --samples {cfg['n_train']} "
-                              f"--threads {cfg['threads']}"),
+            "train_command": train_command(cfg),
             "seed": cfg["seed"],
             "git_revision": _git_revision(),
             "data_sha256": metrics.get("train_data_sha256"),
@@ -154,7 +164,8 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
             "tools": {"python": sys.version.split()[0], "torch": torch.__version__, "onnx": onnx.__version__,
                       "onnxruntime": ort.__version__, "numpy": np.__version__},
             "train_config": cfg,
-            "metrics": {k: metrics[k] for k in ("held_out", "held_out_hard", "parameters", "train_seconds")
+            "metrics": {k: metrics[k] for k in ("held_out", "held_out_hard", "held_out_robust", "parameters",
+                                                "train_seconds")
                         if k in metrics},
         },
     }
