@@ -9,7 +9,11 @@ run and a replay differ only in clock and sources.
 
 The work is split in two halves so a pipeline can overlap them on two threads:
 :meth:`FusionCore.prepare` (sync + preprocess, for a frame) and :meth:`FusionCore.finish`
-(inference + decoding + smoothing). Single-threaded callers use :meth:`FusionCore.push`.
+(inference + decoding + policy + smoothing). Single-threaded callers use :meth:`FusionCore.push`.
+
+The model proposes, the task's policy decides (DESIGN.md contract 13): by default the core
+runs the ``[policy]`` of the task its package names (:func:`~edgefusion.policy.task_of`);
+``task=`` and ``policy=`` choose another, or none. See :mod:`edgefusion.policy`.
 
 Example:
     >>> import numpy as np
@@ -23,6 +27,8 @@ Example:
     ...     r = core.push(Frame(t_ns=10, image=np.zeros((8, 8, 3), np.uint8)))
     >>> r.seq, r.command, r.missing
     (0, 'lights on', ('audio',))
+    >>> r.abstained, r.degraded, r.action, r.rule    # the null model's zeros are no confident proposal
+    (True, True, 'none', 'abstain')
 """
 
 from __future__ import annotations
@@ -37,41 +43,76 @@ import numpy as np
 from edgefusion.backends import Backend
 from edgefusion.engine import FusionStep, build_result
 from edgefusion.package import ModelPackage
+from edgefusion.policy import Decider, decide_step, decider_for, text_status
 from edgefusion.postprocess import PostConfig, PostProcessor
 from edgefusion.preprocess import FeedInfo
 from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow, Result
 from edgefusion.sync import SyncConfig, Synchronizer
+from edgefusion.task import Task
+from edgefusion.task.policy import Policy
 
 __all__ = ["FusionCore", "Prepared", "iter_windows", "windows_of"]
 
 
 @dataclass
 class Prepared:
-    """A window with its feeds, ready for inference; ``step`` is the model it was prepared for."""
+    """A window with its feeds, ready for inference; ``step`` is the model it was prepared for.
+
+    ``decider`` is the policy that goes with ``step`` (a swap replaces both together).
+    """
 
     window: FusionWindow
     feeds: dict[str, np.ndarray]
     info: FeedInfo
     timings_ns: dict[str, int]
     step: FusionStep
+    decider: Decider | None = None
 
 
 class FusionCore:
     """Turns time-ordered samples into smoothed :class:`Result` objects; not thread-safe by itself.
 
     ``add`` (audio, commands) and ``prepare`` may run on one thread while ``finish`` runs on
-    another: they share only the sync state (locked inside the Synchronizer) and ``step``,
-    which :meth:`swap` replaces atomically between two steps.
+    another: they share only the sync state (locked inside the Synchronizer) and the model
+    with its policy, which :meth:`swap` replaces atomically (one tuple) between two steps.
+
+    Args:
+        task: the task whose policy decides (a Task, a built-in name or a task.toml path);
+            None: the task the package names, if any.
+        policy: True: the task's ``[policy]``; False: none (the model's smoothed argmax); a
+            :class:`~edgefusion.task.policy.Policy`: this one.
+        text_source: whether a text source feeds this core: Results then tell "no command"
+            from "text missing"; None: unknown until the first command arrives.
     """
 
     def __init__(self, package: ModelPackage, backend: Backend, sync: SyncConfig | None = None,
-                 post: PostConfig | None = None) -> None:
+                 post: PostConfig | None = None, *, task: Task | str | None = None, policy: Policy | bool = True,
+                 text_source: bool | None = None) -> None:
         self.sync = Synchronizer(sync or SyncConfig())
         self.post_config = post or PostConfig()
-        self.step = FusionStep(package, backend)
-        self.post = PostProcessor(self.post_config, self.step.event_out.labels)
+        step = FusionStep(package, backend)
+        self.post = PostProcessor(self.post_config, step.event_out.labels)
+        self._choice = (task, policy)
+        self._active: tuple[FusionStep, Decider | None] = (step, decider_for(package, task, policy))
+        self.text_source = text_source
         self.seq = 0
         self.emitted = 0
+
+    @property
+    def step(self) -> FusionStep:
+        """The model in use now."""
+        return self._active[0]
+
+    @property
+    def decider(self) -> Decider | None:
+        """The policy in use now, applied (None: the model's smoothed actions are taken)."""
+        return self._active[1]
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy deciding now, or None (the model's smoothed actions are taken)."""
+        decider = self._active[1]
+        return decider.policy if decider is not None else None
 
     @property
     def package(self) -> ModelPackage:
@@ -115,35 +156,43 @@ class FusionCore:
 
     def preprocess(self, window: FusionWindow, sync_ns: int = 0) -> Prepared:
         """The feeds for a window, for the model in use now."""
-        step = self.step
+        step, decider = self._active
         t0 = time.perf_counter_ns()
         feeds, info = step.preprocess(window)
-        return Prepared(window, feeds, info, {"sync": sync_ns, "preprocess": time.perf_counter_ns() - t0}, step)
+        return Prepared(window, feeds, info, {"sync": sync_ns, "preprocess": time.perf_counter_ns() - t0}, step,
+                        decider)
 
     def infer(self, prepared: Prepared) -> dict[str, np.ndarray]:
         """Run the model on prepared feeds (re-preprocessed if the model was swapped since)."""
-        step = self.step
+        step, decider = self._active
         if prepared.step is not step:  # prepared for a model that has been swapped out since
             t = time.perf_counter_ns()
             prepared.feeds, prepared.info = step.preprocess(prepared.window)
             prepared.timings_ns["preprocess"] += time.perf_counter_ns() - t
-            prepared.step = step
+            prepared.step, prepared.decider = step, decider
         t0 = time.perf_counter_ns()
         outs = step.backend.infer(prepared.feeds)
         prepared.timings_ns["inference"] = time.perf_counter_ns() - t0
         return outs
 
     def decide(self, prepared: Prepared, outs: dict[str, np.ndarray]) -> Result:
-        """Decode the outputs, smooth over time and build the Result with the next sequence number."""
+        """Decode the outputs, apply the policy around smoothing, build the Result with the next sequence number.
+
+        The policy acts on the per-step proposal, so the smoother sees its outcome (an
+        abstained step does not vote), and again on the smoothed action, so a held action
+        the step forbids is replaced at once (:func:`~edgefusion.policy.decide_step`).
+        """
         t0 = time.perf_counter_ns()
-        step = prepared.step
+        step, window = prepared.step, prepared.window
         decision = step.postprocess(outs)
-        smooth = self.post.update(decision.scores, decision.action, prepared.window.command_t_ns)
+        status = text_status(window, self.text_source, self.sync.outcomes["commands_received"])
+        out = decide_step(prepared.decider, self.post, decision, window, status, prepared.info.unknown_words)
         timings = {**prepared.timings_ns, "postprocess": time.perf_counter_ns() - t0}
-        result = build_result(prepared.window, self.seq, step.package.name, decision, prepared.info, timings,
-                              action=smooth.action, events=smooth.events, emitted=smooth.emitted)
+        result = build_result(window, self.seq, step.package.name, decision, prepared.info, timings,
+                              action=out.action, events=out.events, emitted=out.emitted, rule=out.rule,
+                              abstained=out.abstained, degraded=out.degraded, text_status=status)
         self.seq += 1
-        self.emitted += smooth.emitted
+        self.emitted += out.emitted
         return result
 
     def push(self, sample: Any) -> Result | None:
@@ -161,12 +210,14 @@ class FusionCore:
     def swap(self, package: ModelPackage, backend: Backend) -> None:
         """Use another model from the next step on; sequence numbers and smoothing state continue.
 
-        The event smoother restarts only when the new model's event labels differ.
+        The event smoother restarts only when the new model's event labels differ. The policy
+        is chosen again as at construction (the new package may name another task).
         """
         step = FusionStep(package, backend)
+        decider = decider_for(package, *self._choice)
         if step.event_out.labels != self.step.event_out.labels:
             self.post = PostProcessor(self.post_config, step.event_out.labels)
-        self.step = step
+        self._active = (step, decider)
 
 
 def _window(sync: Synchronizer, frame: Frame) -> FusionWindow | None:

@@ -4,7 +4,7 @@ A :class:`FusionStep` is stateless apart from its sequence counter: it knows the
 feeds and outputs, not time. Sync, temporal smoothing and command bookkeeping sit on top
 of it in :class:`edgefusion.core.FusionCore`, which live runs, replays, the demo and the
 Python API all drive (DESIGN.md contract 8). Calling a step directly gives the per-step
-decision (argmax action, thresholded events) without smoothing.
+decision (argmax action, thresholded events) without policy or smoothing.
 
 Every timing is in integer nanoseconds under one schema, :data:`STAGES`: a direct call
 fills ``preprocess``, ``inference``, ``postprocess`` and ``end_to_end``; a pipeline adds
@@ -33,6 +33,7 @@ from edgefusion.metrics import sigmoid
 from edgefusion.package import ModelPackage
 from edgefusion.preprocess import FeedInfo
 from edgefusion.samples import FusionWindow, Result
+from edgefusion.task.policy import NO_POLICY_RULE
 
 __all__ = ["STAGES", "Decision", "FusionStep", "build_result"]
 
@@ -53,15 +54,25 @@ class Decision:
 
 def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
                  timings_ns: dict[str, int], action: str | None = None, events: tuple[str, ...] | None = None,
-                 emitted: bool = False) -> Result:
-    """The one constructor of a :class:`Result`; ``action``/``events`` default to the per-step decision."""
+                 emitted: bool = False, *, rule: str = NO_POLICY_RULE, abstained: bool = False,
+                 degraded: bool = False, text_status: str | None = None) -> Result:
+    """The one constructor of a :class:`Result`; ``action``/``events`` default to the per-step decision.
+
+    ``confidence`` is the model's probability for the final action; ``text_status`` defaults
+    to "command" or "unknown" (a step alone does not know its sources).
+    """
+    action = decision.action if action is None else action
+    if text_status is None:
+        text_status = "command" if window.command is not None else "unknown"
     return Result(
-        t_ns=window.t_ns, seq=seq, action=decision.action if action is None else action,
+        t_ns=window.t_ns, seq=seq, action=action,
         action_score=decision.action_score, scores=decision.scores,
         events=decision.events if events is None else events, missing=window.missing, timings_ns=timings_ns,
         raw_action=decision.action, emitted=emitted,
         command=window.command_text, model=model,
         action_scores=decision.action_scores, unknown_words=info.unknown_words, truncated=info.truncated,
+        confidence=decision.action_scores.get(action, 0.0), abstained=abstained, degraded=degraded, rule=rule,
+        text_status=text_status,
     )
 
 

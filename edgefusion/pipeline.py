@@ -93,6 +93,14 @@ class _Ready:
     ready_ns: int  # monotonic time it entered the "prepared" queue
 
 
+def _text_source(sources: Sequence[Source]) -> bool | None:
+    """Whether commands can arrive: yes with a text or MQTT source, unknown with a log or timeline."""
+    names = {s.name for s in sources}
+    if names & {"text", "mqtt"}:
+        return True
+    return None if names & {"replay", "timeline"} or not names <= {"camera", "audio"} else False
+
+
 class _Inputs:
     """The sources' side: one thread per source routes each sample to its bounded queue."""
 
@@ -160,7 +168,7 @@ class Pipeline:
         cfg = self.config = config or PipelineConfig()
         self.sources, self.sinks = list(sources), list(sinks)
         self.on_result = on_result
-        self.core = FusionCore(package, backend, cfg.sync, cfg.post)
+        self.core = FusionCore(package, backend, cfg.sync, cfg.post, text_source=_text_source(self.sources))
         self.stop_event = threading.Event()
         self.drops = DropCounter()
         self.stats = RunStats()

@@ -2,8 +2,11 @@
 
 - Events: per-label hysteresis (on at ``on``, off at ``off``) with a minimum number of
   consecutive steps before a change is accepted.
-- Action: the per-step argmax must hold for ``action_min_steps`` consecutive steps before
-  the stable action changes; a change - or a new command - emits the action once.
+- Action: the per-step action must hold for ``action_min_steps`` consecutive steps before
+  the stable action changes; a change - or a new command - emits the action once. A step
+  whose action is None (the policy abstained) does not vote: the stable action holds, the
+  streak neither grows nor breaks, nothing is emitted. :meth:`PostProcessor.force` lets the
+  policy replace the stable action at once.
 
 Example:
     >>> pp = PostProcessor(PostConfig(event_min_steps=1, action_min_steps=1), ("a", "b"))
@@ -11,6 +14,9 @@ Example:
     True
     >>> pp.update({"a": 0.9, "b": 0.1}, "go", None).emitted
     False
+    >>> s = pp.update({"a": 0.9, "b": 0.1}, None, None)
+    >>> s.action, s.emitted
+    ('go', False)
 """
 
 from __future__ import annotations
@@ -51,7 +57,12 @@ class PostProcessor:
         self._candidate_steps = 0
         self._last_command: int | None = None
 
-    def update(self, scores: dict[str, float], action: str, command_t_ns: int | None) -> Smoothed:
+    def update(self, scores: dict[str, float], action: str | None, command_t_ns: int | None,
+               idle: str = "") -> Smoothed:
+        """One step: event scores, the step's action (None: abstained) and its command's time.
+
+        ``idle`` is the action reported when the step abstains before any action was stable.
+        """
         c = self.config
         for name in self.labels:
             on, off = c.per_label.get(name, (c.on, c.off))
@@ -61,6 +72,9 @@ class PostProcessor:
             if self._streak[name] >= c.event_min_steps:
                 self._state[name] = want
                 self._streak[name] = 0
+        events = tuple(n for n in self.labels if self._state[n])
+        if action is None:
+            return Smoothed(events, self._action if self._action is not None else idle, False)
         if action == self._candidate:
             self._candidate_steps += 1
         else:
@@ -74,5 +88,13 @@ class PostProcessor:
             emitted = True  # the same action again, for a new command
         if emitted:
             self._last_command = command_t_ns
-        events = tuple(n for n in self.labels if self._state[n])
         return Smoothed(events, self._action if self._action is not None else action, emitted)
+
+    def force(self, action: str, command_t_ns: int | None) -> bool:
+        """Make ``action`` the stable action now (the policy overrides the streak); True when it changed."""
+        changed = action != self._action
+        self._action = self._candidate = action
+        self._candidate_steps = max(self._candidate_steps, self.config.action_min_steps)
+        if changed:
+            self._last_command = command_t_ns
+        return changed

@@ -193,6 +193,7 @@ class RunBuilder:
         pipe.taps.append(recorder.tap)
         for src in self._replays:
             src.passthrough["/truth"] = recorder.truth
+            src.passthrough["/labels"] = recorder.label
         return recorder
 
 

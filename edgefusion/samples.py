@@ -185,6 +185,9 @@ class FusionWindow:
 class Result:
     """The outcome of one fusion step.
 
+    ``action`` is the decision: the model's proposal after the task's policy and smoothing;
+    ``raw_action`` and ``action_score`` are the model's per-step argmax and its probability.
+
     Example:
         >>> r = Result(t_ns=0, seq=0, action="none", action_score=0.9, scores={}, events=())
         >>> r.action
@@ -207,6 +210,17 @@ class Result:
     #: words of the command the text input does not know, and whether it was cut to fit
     unknown_words: int = 0
     truncated: bool = False
+    #: the model's probability for ``action`` this step (low when the policy chose it, not the model)
+    confidence: float = 0.0
+    #: the model's best action was below its threshold: the step did not vote and the action held
+    abstained: bool = False
+    #: a modality the policy has a fallback for was missing this step
+    degraded: bool = False
+    #: what decided ``action``: a task rule's name (``a|b`` when the intent is ambiguous) or a policy
+    #: rule: abstain, missing_<modality>, secure_no_command, smoothing, model, no_policy
+    rule: str = ""
+    #: the command input: command, no_command (a text source, silent), text_missing (none), unknown
+    text_status: str = "unknown"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (scores rounded to 5 digits, timings in ns)."""
@@ -216,5 +230,7 @@ class Result:
             "events": list(self.events), "scores": {k: round(v, 5) for k, v in self.scores.items()},
             "action_scores": {k: round(v, 5) for k, v in self.action_scores.items()},
             "missing": list(self.missing), "command": self.command, "model": self.model,
-            "unknown_words": self.unknown_words, "truncated": self.truncated, "timings_ns": self.timings_ns,
+            "unknown_words": self.unknown_words, "truncated": self.truncated,
+            "confidence": round(self.confidence, 5), "abstained": self.abstained, "degraded": self.degraded,
+            "rule": self.rule, "text_status": self.text_status, "timings_ns": self.timings_ns,
         }

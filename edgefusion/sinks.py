@@ -4,6 +4,11 @@
 memory: nothing is kept); :class:`CallbackSink` hands results to Python code. MQTT and
 MCAP sinks plug into the same interface.
 
+A JSON result is :meth:`Result.to_dict`: ``action`` is the policy's decision and
+``raw_action`` the model's argmax; ``confidence`` (the model's probability for ``action``),
+``abstained``, ``degraded``, ``rule`` (what decided it) and ``text_status`` (command,
+no_command, text_missing or unknown) say how it was decided (DESIGN.md contract 13).
+
 Example:
     >>> got = []
     >>> with CallbackSink(got.append) as s:

@@ -158,3 +158,18 @@ def test_feed_info_reaches_the_result(pkg):
         r = core.push(Frame(t_ns=1, image=np.zeros((8, 8, 3), np.uint8)))
     assert r is not None and r.unknown_words == 2 and not r.truncated
     assert r.to_dict()["unknown_words"] == 2
+
+
+def test_the_pipeline_tells_no_command_from_no_text_source(pkg):
+    from edgefusion.sources import CallTextSource
+
+    got: dict[str, list] = {"with": [], "without": []}
+    with open_backend("null", pkg) as be:
+        Pipeline(pkg, be, [Ticker(n=5, pace=False)], [CallbackSink(got["without"].append)],
+                 PipelineConfig(lossless=True)).run()
+        text = CallTextSource()
+        text.end()  # a text source that sends nothing
+        Pipeline(pkg, be, [Ticker(n=5, pace=False), text], [CallbackSink(got["with"].append)],
+                 PipelineConfig(lossless=True)).run()
+    assert {r.text_status for r in got["without"]} == {"text_missing"}
+    assert {r.text_status for r in got["with"]} == {"no_command"}

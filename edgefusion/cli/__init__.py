@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.toolchain",
     "edgefusion.cli.run",
     "edgefusion.cli.logs",
+    "edgefusion.cli.data",
     "edgefusion.cli.bench",
     "edgefusion.cli.serve",
     "edgefusion.cli.int8",

@@ -13,12 +13,14 @@ from edgefusion.cli._common import add_command, runtime_options
 def cmd_info(a: argparse.Namespace) -> None:
     from edgefusion.backends import availability
     from edgefusion.package import load_package
+    from edgefusion.policy import describe_policy
 
     pkg = load_package(a.package)
     if a.json:
         print(json.dumps(pkg.manifest.raw, indent=2))
         return
     print(pkg.describe())
+    print("\n".join(describe_policy(pkg)))
     print("runs here:")
     for variant, backend, ok, why in availability(pkg):
         print(f"  {'yes' if ok else 'no ':<4} {backend}:{variant:<10} {why}")
@@ -34,12 +36,14 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     sp = add_command(sub, "info", "Show what a model package holds and expects (inputs, outputs, artifacts, "
-                                  "provenance).", cmd_info)
+                                  "provenance) and the decision policy it runs under.", cmd_info)
     sp.add_argument("package", help="package directory, or a built-in name: smart_home, driving")
     sp.add_argument("--json", action="store_true", help="print the raw manifest")
 
     sp = add_command(sub, "demo", "Synthesize a scenario timeline and run every frame through a model; print "
-                                  "actions next to ground truth, then accuracy and per-stage latency.", cmd_demo)
+                                  "actions next to ground truth (marking steps where the task's policy abstained, "
+                                  "was degraded or replaced the model's action), then accuracy, the policy's "
+                                  "counts and per-stage latency.", cmd_demo)
     sp.add_argument("--scenario", default="smart_home", help="smart_home (default) or driving")
     sp.add_argument("--model", help="model package (default: the built-in one of the scenario)")
     sp.add_argument("--seed", type=int, default=7, help="timeline seed (default 7)")

@@ -30,7 +30,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
         raise ConfigError(f"--out must end in .mcap, got {a.out!r}")
     path, n = write_synth(a.scenario, a.duration, a.seed, a.out, a.hard, a.image_format)
     print(f"wrote {path}: {n} messages ({a.duration:g} s of {a.scenario} at 30 fps, 16 kHz audio, commands, "
-          f"ground truth on /truth), {path.stat().st_size / 1e6:.1f} MB")
+          f"ground truth per frame on /truth and as label spans on /labels), {path.stat().st_size / 1e6:.1f} MB")
 
 
 def _parse_map(spec: str | None) -> dict[str, str]:
@@ -100,8 +100,10 @@ def cmd_log_info(a: argparse.Namespace) -> None:
 
     with LogReader(a.file) as r:
         info = r.info()
+        track = r.labels() if any(c["topic"] == "/labels" for c in info.channels) else None
+    labels = _label_coverage(track, info.start_ns, info.end_ns)
     if a.json:
-        print(json.dumps(info.__dict__, indent=2))
+        print(json.dumps({**info.__dict__, "labels": labels}, indent=2))
         return
     dur = ((info.end_ns or 0) - (info.start_ns or 0)) / 1e9
     state = "complete" if info.complete else \
@@ -115,11 +117,36 @@ def cmd_log_info(a: argparse.Namespace) -> None:
         print(f"metadata {name}: {md}")
     if info.attachments:
         print(f"attachments: {', '.join(info.attachments)}")
+    if labels is None:
+        print("labels: none (no /labels track; add one with: edgefusion label LOG --spans SPANS.csv --task TASK)")
+        return
+    print(f"labels: {labels['spans']} spans by {', '.join(labels['sources'])}; coverage {labels['covered_s']:.3f} s "
+          f"= {100 * labels['covered_fraction']:.1f}% of the log")
+    print(f"  {'kind':<9} {'label':<22} {'spans':>6} {'seconds':>10}")
+    for row in labels["per_label"]:
+        if row["kind"] != "coverage":
+            print(f"  {row['kind']:<9} {row['label']:<22} {row['spans']:>6} {row['seconds']:>10.3f}")
+
+
+def _label_coverage(track: Any, start_ns: int | None, end_ns: int | None) -> dict[str, Any] | None:
+    """Per kind and label: spans and labelled seconds; the share of the log inside coverage."""
+    if track is None:
+        return None
+    covered = track.seconds("coverage")
+    if start_ns is not None and end_ns is not None and end_ns > start_ns:
+        # only the part of the coverage inside the log counts towards the share
+        inside = track.intervals("coverage").clip(start_ns, end_ns)
+        fraction = float((inside[:, 1] - inside[:, 0]).sum()) / (end_ns - start_ns)
+    else:
+        fraction = 0.0
+    return {"spans": len(track), "sources": list(track.sources()), "covered_s": covered,
+            "covered_fraction": round(min(fraction, 1.0), 6), "per_label": track.summary()}
 
 
 def register(sub: Any) -> None:
     sp = add_command(sub, "synth", "Write a synthesized scenario timeline as MCAP: camera, audio, commands and "
-                                   "the ground truth on its own channel (opens in Foxglove).", cmd_synth)
+                                   "the ground truth, per frame (/truth) and as label spans (/labels) (opens in "
+                                   "Foxglove).", cmd_synth)
     sp.add_argument("--scenario", required=True, help="smart_home or driving")
     sp.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
     sp.add_argument("--seed", type=int, default=0, help="seed (default 0)")

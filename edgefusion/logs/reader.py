@@ -25,7 +25,8 @@ from mcap.records import Header
 from mcap.stream_reader import StreamReader
 
 from edgefusion.errors import InputError
-from edgefusion.logs.schemas import from_time, unb64
+from edgefusion.labels import LabelTrack, Span
+from edgefusion.logs.schemas import TOPICS, from_time, unb64
 from edgefusion.samples import AudioChunk, Command, Frame
 
 __all__ = ["SUPPORTED", "LogInfo", "LogMessage", "LogReader", "decode"]
@@ -40,6 +41,7 @@ SUPPORTED = {
     "edgefusion.Command": "text",
     "edgefusion.Result": "results",
     "edgefusion.Truth": "truth",
+    "edgefusion.Label": "labels",
 }
 
 
@@ -144,6 +146,42 @@ class LogReader:
             self.recovered_messages = n
 
     recovered_messages: int | None = None
+
+    def labels(self, topic: str = TOPICS["labels"]) -> LabelTrack | None:
+        """The label track on ``topic``, or None when the log has none.
+
+        Raises:
+            InputError: the topic holds something else, or a span that is not valid (named by its
+                message's log time).
+        """
+        spans = []
+        for m in self.messages(topics=[topic]):
+            if m.schema != "edgefusion.Label" or m.encoding != "json":
+                raise InputError(f"{self.path}: topic {topic} has schema '{m.schema}' ({m.encoding}); labels are "
+                                 "JSON-encoded edgefusion.Label messages")
+            try:
+                spans.append(Span.from_dict(json.loads(m.data)))
+            except (ValueError, RecursionError, InputError) as exc:
+                raise InputError(f"{self.path}: {topic} message at log time {m.log_time_ns} ns: {exc}") from exc
+        return LabelTrack(spans) if spans else None
+
+    def sample_range(self) -> tuple[int, int] | None:
+        """(first, last) time of the log's samples on their own clock; None for an empty log.
+
+        EdgeFusion's writer keeps log times non-decreasing in arrival order, so a sample that
+        arrived after a later one (the camera and microphone threads race by milliseconds) has
+        a log time after its own time; its publish time is its own time. For our logs the range
+        spans both; for other tools' logs it is the log-time range.
+        """
+        info = self.info()
+        if info.start_ns is None or info.end_ns is None:
+            return None
+        if self.header_profile != "edgefusion":
+            return info.start_ns, info.end_ns
+        lo, hi = info.start_ns, info.end_ns
+        for m in self.messages():
+            lo, hi = min(lo, m.publish_time_ns), max(hi, m.publish_time_ns)
+        return lo, hi
 
     def info(self) -> LogInfo:
         info = LogInfo(str(self.path), self.header_profile, self.header_library, complete=self.complete,

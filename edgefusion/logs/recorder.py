@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefusion.errors import EdgeFusionError
+from edgefusion.labels import Span
 from edgefusion.logs.writer import LogWriter
 from edgefusion.queues import BoundedQueue, DropCounter, Overflow, QueueClosed
 from edgefusion.samples import AudioChunk, Command, Frame, Result
@@ -61,6 +62,16 @@ class Recorder(Sink):
         """Copy a ground-truth record (from a replayed log) into the recording, in order."""
         self._q.put(("truth", t_ns, msg))
 
+    def label(self, t_ns: int, msg: dict[str, Any]) -> None:
+        """Copy a label span (from a replayed log, ``/labels``) into the recording, in order.
+
+        ``t_ns`` is the span's start as the replay delivers it: a replay that loops shifts its
+        time, and the span moves with it.
+        """
+        span = Span.from_dict(msg)
+        shift = int(t_ns) - span.start_ns
+        self._q.put(("label", Span(span.start_ns + shift, span.end_ns + shift, span.kind, span.label, span.source)))
+
     def write(self, result: Result) -> None:
         self._raise_if_failed()
         self._q.put(result)
@@ -90,6 +101,8 @@ class Recorder(Sink):
                 elif item[0] == "truth":
                     _, t, msg = item
                     w.truth(t, msg.get("action", ""), list(msg.get("events", [])), t)
+                elif item[0] == "label":
+                    w.label(item[1])
                 else:
                     _, manifest, config, sha, ref = item
                     w.attachment("manifest.json", "application/json", json.dumps(manifest, indent=2).encode())

@@ -2,7 +2,7 @@
 
 Sensor data uses Foxglove's well-known schemas so a log opens in Foxglove with images
 and audio visible; ``bytes`` fields are base64 strings, as Foxglove expects in JSON. Our
-own records (commands, results, ground truth) have small JSON schemas of their own.
+own records (commands, results, ground truth, label spans) have small JSON schemas of their own.
 """
 
 from __future__ import annotations
@@ -43,11 +43,30 @@ SCHEMAS: dict[str, bytes] = {
         "missing": {"type": "array"}, "timings_ns": {"type": "object"}}),
     "edgefusion.Truth": _obj("edgefusion.Truth", {
         "timestamp": _TIME, "action": {"type": "string"}, "events": {"type": "array"}}),
+    # Complete, unlike the others: labels are written by people and other tools, so every field
+    # is required and nothing else is allowed.
+    "edgefusion.Label": json.dumps({
+        "title": "edgefusion.Label",
+        "description": "One label span [start_ns, end_ns) on the recording's sample clock (DESIGN.md contract 12).",
+        "type": "object",
+        "properties": {
+            "start_ns": {"type": "integer", "description": "start of the span, ns, inclusive"},
+            "end_ns": {"type": "integer", "description": "end of the span, ns, exclusive; after start_ns"},
+            "kind": {"type": "string", "enum": ["event", "intent", "action", "coverage"],
+                     "description": "coverage: the time that is labelled at all"},
+            "label": {"type": "string", "pattern": "^([a-z][a-z0-9_]*)?$",
+                      "description": "an event, intent or action of the task; may be empty for coverage"},
+            "source": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,63}$",
+                       "description": "who labelled it: human, synth or a tool's name"},
+        },
+        "required": ["start_ns", "end_ns", "kind", "label", "source"],
+        "additionalProperties": False,
+    }).encode(),
 }
 
 #: default topic per stream
 TOPICS = {"camera": "/camera", "audio": "/audio", "text": "/text", "results": "/results", "truth": "/truth",
-          "log": "/log"}
+          "labels": "/labels", "log": "/log"}
 
 
 def to_time(t_ns: int) -> dict[str, int]:

@@ -1,8 +1,10 @@
 """Scenario timelines and MCAP logs, both ways.
 
 :func:`write_synth` writes a synthesized scenario timeline as a log (``edgefusion synth``):
-camera, audio and commands on their channels and the per-frame ground truth on
-``/truth``. :func:`read_timeline` reads a recorded log back as a timeline, so a benchmark
+camera, audio and commands on their channels, the per-frame ground truth on ``/truth``
+(what ``replay --check`` compares with) and the same truth as label spans on ``/labels``
+(the format of human labels, so datasets treat synthesized and recorded logs alike).
+:func:`read_timeline` reads a recorded log back as a timeline, so a benchmark
 feeds every configuration the same input whether it was synthesized or recorded.
 """
 
@@ -13,18 +15,28 @@ from pathlib import Path
 import numpy as np
 
 from edgefusion.errors import ConfigError
+from edgefusion.labels import Span, truth_spans
 from edgefusion.logs.reader import LogReader, decode
 from edgefusion.logs.writer import LogWriter
 from edgefusion.samples import AudioChunk, Command, Frame
-from edgefusion.scenarios import Timeline, TimelineCommand, generate_timeline, get_scenario
+from edgefusion.scenarios import (
+    AUDIO_WINDOW_S,
+    COMMAND_HORIZON_S,
+    Timeline,
+    TimelineCommand,
+    generate_timeline,
+    get_scenario,
+)
+from edgefusion.scenarios.base import MIN_OVERLAP_S
 from edgefusion.sources.timeline import TimelineSource
+from edgefusion.task import load_task
 
 __all__ = ["read_timeline", "write_synth"]
 
 
 def write_synth(scenario: str, duration: float, seed: int, out: str | Path, hard: bool = False,
                 image_format: str = "raw") -> tuple[Path, int]:
-    """A scenario timeline as MCAP: camera, audio, commands and per-frame truth on their own channels.
+    """A scenario timeline as MCAP: camera, audio, commands, per-frame truth and label spans on their channels.
 
     Args:
         scenario: ``smart_home`` or ``driving``.
@@ -39,10 +51,15 @@ def write_synth(scenario: str, duration: float, seed: int, out: str | Path, hard
     """
     tl = generate_timeline(get_scenario(scenario), duration, seed, hard=hard)
     truth = dict(zip(tl.frame_t_ns.tolist(), zip(tl.truth_action, tl.truth_events)))
+    spans = iter(synth_spans(tl, duration))
+    span: Span | None = next(spans, None)
     with LogWriter(out, image_format=image_format) as w:
         w.metadata("scenario", {"scenario": scenario, "seed": str(seed), "duration_s": str(duration),
                                 "hard": str(hard), "package": scenario})
         for s in TimelineSource(tl):
+            while span is not None and span.start_ns <= s.t_ns:  # in time order with the samples
+                w.label(span)
+                span = next(spans, None)
             if isinstance(s, Frame):
                 w.frame(s, s.t_ns)
                 action, events = truth[s.t_ns]
@@ -51,8 +68,25 @@ def write_synth(scenario: str, duration: float, seed: int, out: str | Path, hard
                 w.audio(s, s.t_ns)
             else:
                 w.command(s, s.t_ns)
+        while span is not None:  # spans starting after the last sample
+            w.label(span)
+            span = next(spans, None)
         n = w.messages
     return Path(out), n
+
+
+def synth_spans(tl: Timeline, duration: float) -> list[Span]:
+    """The timeline's truth as label spans (source ``synth``), sorted by start; coverage is the whole log.
+
+    The generator's own window, overlap and horizon invert its per-frame truth exactly
+    (:func:`edgefusion.labels.truth_spans`).
+    """
+    task = load_task(tl.scenario)
+    modality = {e.name: e.modality for e in task.events}
+    end_ns = max(round(duration * 1e9), int(tl.frame_t_ns[-1]) + 1 if len(tl.frame_t_ns) else 0)
+    spans = truth_spans(tl.frame_t_ns.tolist(), tl.truth_events, tl.commands, modality, end_ns,
+                        round(AUDIO_WINDOW_S * 1e9), round(MIN_OVERLAP_S * 1e9), round(COMMAND_HORIZON_S * 1e9))
+    return sorted(spans, key=lambda s: (s.start_ns, s.end_ns, s.kind, s.label))
 
 
 def read_timeline(path: str | Path) -> Timeline:

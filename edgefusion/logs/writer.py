@@ -23,12 +23,18 @@ from mcap.writer import CompressionType, Writer
 
 from edgefusion import __version__
 from edgefusion.errors import ConfigError, InputError
+from edgefusion.labels import LabelTrack, Span
 from edgefusion.logs.schemas import SCHEMAS, TOPICS, b64, to_time
 from edgefusion.samples import AudioChunk, Command, Frame, Result
 
-__all__ = ["LogWriter"]
+__all__ = ["LogWriter", "encode_message"]
 
 PROFILE = "edgefusion"
+
+
+def encode_message(msg: dict[str, Any]) -> bytes:
+    """A JSON message as EdgeFusion writes it (compact separators)."""
+    return json.dumps(msg, separators=(",", ":")).encode()
 
 
 class LogWriter:
@@ -79,7 +85,7 @@ class LogWriter:
         self._last_log_time = log_time
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
-        data = json.dumps(msg, separators=(",", ":")).encode()
+        data = encode_message(msg)
         self._w.add_message(self._channel(topic, schema), log_time=log_time, data=data,
                             publish_time=int(publish_time_ns), sequence=seq)
         self.messages += 1
@@ -115,6 +121,15 @@ class LogWriter:
     def truth(self, t_ns: int, action: str, events: list[str], log_time_ns: int) -> None:
         msg = {"timestamp": to_time(t_ns), "action": action, "events": sorted(events)}
         self.write(TOPICS["truth"], "edgefusion.Truth", msg, log_time_ns, t_ns)
+
+    def label(self, span: Span) -> None:
+        """One label span on ``/labels``, at its start time (write spans in time order with the samples)."""
+        self.write(TOPICS["labels"], "edgefusion.Label", span.to_dict(), span.start_ns, span.start_ns)
+
+    def labels(self, track: LabelTrack) -> None:
+        """Every span of a track (in time order)."""
+        for span in track:
+            self.label(span)
 
     def metadata(self, name: str, data: dict[str, str]) -> None:
         self._w.add_metadata(name, {k: str(v) for k, v in data.items()})

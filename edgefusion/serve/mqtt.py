@@ -168,7 +168,8 @@ class MqttSink(Sink):
         self._enqueue(f"{p}/result", json.dumps(d, separators=(",", ":")).encode())
         if r.emitted:
             self._enqueue(f"{p}/action", json.dumps({"seq": r.seq, "t_ns": r.t_ns, "action": r.action,
-                                                     "command": r.command}).encode())
+                                                     "command": r.command, "confidence": round(r.confidence, 5),
+                                                     "rule": r.rule, "degraded": r.degraded}).encode())
         state = {e: e in r.events for e in self.events}
         changed = [e for e in self.events if self._state.get(e) != state[e]]
         if changed or r.emitted:

@@ -3,7 +3,8 @@
 A problem is one :class:`~edgefusion.errors.ConfigError` line naming the file, the key and
 what was expected (rules are numbered from 1, as in the tables: ``rules[3].present``).
 Unknown keys get a "did you mean". A rule that can never fire loads with a
-:class:`~edgefusion.task.spec.TaskWarning`.
+:class:`~edgefusion.task.spec.TaskWarning`. The ``[policy]`` table is read by
+:func:`edgefusion.task.policy.read_policy`, against the labels and rules read here.
 
 Example:
     >>> task = loads_task('''
@@ -33,6 +34,7 @@ from typing import Any
 
 from edgefusion.errors import ConfigError, unknown_name
 from edgefusion.task.analysis import shadowed_rules
+from edgefusion.task.policy import read_policy
 from edgefusion.task.spec import DEFAULT_RULE, Event, Rule, Task, TaskWarning, Timing
 
 try:
@@ -50,7 +52,7 @@ MODALITIES = ("image", "audio", "text")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 TOP_KEYS = ("format_version", "name", "description", "modalities", "events", "actions", "intents",
-            "default_action", "timing", "rules")
+            "default_action", "timing", "rules", "policy")
 EVENT_KEYS = ("name", "modality")
 RULE_KEYS = ("name", "action", "present", "present_any", "absent", "intent", "command")
 TIMING_KEYS = ("command_horizon_s", "min_event_overlap_s")
@@ -161,8 +163,10 @@ class _Reader:
         rules = [self.rule(i + 1, r, refs) for i, r in enumerate(raw_rules)]
         rules.append(Rule(len(rules) + 1, DEFAULT_RULE, default))
         self.unique("rules", [r.name for r in rules], "rule names")
-        return Task(name, modalities, events, actions, intents, tuple(rules), self.timing(data.get("timing", {})),
-                    description, self.source)
+        timing = self.timing(data.get("timing", {}))
+        policy = None if "policy" not in data else read_policy(self, data["policy"], actions, modalities, rules)
+        return Task(name, modalities, events, actions, intents, tuple(rules), timing, description, self.source,
+                    policy)
 
     def events(self, value: Any, modalities: tuple[str, ...]) -> tuple[Event, ...]:
         if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):

@@ -16,8 +16,12 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from edgefusion.errors import InputError, unknown_name
+
+if TYPE_CHECKING:  # pragma: no cover - typing only (policy.py names Rule in its annotations)
+    from edgefusion.task.policy import Policy
 
 __all__ = ["DEFAULT_RULE", "Event", "Rule", "Task", "TaskWarning", "Timing"]
 
@@ -125,6 +129,8 @@ class Task:
     description: str = ""
     #: where the spec was read from (a path, or ``<string>``)
     source: str = ""
+    #: the decision policy of its ``[policy]`` table; None: the model's actions are taken as they are
+    policy: Policy | None = None
 
     @property
     def event_names(self) -> tuple[str, ...]:

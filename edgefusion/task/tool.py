@@ -39,6 +39,10 @@ def format_task(task: Task) -> str:
              for r in task.rules]
     widths = [max(len(row[k]) for row in rows) for k in range(3)]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] for row in rows]
+    if task.policy is None:
+        lines.append("policy: none (the model's actions are taken as they are)")
+    else:
+        lines += ["policy (the model proposes, the policy decides):", *(f"  {x}" for x in task.policy.describe())]
     return "\n".join(lines)
 
 
