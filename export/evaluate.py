@@ -88,17 +88,20 @@ def robust_metrics(model: nn.Module, feeds: dict[str, np.ndarray], ds: Dataset, 
 
 
 def _pr(pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Precision and recall (None where undefined: nothing predicted, nothing to find), F1, support."""
     tp, fp, fn = int(np.sum(pred & truth)), int(np.sum(pred & ~truth)), int(np.sum(~pred & truth))
-    p = 1.0 if tp + fp == 0 else tp / (tp + fp)
-    r = 1.0 if tp + fn == 0 else tp / (tp + fn)
-    f = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": int(truth.sum())}
+    p = None if tp + fp == 0 else round(tp / (tp + fp), 4)
+    r = None if tp + fn == 0 else round(tp / (tp + fn), 4)
+    f = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)  # as event_f1 counts it
+    return {"precision": p, "recall": r, "f1": round(f, 4), "support": int(truth.sum())}
 
 
 def label_report(event_logits: np.ndarray, action_logits: np.ndarray, y_events: np.ndarray, y_action: np.ndarray,
                  events: Sequence[str], actions: Sequence[str], recordings: np.ndarray | None = None,
                  threshold: float = 0.5) -> dict[str, Any]:
     """Per-label precision/recall/F1, action accuracy and confusion matrix (rows truth, columns predicted).
+
+    Precision is None for a label never predicted, recall None for one never present.
 
     With ``recordings`` (one name per sample) it adds the action accuracy of each recording.
     """

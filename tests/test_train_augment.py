@@ -63,7 +63,8 @@ def test_training_crops_keep_drivings_red_lights_in_the_frame() -> None:
     lights = [s.image for s in generate_samples(get_scenario("driving"), 400, 5) if "red_light" in s.events]
     lights = [im for im in lights if red(im) >= 10]
     assert len(lights) > 30
-    lost = {a: sum(red(crop_aspect(im, a)) < 0.3 * red(im) for im in lights) for a in (16 / 9, *SAFE_ASPECTS["driving"])}
+    aspects = (16 / 9, *SAFE_ASPECTS["driving"])
+    lost = {a: sum(red(crop_aspect(im, a)) < 0.3 * red(im) for im in lights) for a in aspects}
     assert lost[16 / 9] > 0.1 * len(lights)  # why 16:9 is not used for driving
     assert all(lost[a] == 0 for a in SAFE_ASPECTS["driving"])
     assert training_policy("driving").aspects == SAFE_ASPECTS["driving"]

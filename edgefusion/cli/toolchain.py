@@ -74,9 +74,9 @@ def _train_task(a: argparse.Namespace) -> None:
     print(f"trained {m['steps']} steps on {tw['recorded']} recorded + {tw['synthetic']} synthetic windows")
     v = m.get("val")
     if v and v.get("samples"):
-        weak = sorted(v["events"].items(), key=lambda kv: kv[1]["f1"])[:3]
+        weak = sorted(((k, e) for k, e in v["events"].items() if e["support"]), key=lambda kv: kv[1]["f1"])[:3]
         print(f"val ({v['samples']} windows): action accuracy {100 * v['action_accuracy']:.2f}%; weakest events "
-              + ", ".join(f"{k} P {e['precision']:.2f} R {e['recall']:.2f}" for k, e in weak)
+              + ", ".join(f"{k} F1 {e['f1']:.2f} (recall {e['recall']:.2f}, {e['support']} windows)" for k, e in weak)
               + (f"; confusion matrix {Path(out) / v['confusion_png']}" if v.get("confusion_png") else ""))
     elif v:
         print(f"val: {v['note']}")
