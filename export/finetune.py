@@ -19,6 +19,7 @@ Example (as the tests do)::
 from __future__ import annotations
 
 import hashlib
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from export.model import FusionNet, ModelConfig, count_parameters
 from export.task_data import RecordedData, check_labels, generator_for, load_recorded, same_inputs
 from export.train import TrainConfig, TrainResult, augmenter, fit, held_out_metrics, load_checkpoint, save_checkpoint
 
-__all__ = ["ENCODERS", "FINETUNE_LR", "TaskTrainConfig", "freeze", "train_task"]
+__all__ = ["ENCODERS", "FINETUNE_LR", "TaskTrainConfig", "freeze", "train_command", "train_task"]
 
 #: ``--freeze`` names -> the FusionNet attributes that make up each encoder
 ENCODERS: dict[str, tuple[str, ...]] = {"image": ("image_enc",), "audio": ("audio_front", "gru"),
@@ -172,8 +173,36 @@ def _synthetic_count(cfg: TaskTrainConfig, scen: Scenario | None, recorded: Reco
     return round(recorded.n_train * f / (1.0 - f))
 
 
-def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True,
-               command: str | None = None) -> TrainResult:
+def train_command(cfg: TaskTrainConfig, lr: float) -> str:
+    """The ``edgefusion train`` command line that reproduces a task training run.
+
+    Example:
+        >>> cmd = train_command(TaskTrainConfig(task="smart_home", data=("d",), init="smart_home", steps=5), 5e-4)
+        >>> cmd.split(" --synthetic")[0]
+        'edgefusion train --task smart_home --data d --init smart_home'
+        >>> cmd.split("0.5 ")[1]
+        '--steps 5 --arch attention --seed 0 --epochs 8 --lr 0.0005 --threads 2'
+    """
+    q = shlex.quote
+    parts = ["edgefusion train --task", q(cfg.task)]
+    parts += ["--data", *map(q, cfg.data)] if cfg.data else []
+    parts += ["--init", q(cfg.init)] if cfg.init else []
+    parts += ["--freeze", ",".join(cfg.freeze)] if cfg.freeze else []
+    parts += ["--synthetic-fraction", f"{cfg.synthetic_fraction:g}"]
+    parts += ["--samples", str(cfg.samples)] if cfg.samples is not None else []
+    parts += ["--steps", str(cfg.steps)] if cfg.steps is not None else []
+    parts += ["--arch", cfg.arch, "--seed", str(cfg.seed), "--epochs", str(cfg.epochs), "--lr", f"{lr:g}",
+              "--threads", str(cfg.threads)]
+    if not cfg.augment:
+        parts.append("--no-augment")
+    elif cfg.corpus is None:
+        parts.append("--no-real-backgrounds")
+    elif cfg.corpus != "runs/corpus":
+        parts += ["--corpus", q(cfg.corpus)]
+    return " ".join(parts)
+
+
+def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:
     """Train (or fine-tune) on ``cfg.task``; write ``checkpoint.pt``, ``metrics.json`` and the confusion PNG."""
     cfg.validate()
     t_start = time.perf_counter()
@@ -221,7 +250,8 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True,
     metrics["train_config"] = train_config
     provenance = {"task": {"name": task.name, "source": task.source,
                            "sha256": _sha256(Path(task.source)) if Path(task.source).is_file() else ""},
-                  "datasets": recorded.sources if recorded else [], "init": init_info, "command": command or ""}
+                  "datasets": recorded.sources if recorded else [], "init": init_info,
+                  "command": train_command(cfg, lr)}
     ckpt = save_checkpoint(out, model, model.cfg, train_config, inputs, task.event_names, task.actions, metrics,
                            provenance=provenance)
     return TrainResult(ckpt, metrics, losses)

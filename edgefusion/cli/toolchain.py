@@ -67,7 +67,7 @@ def _train_task(a: argparse.Namespace) -> None:
                           synthetic_fraction=a.synthetic_fraction, samples=a.samples, steps=a.steps, lr=a.lr,
                           augment=not a.no_augment, corpus=None if a.no_real_backgrounds else a.corpus, **kw)
     out = a.out or f"runs/{task.name}-{a.arch or 'attention'}"
-    res = train_task(cfg, out, command=_command_line())
+    res = train_task(cfg, out)
     m = res.metrics
     print(f"checkpoint {res.checkpoint}\nmetrics    {Path(out) / 'metrics.json'}")
     tw = m["train_windows"]
