@@ -3,6 +3,7 @@ quantize with the gate on the validation split, and replay --check against the l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -81,8 +82,7 @@ def test_end_to_end_on_real_files(recorded, local_corpus, capsys):
     manifest = load_package(pkg).manifest.raw
     prov = manifest["provenance"]
     assert prov["task"]["name"] == "smart_home" and prov["init"]["package"] == "smart_home-attention"
-    assert prov["datasets"][0]["manifest_sha256"] == __import__("hashlib").sha256(
-        (ds / "dataset.json").read_bytes()).hexdigest()
+    assert prov["datasets"][0]["manifest_sha256"] == hashlib.sha256((ds / "dataset.json").read_bytes()).hexdigest()
     assert prov["train_command"].startswith("edgefusion train --task smart_home")
     assert manifest["parity"]["dataset"] == str(ds) and manifest["parity"]["samples"] == 120
 
@@ -211,3 +211,21 @@ def test_label_report_counts_per_label_and_recording():
     assert r["confusion"]["matrix"] == [[1, 1], [0, 1]]
     assert r["per_recording"] == {"x": {"samples": 2, "action_accuracy": 1.0}, "y": {"samples": 1,
                                                                                      "action_accuracy": 0.0}}
+
+
+def test_check_reads_labels_only_with_a_task(recorded):
+    from edgefusion.logs import LogReader
+    from edgefusion.logs.check import check_against_log
+    from edgefusion.samples import Result
+    from edgefusion.task import load_task
+
+    _, _, logs = recorded
+    rep = check_against_log(logs["car_a"], [])
+    assert not rep.truth and "no built-in task to read them with" in rep.lines()[-1]
+    with LogReader(logs["car_a"]) as r:
+        t = [m.publish_time_ns for m in r.messages(topics=["/results"])]
+    new = [Result(t_ns=x, seq=i, action="none", action_score=1.0, scores={}, events=("person",))
+           for i, x in enumerate(t)]
+    rep = check_against_log(logs["car_a"], new, task=load_task("smart_home"))
+    assert rep.truth["source"] == "/labels" and rep.truth["frames"] == 60
+    assert rep.truth["action_accuracy"] == 1.0  # person and speech decide 'none' in smart_home's rules
