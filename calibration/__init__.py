@@ -8,6 +8,8 @@ split by stage, one module each:
 - :mod:`calibration.recipes` - the ``int8`` (CPU) and ``int8_trt`` (TensorRT) settings;
 - :mod:`calibration.qdq` - reading the quantized graph back, and the scale guard;
 - :mod:`calibration.gate` - FP32 vs INT8 on held-out data, with a drift report;
+- :mod:`calibration.datasets` - recorded datasets (``edgefusion dataset build``) as the gate's
+  held-out set (their val split) and as calibration data (their train split);
 - :mod:`calibration.quantize` - the pipeline (:func:`quantize_package`).
 
 Calibration and held-out data are built with :mod:`edgefusion.dataset` and the package is

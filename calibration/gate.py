@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from edgefusion.metrics import action_accuracy, event_f1, sigmoid
 from edgefusion.package import ModelPackage
 from edgefusion.scenarios import get_scenario
 
-__all__ = ["EvalSet", "GateResult", "OutputDrift", "held_out_set", "judge", "run_onnx"]
+__all__ = ["EvalSet", "GateResult", "OutputDrift", "dataset_eval_set", "held_out_set", "judge", "run_onnx"]
 
 
 @dataclass
@@ -42,9 +43,10 @@ class EvalSet:
     feeds: dict[str, np.ndarray]
     y_action: np.ndarray
     y_events: np.ndarray
-    seed: int
+    seed: int | None
     sha256: str
     hard: bool
+    source: str = ""  # a recorded dataset's split, e.g. "dataset data/home (val)"; "" for synthesized data
 
     def __len__(self) -> int:
         return len(self.y_action)
@@ -70,13 +72,14 @@ class GateResult:
 
     variant: str
     samples: int
-    seed: int
+    seed: int | None
     max_drop_points: float
     fp32_accuracy: float
     int8_accuracy: float
     drop_points: float
     passed: bool
     outputs: list[OutputDrift] = field(default_factory=list)
+    data: str = ""  # where the held-out windows came from, when not synthesized from ``seed``
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,9 +89,9 @@ class GateResult:
     def report(self) -> str:
         """A few lines: the verdict, then one line per output."""
         verdict = "passed" if self.passed else "FAILED"
+        where = f"windows of {self.data}" if self.data else f"held-out samples, seed {self.seed}"
         lines = [
-            f"accuracy gate for '{self.variant}' (ONNX Runtime CPU, {self.samples} held-out samples, seed "
-            f"{self.seed}): {verdict}",
+            f"accuracy gate for '{self.variant}' (ONNX Runtime CPU, {self.samples} {where}): {verdict}",
             f"  action accuracy FP32 {100 * self.fp32_accuracy:.2f}% -> INT8 {100 * self.int8_accuracy:.2f}%: "
             f"drop {self.drop_points:.2f} points (limit {self.max_drop_points:.2f})",
             f"  {'output':<16} {'kind':<18} {'max|Δ|':>8} {'mean|Δ|':>8} {'agree':>7}  {'metric':<15} "
@@ -104,8 +107,9 @@ def held_out_set(package: ModelPackage, samples: int, seed: int, hard: bool = Fa
     """``samples`` labelled windows of the package's scenario from ``seed`` (the held-out seed)."""
     scen_name = package.manifest.scenario
     if not scen_name:
-        raise ConfigError(f"package '{package.name}' names no scenario, so there is no labelled held-out set to "
-                          "gate INT8 accuracy on; the gate needs one (recorded, labelled logs are future work)")
+        raise ConfigError(f"package '{package.name}' names no scenario, so there is no synthetic held-out set to gate "
+                          "INT8 accuracy on; gate on a recorded dataset's val split: --gate-data DIR (edgefusion "
+                          "dataset build)")
     if samples < 1:
         raise ConfigError(f"--eval-samples must be at least 1, got {samples}")
     scen = get_scenario(str(scen_name))
@@ -167,4 +171,19 @@ def judge(package: ModelPackage, variant: str, ev: EvalSet, fp32: Mapping[str, n
     if np.isnan(acc32):
         raise ConfigError(f"package '{package.name}' has no class_logits output; the gate judges action accuracy")
     drop = round(100.0 * (acc32 - acc8), 4)
-    return GateResult(variant, len(ev), ev.seed, max_drop_points, acc32, acc8, drop, drop <= max_drop_points, drifts)
+    return GateResult(variant, len(ev), ev.seed, max_drop_points, acc32, acc8, drop, drop <= max_drop_points, drifts,
+                      ev.source)
+
+
+def dataset_eval_set(package: ModelPackage, root: str | Path, samples: int) -> EvalSet:
+    """The ``val`` split of the recorded dataset at ``root`` (up to ``samples`` windows) as held-out set."""
+    from calibration.datasets import dataset_feeds
+
+    if samples < 1:
+        raise ConfigError(f"--eval-samples must be at least 1, got {samples}")
+    feeds, labels, desc = dataset_feeds(package, root, "val", limit=samples)
+    h = hashlib.sha256(desc["dataset_sha256"].encode())
+    for k in sorted(feeds):
+        h.update(np.ascontiguousarray(feeds[k]).tobytes())
+    return EvalSet(feeds, labels["action"].astype(np.int64), labels["events"], None, h.hexdigest(), False,
+                   f"dataset {root} (val)")

@@ -35,7 +35,7 @@ import onnx
 import onnxruntime as ort
 
 import edgefusion
-from calibration.gate import EvalSet, GateResult, held_out_set, judge, run_onnx
+from calibration.gate import EvalSet, GateResult, dataset_eval_set, held_out_set, judge, run_onnx
 from calibration.qdq import QdqSummary, check_scales, summarize_qdq
 from calibration.recipes import METHODS, RECIPES, Recipe
 from calibration.sources import EVAL_SEED_OFFSET, CalibrationSource, FeedSource, ScenarioSource, train_seed
@@ -66,7 +66,9 @@ class QuantizeConfig:
     batch: int = 16
     threads: int = 2
     calibration_feeds: str | None = None  # an .npz of feeds instead of synthesized windows
-    calibration_log: str | None = None  # a recorded MCAP log: its fusion windows, up to ``samples``
+    calibration_log: str | None = None  # a recorded MCAP log (its fusion windows) or a dataset directory (its train
+    #                                     split), up to ``samples`` windows
+    gate_data: str | None = None  # a recorded dataset directory: the gate runs on its val split
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -103,13 +105,16 @@ class QuantizeReport:
 
     def describe(self) -> str:
         c = self.calibration
+        origin = (f"dataset {c['dataset']} ({c['split']})" if c["kind"] == "dataset" else
+                  f"{c['kind']}, seed {c['seed']}")
         lines = [f"package {self.package}",
-                 f"calibration: {c['samples']} samples ({c['kind']}, seed {c['seed']}, sha256 {c['sha256'][:16]}…)"]
+                 f"calibration: {c['samples']} samples ({origin}, sha256 {c['sha256'][:16]}…)"]
         for r in self.results:
             g = r.gate
             lines.append(f"{r.variant:<9} {r.path.name:<22} {r.bytes / 1e6:6.2f} MB  action accuracy "
                          f"{100 * g.fp32_accuracy:.2f}% -> {100 * g.int8_accuracy:.2f}% ({g.drop_points:+.2f} pts "
-                         f"drop, limit {g.max_drop_points:.2f}) on {g.samples} held-out samples; "
+                         f"drop, limit {g.max_drop_points:.2f}) on {g.samples} "
+                         f"{f'windows of {g.data}' if g.data else 'held-out samples'}; "
                          f"{len(r.graph.quantized_nodes)} nodes INT8, {len(r.graph.nodes_kept_float)} float")
             if r.graph.unit_scales:
                 lines.append(f"          note: {len(r.graph.unit_scales)} tensor(s) had an empty calibration range "
@@ -174,9 +179,22 @@ def quantize_model(pre_path: Path, out_path: Path, recipe: Recipe, source: Calib
     return summary
 
 
+def _is_dataset(path: str | None) -> bool:
+    return path is not None and (Path(path) / "dataset.json").is_file()
+
+
+def _dataset_source(pkg: ModelPackage, root: str, cfg: QuantizeConfig) -> CalibrationSource:
+    from calibration.datasets import dataset_feeds
+
+    feeds, _, desc = dataset_feeds(pkg, root, "train", limit=cfg.samples)
+    return FeedSource(feeds, batch=cfg.batch, kind="dataset", detail=desc)
+
+
 def _source(pkg: ModelPackage, cfg: QuantizeConfig, progress: bool) -> CalibrationSource:
     if cfg.calibration_feeds:
         return FeedSource.from_npz(cfg.calibration_feeds, pkg, batch=cfg.batch)
+    if cfg.calibration_log and (Path(cfg.calibration_log).is_dir() or _is_dataset(cfg.calibration_log)):
+        return _dataset_source(pkg, cfg.calibration_log, cfg)
     if cfg.calibration_log:
         from calibration.sources import WindowSource
         from edgefusion.core import windows_of
@@ -188,8 +206,19 @@ def _source(pkg: ModelPackage, cfg: QuantizeConfig, progress: bool) -> Calibrati
             raise QuantizationError(f"{cfg.calibration_log} yielded no fusion windows to calibrate on")
         return WindowSource(wins, pkg.feed_builder(), batch=cfg.batch, kind="mcap log",
                             detail={"log": str(cfg.calibration_log)})
+    if cfg.gate_data and (not pkg.manifest.scenario or cfg.seed is None):
+        # the gate dataset's own train split: recorded data like the val windows the gate judges, never those
+        return _dataset_source(pkg, cfg.gate_data, cfg)
     with _bar(progress, cfg.samples, "synthesize calibration data") as bar:
         return ScenarioSource(pkg, cfg.samples, cfg.seed, cfg.batch, progress=bar)
+
+
+def _held_out(pkg: ModelPackage, cfg: QuantizeConfig, progress: bool) -> EvalSet:
+    if cfg.gate_data:
+        return dataset_eval_set(pkg, cfg.gate_data, cfg.eval_samples)
+    eval_seed = train_seed(pkg) + EVAL_SEED_OFFSET
+    with _bar(progress, cfg.eval_samples, "synthesize held-out data") as bar:
+        return held_out_set(pkg, cfg.eval_samples, eval_seed, progress=bar)
 
 
 def _tools() -> dict[str, str]:
@@ -216,11 +245,9 @@ def quantize_package(where: str | Path, cfg: QuantizeConfig | None = None, comma
     fp32_sha = pkg.manifest.artifacts["fp32"].sha256
     command = command or f"edgefusion quantize {pkg.path}"
 
+    ev = _held_out(pkg, cfg, progress)  # first: a dataset that does not fit the package fails before calibrating
     source = _source(pkg, cfg, progress)
     cal = source.describe()
-    eval_seed = train_seed(pkg) + EVAL_SEED_OFFSET
-    with _bar(progress, cfg.eval_samples, "synthesize held-out data") as bar:
-        ev = held_out_set(pkg, cfg.eval_samples, eval_seed, progress=bar)
     with _bar(progress, len(ev), "evaluate fp32") as bar:
         ref = run_onnx(fp32_path, ev.feeds, cfg.threads, progress=bar)
 
@@ -295,7 +322,8 @@ def _record(manifest: dict[str, Any], root: Path, r: VariantResult, recipe: Reci
         "calibration_data": cal,
         "quantization": recipe.to_dict(cfg.method),
         "graph": r.graph.to_dict(),
-        "gate": {**r.gate.to_dict(), "data_sha256": ev.sha256, "hard_split": ev.hard, "provider": "CPU"},
+        "gate": {**r.gate.to_dict(), "data_sha256": ev.sha256, "hard_split": ev.hard, "provider": "CPU",
+                 **({"dataset": cfg.gate_data, "split": "val"} if cfg.gate_data else {})},
         "command": command,
         "tools": _tools(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

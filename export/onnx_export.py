@@ -10,6 +10,7 @@ swapped into place.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -86,17 +87,18 @@ def parity(model: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]
 
 
 def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 256,
-                   command: str | None = None, force: bool = False) -> Path:
-    """Export ``checkpoint`` to ``out_dir`` as a verified model package; returns its path."""
+                   command: str | None = None, force: bool = False, parity_data: str | Path | None = None) -> Path:
+    """Export ``checkpoint`` to ``out_dir`` as a verified model package; returns its path.
+
+    Parity runs on held-out samples of the checkpoint's scenario, or - for a checkpoint
+    trained on recorded datasets, or with ``parity_data`` - on a dataset's windows.
+    """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not empty; choose a new --out or pass --force to replace it")
     model, ck = load_checkpoint(checkpoint)
-    scen = get_scenario(ck["train_config"]["scenario"])
-    builder = FeedBuilder([tuple(x) for x in ck["inputs"]])
-    seed = ck["train_config"]["seed"] + EVAL_SEED_OFFSET + PARITY_SEED_OFFSET
-    data = build_dataset(scen, builder, max(n_parity, 2), seed)
-    example = tuple(torch.from_numpy(data.feeds[k][:2]) for k in INPUT_ORDER)
+    feeds, parity_source = _parity_feeds(ck, max(n_parity, 2), parity_data)
+    example = tuple(torch.from_numpy(feeds[k][:2]) for k in INPUT_ORDER)
     batch = torch.export.Dim("batch", min=1, max=1024)
     with staged_package(out, new=True) as st:
         onnx_path = st.path / "model.fp32.onnx"
@@ -107,18 +109,61 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {checkpoint}: {exc}") from exc
         _check_symbolic(onnx_path)
-        par = parity(model, onnx_path, data.feeds)
+        par = parity(model, onnx_path, feeds)
         if par["max_abs_diff"] > PARITY_ATOL or par["argmax_agreement"] < 1.0:
             raise ParityError(f"ONNX differs from PyTorch on {par['samples']} held-out samples: max |Δlogit| "
                               f"{par['max_abs_diff']:.3g} (limit {PARITY_ATOL}), argmax agreement "
                               f"{100 * par['argmax_agreement']:.2f}% (need 100%); nothing was written")
         shutil.copyfile(checkpoint, st.path / "checkpoint.pt")
-        st.manifest.update(_manifest(ck, st.path, par, seed, command or f"edgefusion export {checkpoint} --out {out}"))
+        st.manifest.update(_manifest(ck, st.path, par, parity_source,
+                                     command or f"edgefusion export {checkpoint} --out {out}"))
         st.commit()  # verifies every hash, then swaps the package into place
     return out
 
 
-def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed: int,
+def _parity_feeds(ck: dict[str, Any], n: int, parity_data: str | Path | None) -> tuple[dict[str, np.ndarray],
+                                                                                      dict[str, Any]]:
+    """Parity feeds and where they came from: a dataset's windows (val first), else the scenario's held-out samples."""
+    cfg = ck["train_config"]
+    datasets = [d["path"] for d in (ck.get("provenance") or {}).get("datasets", [])]
+    root = parity_data or (datasets[0] if datasets else None)
+    if root is not None:
+        from calibration.datasets import same_inputs
+        from edgefusion.dataset import load_split, read_manifest
+
+        if not (Path(root) / "dataset.json").is_file():
+            raise ExportError(f"parity needs samples like the training data: the checkpoint was trained on dataset "
+                              f"{root}, which is not there any more; pass --parity-data DIR (a dataset cut with the "
+                              "checkpoint's preprocessing)")
+        diff = same_inputs(ck["inputs"], read_manifest(root)["package"]["inputs"])
+        if diff is not None:
+            raise ExportError(f"dataset {root} was built for other feeds than the checkpoint's ({diff}); parity needs "
+                              "a dataset cut with the checkpoint's preprocessing")
+        parts = [load_split(root, s) for s in ("val", "train")]
+        feeds = {k: np.concatenate([p[k] for p in parts])[:n] for k in INPUT_ORDER}
+        if len(feeds["image"]) < 2:
+            raise ExportError(f"dataset {root} has fewer than 2 windows; parity needs at least 2")
+        return feeds, {"dataset": str(root), "windows": len(feeds["image"])}
+    if not cfg.get("scenario"):
+        raise ExportError("the checkpoint names neither a scenario nor a dataset to take parity samples from; pass "
+                          "--parity-data DIR")
+    seed = cfg["seed"] + EVAL_SEED_OFFSET + PARITY_SEED_OFFSET
+    data = build_dataset(get_scenario(cfg["scenario"]), FeedBuilder([tuple(x) for x in ck["inputs"]]), n, seed)
+    return data.feeds, {"seed": seed}
+
+
+def train_command(cfg: dict[str, Any]) -> str:
+    """The ``edgefusion train`` command line that reproduces a checkpoint's synthetic training."""
+    cmd = (f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} --seed {cfg['seed']} "
+           f"--epochs {cfg['epochs']} --samples {cfg['n_train']} --threads {cfg['threads']}")
+    if not cfg.get("augment", False):  # checkpoints from before augmentation lack the key: they trained clean
+        return cmd + " --no-augment"
+    if cfg.get("corpus") is None:
+        return cmd + " --no-real-backgrounds"
+    return cmd + (f" --corpus {shlex.quote(str(cfg['corpus']))}" if cfg["corpus"] != "runs/corpus" else "")
+
+
+def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_source: dict[str, Any],
               command: str) -> dict[str, Any]:
     shapes = _shapes(ck)
     inputs = []
@@ -127,10 +172,13 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
         inputs.append({"name": name, "modality": modality, "dtype": dtype, "shape": shape, "preprocess": pre})
     cfg = ck["train_config"]
     metrics = ck["metrics"]
-
+    prov = ck.get("provenance") or {}
+    task = cfg.get("task")
+    task_name = prov.get("task", {}).get("name") if task else None
+    extra = {k: prov[k] for k in ("task", "datasets", "init") if prov.get(k)}
     return {
         "format_version": FORMAT_VERSION,
-        "name": f"{cfg['scenario']}-{cfg['arch']}",
+        "name": f"{task_name or cfg['scenario']}-{cfg['arch']}",
         "scenario": cfg["scenario"],
         "inputs": inputs,
         "outputs": [
@@ -141,20 +189,20 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_seed:
         "sources": {"checkpoint": file_record(stage, "checkpoint.pt", format="torch")},
         "engines": {},
         "model": ck["model_config"],
-        "parity": {**par, "seed": parity_seed},
+        "parity": {**par, **parity_source},
         "provenance": {
             "command": command,
-            "train_command": (f"edgefusion train --scenario {cfg['scenario']} --arch {cfg['arch']} "
-                              f"--seed {cfg['seed']} --epochs {cfg['epochs']} --samples {cfg['n_train']} "
-                              f"--threads {cfg['threads']}"),
+            "train_command": prov.get("command") or train_command(cfg),
             "seed": cfg["seed"],
+            **extra,
             "git_revision": _git_revision(),
             "data_sha256": metrics.get("train_data_sha256"),
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "tools": {"python": sys.version.split()[0], "torch": torch.__version__, "onnx": onnx.__version__,
                       "onnxruntime": ort.__version__, "numpy": np.__version__},
             "train_config": cfg,
-            "metrics": {k: metrics[k] for k in ("held_out", "held_out_hard", "parameters", "train_seconds")
+            "metrics": {k: metrics[k] for k in ("held_out", "held_out_hard", "held_out_robust", "val", "parameters",
+                                                "train_seconds")
                         if k in metrics},
         },
     }

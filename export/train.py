@@ -1,9 +1,15 @@
-"""Seeded CPU training of the reference models, with held-out, hard and ablation metrics.
+"""Seeded CPU training of the reference models, with held-out, hard, robust and ablation metrics.
+
+Training samples are synthesized by the scenario's generator and, by default, pass through
+the real-world augmentation (:mod:`export.augmented`: real background recordings from the
+prepared corpus, gain, 8 kHz sources, brightness, contrast, exposure, crops, JPEG, blur).
+The held-out metrics stay on clean synthetic samples, so numbers remain comparable between
+runs; ``held_out_robust`` puts the same held-out samples through a fixed perturbation set.
 
 Example (a few steps, as the tests do)::
 
     from export.train import TrainConfig, train
-    result = train(TrainConfig(scenario="smart_home", n_train=256, epochs=1), out_dir="runs/x")
+    result = train(TrainConfig(scenario="smart_home", n_train=256, epochs=1, corpus=None), out_dir="runs/x")
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,18 +27,35 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgefusion.dataset import INPUT_ORDER, Dataset, build_dataset, data_hash, input_specs, make_params
+from edgefusion.augment import RandomAugment
+from edgefusion.dataset import INPUT_ORDER, build_dataset, data_hash, input_specs, make_params, stack_feeds
 from edgefusion.errors import ExportError
-from edgefusion.metrics import action_accuracy, event_f1
 from edgefusion.preprocess import FeedBuilder
-from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
+from edgefusion.scenarios import EVAL_SEED_OFFSET, Scenario, get_scenario
+from export.augmented import (
+    NO_BACKGROUNDS,
+    Backgrounds,
+    build_augmented,
+    load_backgrounds,
+    robust_rows,
+    robust_windows,
+    training_policy,
+)
+from export.evaluate import evaluate, predict, robust_metrics
 from export.model import FusionNet, ModelConfig, count_parameters
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "predict", "train"]
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "predict", "train"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """What a synthetic training run does; recorded in the checkpoint and the package's provenance.
+
+    ``augment`` runs every training sample through the real-world augmentation with the
+    background recordings of the prepared corpus at ``corpus`` (None: augment without real
+    backgrounds).
+    """
+
     scenario: str = "smart_home"
     arch: str = "attention"
     seed: int = 0
@@ -45,6 +69,8 @@ class TrainConfig:
     drop_audio: float = 0.1
     threads: int = 2
     image_size: int = 96
+    augment: bool = True
+    corpus: str | None = "runs/corpus"
 
 
 @dataclass
@@ -54,74 +80,35 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
 
 
-def predict(model: nn.Module, feeds: dict[str, np.ndarray], batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Event and action logits for stacked feeds."""
-    model.eval()
-    ev, act = [], []
-    with torch.inference_mode():
-        for i in range(0, len(feeds["image"]), batch):
-            args = [torch.from_numpy(feeds[k][i : i + batch]) for k in INPUT_ORDER]
-            e, a = model(*args)
-            ev.append(e.numpy())
-            act.append(a.numpy())
-    return np.concatenate(ev), np.concatenate(act)
+def fit(model: FusionNet, feeds: dict[str, np.ndarray], y_events: np.ndarray, y_action: np.ndarray,
+        cfg: TrainConfig, rng: np.random.Generator, steps: int | None = None, frozen: Sequence[nn.Module] = (),
+        desc: str = "train", progress: bool = True) -> list[float]:
+    """Train ``model`` in place (AdamW, one-cycle schedule, modality dropout); returns the loss per step.
 
-
-def _masked(feeds: dict[str, np.ndarray], modality: int) -> dict[str, np.ndarray]:
-    out = dict(feeds)
-    present = feeds["present"].copy()
-    present[:, modality] = 0.0
-    out["present"] = present
-    return out
-
-
-def evaluate(model: nn.Module, ds: Dataset, events: tuple[str, ...], ablate: bool = True) -> dict[str, Any]:
-    """Action accuracy, event F1 (per label and macro), and accuracy with each modality masked."""
-    ev, act = predict(model, ds.feeds)
-    out: dict[str, Any] = {
-        "samples": len(ds),
-        "action_accuracy": action_accuracy(act, ds.y_action),
-        "event_f1": event_f1(ev, ds.y_events, events),
-    }
-    if ablate:
-        out["ablation_action_accuracy"] = {
-            name: action_accuracy(predict(model, _masked(ds.feeds, i))[1], ds.y_action)
-            for i, name in enumerate(("image", "audio", "text"))
-        }
-        out["ablation_drop_points"] = {
-            k: round(100 * (out["action_accuracy"] - v), 2) for k, v in out["ablation_action_accuracy"].items()
-        }
-    return out
-
-
-def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:
-    """Train, evaluate on held-out data, write ``checkpoint.pt`` and ``metrics.json``."""
-    t_start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
-    scen = get_scenario(cfg.scenario)
-    img_p, aud_p, txt_p = make_params(scen, cfg.seed, cfg.image_size)
-    builder = FeedBuilder(input_specs(img_p, aud_p, txt_p))
-    with tqdm(total=cfg.n_train, desc="synthesize train", unit="sample", disable=not progress) as bar:
-        train_ds = build_dataset(scen, builder, cfg.n_train, cfg.seed, progress=bar)
-    mcfg = ModelConfig(arch=cfg.arch, image_size=cfg.image_size, n_mels=aud_p.n_mels, n_frames=aud_p.n_frames,
-                       max_tokens=txt_p.max_tokens, vocab_size=len(txt_p.vocab), n_events=len(scen.events),
-                       n_actions=len(scen.actions))
-    model = FusionNet(mcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-    tensors = {k: torch.from_numpy(v) for k, v in train_ds.feeds.items()}
-    y_ev, y_act = torch.from_numpy(train_ds.y_events), torch.from_numpy(train_ds.y_action)
+    ``steps`` stops after that many steps in all (default: ``cfg.epochs`` epochs). Modules
+    in ``frozen`` get no updates and stay in eval mode (their BatchNorm statistics too).
+    """
+    n = len(y_action)
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch if steps is None else steps
+    if total < 1:
+        raise ExportError(f"training needs at least one step; got {total}")
+    for m in frozen:
+        m.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    y_ev, y_act = torch.from_numpy(y_events), torch.from_numpy(y_action)
     bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
     losses: list[float] = []
-    with tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {cfg.scenario}/{cfg.arch}", unit="step",
-              disable=not progress) as bar:
-        for _epoch in range(cfg.epochs):
+    with tqdm(total=total, desc=desc, unit="step", disable=not progress) as bar:
+        while len(losses) < total:
             model.train()
-            order = rng.permutation(len(train_ds))
-            for s in range(steps_per_epoch):
+            for m in frozen:
+                m.eval()
+            order = rng.permutation(n)
+            for s in range(min(steps_per_epoch, total - len(losses))):
                 idx = torch.from_numpy(order[s * cfg.batch_size : (s + 1) * cfg.batch_size])
                 args = {k: tensors[k][idx] for k in INPUT_ORDER}
                 present = args["present"].clone()
@@ -137,37 +124,96 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Train
                 losses.append(loss.item())
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    return losses
+
+
+def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, dict[str, Any]]:
+    """The training augmentation of ``cfg`` (None when off) and what the checkpoint records about it."""
+    if not cfg.augment:
+        return None, {"enabled": False}
+    bg = load_backgrounds(cfg.corpus, scen.events, "train")
+    policy = training_policy(scen.name)
+    return RandomAugment(policy, bg.audio), {"enabled": True, "policy": asdict(policy), "backgrounds": bg.describe()}
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:
+    """Train, evaluate on held-out data, write ``checkpoint.pt`` and ``metrics.json``."""
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    scen = get_scenario(cfg.scenario)
+    aug, aug_info = augmenter(cfg, scen)  # before synthesis: a missing corpus fails at once
+    img_p, aud_p, txt_p = make_params(scen, cfg.seed, cfg.image_size)
+    builder = FeedBuilder(input_specs(img_p, aud_p, txt_p))
+    with tqdm(total=cfg.n_train, desc="synthesize train" + (" (augmented)" if aug else ""), unit="sample",
+              disable=not progress) as bar:
+        train_ds = (build_augmented(scen, builder, cfg.n_train, cfg.seed, aug, progress=bar) if aug
+                    else build_dataset(scen, builder, cfg.n_train, cfg.seed, progress=bar))
+    mcfg = ModelConfig(arch=cfg.arch, image_size=cfg.image_size, n_mels=aud_p.n_mels, n_frames=aud_p.n_frames,
+                       max_tokens=txt_p.max_tokens, vocab_size=len(txt_p.vocab), n_events=len(scen.events),
+                       n_actions=len(scen.actions))
+    model = FusionNet(mcfg)
+    losses = fit(model, train_ds.feeds, train_ds.y_events, train_ds.y_action, cfg, rng,
+                 desc=f"train {cfg.scenario}/{cfg.arch}", progress=progress)
     train_s = time.perf_counter() - t_start
-    metrics = _held_out_metrics(model, scen, builder, cfg, progress)
+    metrics = held_out_metrics(model, scen, builder, cfg, progress)
     metrics.update({
         "scenario": cfg.scenario, "arch": cfg.arch, "parameters": count_parameters(model),
         "train_seconds": round(train_s, 1), "train_config": asdict(cfg), "train_data_sha256": data_hash(train_ds),
         "final_loss": float(np.mean(losses[-50:])), "first_loss": float(np.mean(losses[:10])),
+        "augment": aug_info,
     })
+    ckpt = save_checkpoint(out_dir, model, mcfg, asdict(cfg), input_specs(img_p, aud_p, txt_p), scen.events,
+                           scen.actions, metrics)
+    return TrainResult(ckpt, metrics, losses)
+
+
+def save_checkpoint(out_dir: str | Path, model: FusionNet, mcfg: ModelConfig, train_config: dict[str, Any],
+                    inputs: list[tuple[str, dict[str, Any]]], events: Sequence[str], actions: Sequence[str],
+                    metrics: dict[str, Any], **extra: Any) -> Path:
+    """Write ``checkpoint.pt`` and ``metrics.json`` into ``out_dir``; returns the checkpoint's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     # Plain types only beside the tensors: load_checkpoint reads with weights_only=True.
     torch.save({
-        "state_dict": model.state_dict(), "model_config": mcfg.to_dict(), "train_config": asdict(cfg),
-        "inputs": input_specs(img_p, aud_p, txt_p), "events": list(scen.events), "actions": list(scen.actions),
-        "metrics": metrics,
+        "state_dict": model.state_dict(), "model_config": mcfg.to_dict(), "train_config": train_config,
+        "inputs": inputs, "events": list(events), "actions": list(actions), "metrics": metrics, **extra,
     }, ckpt)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return TrainResult(ckpt, metrics, losses)
+    return ckpt
 
 
-def _held_out_metrics(model: nn.Module, scen: Any, builder: FeedBuilder, cfg: TrainConfig,
-                      progress: bool) -> dict[str, Any]:
+def held_out_metrics(model: nn.Module, scen: Scenario, builder: FeedBuilder, cfg: TrainConfig,
+                     progress: bool) -> dict[str, Any]:
+    """Clean held-out and hard metrics (as always), and the robust held-out metric."""
     seed = cfg.seed + EVAL_SEED_OFFSET
-    with tqdm(total=2 * cfg.n_eval, desc="synthesize held-out", unit="sample", disable=not progress) as bar:
+    with tqdm(total=3 * cfg.n_eval, desc="synthesize held-out", unit="sample", disable=not progress) as bar:
         normal = build_dataset(scen, builder, cfg.n_eval, seed, progress=bar)
         hard = build_dataset(scen, builder, cfg.n_eval, seed, hard=True, progress=bar)
+        robust = _robust_set(scen, builder, cfg, seed, bar)
+    clean = evaluate(model, normal, scen.events)
+    feeds, which, names, bg = robust
     return {
         "eval_seed": seed,
-        "held_out": evaluate(model, normal, scen.events),
+        "held_out": clean,
         "held_out_hard": evaluate(model, hard, scen.events, ablate=False),
+        "held_out_robust": {**robust_metrics(model, feeds, normal, which, names, scen.events,
+                                             clean["action_accuracy"]),
+                            "backgrounds": bg.describe()},
     }
+
+
+def _robust_set(scen: Scenario, builder: FeedBuilder, cfg: TrainConfig, seed: int,
+                bar: Any) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], Backgrounds]:
+    """The robust held-out feeds: held-out background recordings when the corpus is there."""
+    corpus = Path(cfg.corpus) if cfg.corpus else None
+    bg = (load_backgrounds(corpus, scen.events, "heldout") if corpus and (corpus / "provenance.json").is_file()
+          else NO_BACKGROUNDS)
+    rows = robust_rows(scen.name, bg)
+    wins, which = robust_windows(scen, cfg.n_eval, seed, rows)
+    return stack_feeds(wins, builder, bar), which, [r.name for r in rows], bg
 
 
 def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
@@ -195,3 +241,5 @@ def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
 
 def with_overrides(cfg: TrainConfig, **kw: Any) -> TrainConfig:
     return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
+
+

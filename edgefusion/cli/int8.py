@@ -24,9 +24,13 @@ Add INT8 variants to a model package, calibrated with ONNX Runtime's quantizatio
 Only Conv, MatMul and Gemm are quantized; everything else stays float, and each artifact's
 calibration.<variant>.json records which nodes did, the calibration data (samples, seed,
 sha256), the method and the tool versions. Calibration data is synthesized from the
-package's scenario with a seed of its own (or read from --calibration-feeds).
+package's scenario with a seed of its own; or read from --calibration-feeds, from a recorded
+log's windows or a dataset's train split (--calibration-data); with --gate-data (and no
+--seed) it is that dataset's train split.
 
-Accuracy gate: FP32 and INT8 run on a held-out set (ONNX Runtime, CPU). If any variant's
+Accuracy gate: FP32 and INT8 run on a held-out set (ONNX Runtime, CPU): synthesized from the
+package's scenario, or the val split of a recorded dataset (--gate-data DIR, from 'edgefusion
+dataset build'; how a package without a scenario is quantized). If any variant's
 action accuracy drops by more than --max-drop points, nothing is written, the package is
 left byte for byte as it was, and the command exits with status 2 and a drift report
 (per output: max and mean |Δ|, decision agreement, FP32 vs INT8 metric). Any Q/DQ scale
@@ -38,6 +42,7 @@ QUANTIZE_EPILOG = """examples:
   edgefusion quantize packages/drv --method entropy --samples 1024
   edgefusion quantize packages/drv --variants int8 --max-drop 0.5
   edgefusion quantize packages/drv --calibration-feeds recorded.npz   # one array per input
+  edgefusion quantize packages/home --gate-data data/home  # gate on its val split, calibrate on train
 """
 
 ENGINE_HELP = """\
@@ -77,7 +82,8 @@ def register(sub: Any) -> None:
                          "(KL-divergence threshold), percentile (clip the top 0.001%%)")
     sp.add_argument("--samples", type=int, help="calibration samples to synthesize (default 512)")
     sp.add_argument("--eval-samples", type=int, default=2000,
-                    help="held-out samples for the accuracy gate (default 2000; seed = training seed + 100003)")
+                    help="held-out samples for the accuracy gate (default 2000; seed = training seed + 100003; "
+                         "with --gate-data: at most this many val windows)")
     sp.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                     help="largest allowed drop in action accuracy, in percentage points (default 1.0)")
     sp.add_argument("--variants", default="int8,int8_trt", help="comma-separated: int8, int8_trt (default both)")
@@ -88,8 +94,12 @@ def register(sub: Any) -> None:
     sp.add_argument("--calibration-feeds", metavar="FILE.npz",
                     help="calibrate on these feeds instead of synthesized data: an .npz with one array per model "
                          "input, samples along axis 0 (e.g. preprocessed recorded logs)")
-    sp.add_argument("--calibration-data", metavar="LOG.mcap",
-                    help="calibrate on the fusion windows of a recorded log (up to --samples of them)")
+    sp.add_argument("--calibration-data", metavar="LOG.mcap|DIR",
+                    help="calibrate on the fusion windows of a recorded log, or on a dataset's train split (up to "
+                         "--samples of them)")
+    sp.add_argument("--gate-data", metavar="DIR",
+                    help="run the accuracy gate on this recorded dataset's val split (up to --eval-samples windows) "
+                         "instead of synthesized held-out samples; calibration defaults to its train split")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = add_command(sub, "build-engine", "Build a TensorRT engine (fp32, fp16 or int8) for this GPU and store it "

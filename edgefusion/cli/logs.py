@@ -88,7 +88,9 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if run.recorder is not None:
         print(f"recorded {run.recorder.written} messages to {run.recorder.path}", file=sys.stderr)
     if a.check:
-        report = check_against_log(a.log, results)
+        from edgefusion.policy import task_of
+
+        report = check_against_log(a.log, results, task=task_of(pkg), audio_window_ns=cfg.sync.audio_window_ns)
         for line in report.lines():
             print(line)
         if not report.ok:
@@ -166,8 +168,9 @@ def register(sub: Any) -> None:
     sp.add_argument("--start", type=float, help="start this many seconds into the log")
     sp.add_argument("--end", type=float, help="end this many seconds into the log")
     sp.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
-    sp.add_argument("--check", action="store_true", help="compare with the results (and truth) in the log; exit "
-                                                         "non-zero on a mismatch")
+    sp.add_argument("--check", action="store_true", help="compare with the results and the truth in the log (its "
+                                                         "/truth, else its /labels read with the package's task); "
+                                                         "exit non-zero on a mismatch with the results")
     sp.add_argument("--record", metavar="OUT.mcap", help="record the replayed run (inputs and results)")
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
     sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic")

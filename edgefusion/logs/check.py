@@ -1,4 +1,9 @@
-"""``replay --check``: new results against the results recorded in a log and its ground truth."""
+"""``replay --check``: new results against the results recorded in a log and its ground truth.
+
+The truth is the log's per-frame ``/truth`` (synthesized logs), else its ``/labels`` spans
+read with the task's labelling rule (:mod:`edgefusion.labels.windows`, the rule datasets are
+cut with): each result's window is labelled where a coverage span holds it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from edgefusion.labels.windows import WindowLabeler
 from edgefusion.logs.reader import LogReader, decode
 from edgefusion.samples import Result
 from edgefusion.scoring import score_events
+from edgefusion.sync import SECOND
+from edgefusion.task import Task
 
 __all__ = ["CheckReport", "check_against_log", "compare"]
 
@@ -27,6 +35,7 @@ class CheckReport:
     max_score_diff: float = 0.0
     examples: list[str] = field(default_factory=list)
     truth: dict[str, Any] = field(default_factory=dict)
+    truth_note: str = ""  # why there is no truth to compare with, when the log has labels
 
     @property
     def ok(self) -> bool:
@@ -45,8 +54,12 @@ class CheckReport:
             out.append("the log holds no recorded results: nothing to compare against")
         if self.truth:
             t = self.truth
-            out.append(f"against ground truth: action accuracy {100 * t['action_accuracy']:.1f}% of {t['frames']} "
+            src = "against ground truth" if t.get("source", "/truth") == "/truth" else \
+                f"against the labels (/labels, task {t.get('task')}; {t.get('uncovered', 0)} frames outside coverage)"
+            out.append(f"{src}: action accuracy {100 * t['action_accuracy']:.1f}% of {t['frames']} "
                        f"frames; action events precision {t['precision']:.3f}, recall {t['recall']:.3f}")
+        elif self.truth_note:
+            out.append(self.truth_note)
         return out
 
 
@@ -87,8 +100,13 @@ def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[
     return rep
 
 
-def check_against_log(path: str | Path, new: list[Result]) -> CheckReport:
-    """``replay --check``: ``new`` results against the results and the truth recorded in the log at ``path``."""
+def check_against_log(path: str | Path, new: list[Result], task: Task | None = None,
+                      audio_window_ns: int = SECOND) -> CheckReport:
+    """``replay --check``: ``new`` results against the results and the truth recorded in the log at ``path``.
+
+    Without ``/truth``, the ``/labels`` track is the truth when ``task`` (the package's task)
+    is given: labels of another task are refused with one line naming them.
+    """
     recorded: list[dict[str, Any]] = []
     truth: list[dict[str, Any]] = []
     with LogReader(path) as r:
@@ -97,4 +115,17 @@ def check_against_log(path: str | Path, new: list[Result]) -> CheckReport:
             assert isinstance(d, dict)
             d["t_ns"] = m.publish_time_ns
             (recorded if m.topic == "/results" else truth).append(d)
-    return compare(new, recorded, truth)
+        track = None if truth else r.labels()
+    note, uncovered = "", 0
+    if track is not None and task is None:
+        note = "the log has /labels, but the package names no built-in task to read them with: no truth compared"
+    elif track is not None and task is not None:
+        labelled = WindowLabeler(track, task, audio_window_ns)([x.t_ns for x in new])
+        truth = [{"t_ns": int(t), "action": task.actions[a]}
+                 for t, a, c in zip(labelled.t_ns, labelled.action, labelled.covered) if c]
+        uncovered = int((~labelled.covered).sum())
+    rep = compare(new, recorded, truth)
+    rep.truth_note = note
+    if rep.truth and track is not None and task is not None:
+        rep.truth.update(source="/labels", task=task.name, uncovered=uncovered)
+    return rep
