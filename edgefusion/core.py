@@ -185,7 +185,10 @@ class FusionCore:
         t0 = time.perf_counter_ns()
         step, window = prepared.step, prepared.window
         decision = step.postprocess(outs)
-        status = text_status(window, self.text_source, self.sync.outcomes["commands_received"])
+        # "a command had arrived by then" by the window's time, not by how far the sources ran ahead:
+        # the prepare thread may already hold later commands, and the result must not depend on it
+        first = self.sync.first_command_t_ns
+        status = text_status(window, self.text_source, int(first is not None and first <= window.t_ns))
         out = decide_step(prepared.decider, self.post, decision, window, status, prepared.info.unknown_words)
         timings = {**prepared.timings_ns, "postprocess": time.perf_counter_ns() - t0}
         result = build_result(window, self.seq, step.package.name, decision, prepared.info, timings,

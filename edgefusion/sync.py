@@ -98,6 +98,8 @@ class Synchronizer:
         self._end_idx = 0  # index (from the stream's first sample) just after the last buffered one
         self._bandlimit: BandLimitDetector | None = None  # warns once about 8 kHz sources upsampled
         self._commands: collections.deque[Command] = collections.deque(maxlen=64)
+        #: issue time of the earliest command received (sync clock); None before any
+        self.first_command_t_ns: int | None = None
         self._spent: set[int] = set()
 
     def _offset(self, source: str) -> int:
@@ -151,7 +153,10 @@ class Synchronizer:
         """Keep a command; the latest one issued before a frame's time wins."""
         with self._lock:
             self.outcomes["commands_received"] += 1
-            self._commands.append(Command(t_ns=cmd.t_ns + self._offset(cmd.source), text=cmd.text, source=cmd.source))
+            t = cmd.t_ns + self._offset(cmd.source)
+            self._commands.append(Command(t_ns=t, text=cmd.text, source=cmd.source))
+            if self.first_command_t_ns is None or t < self.first_command_t_ns:
+                self.first_command_t_ns = t
 
     def spend(self, command_t_ns: int) -> None:
         """Mark the command issued at ``command_t_ns`` as used (only with ``consume_commands``).
