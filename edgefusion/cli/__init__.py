@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.bench",
     "edgefusion.cli.serve",
     "edgefusion.cli.int8",
+    "edgefusion.cli.eval",
     "edgefusion.task.tool",
 )
 
