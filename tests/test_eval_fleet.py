@@ -46,7 +46,9 @@ def test_ray_and_local_processes_score_alike_and_as_replay_check(fleet, tmp_path
     local = evaluate(EvalConfig("auto", [str(fleet)], workers=2, out=tmp_path / "local", progress=False))
     on_ray = evaluate(EvalConfig("auto", [str(fleet)], ray="auto", workers=2, out=tmp_path / "ray", progress=False))
     assert local.exit_code == on_ray.exit_code == EXIT_OK
-    assert on_ray.report["runner"] == {"kind": "ray", "workers": 2, "address": "auto"}
+    runner = on_ray.report["runner"]
+    assert (runner["kind"], runner["workers"], runner["address"]) == ("ray", 2, "auto")
+    assert runner["start_s"] > 0 and runner["run_s"] > 0 and runner["stop_s"] >= 0
     assert local.report["recordings"] == on_ray.report["recordings"] == \
         {"total": 6, "scored": 6, "failed": 0, "cached": 0, "ran": 6}
     assert _scores(local.report) == _scores(on_ray.report)

@@ -202,6 +202,7 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
     if jobs:
         runner: Runner = RayRunner(cfg.ray, cfg.workers) if cfg.ray else \
             LocalRunner(min(cfg.workers or os.cpu_count() or 1, len(jobs)))
+        t_start = time.monotonic()
         with runner:
             runner_info["workers"] = runner.workers
             needed = {j.package.sha256 for j in jobs}
@@ -209,15 +210,21 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
                                    if sha in needed})
             jobs = [Job(j.log, j.log_sha256, j.side, shipped[j.package.sha256], j.variant, j.backend, j.threads)
                     for j in jobs]
+            t_run = time.monotonic()
+            runner_info["start_s"] = round(t_run - t_start, 3)
             with _bar(len(jobs), "eval", "task", cfg.progress) as bar:
                 for job, result in runner.run(jobs):
                     if "error" in result:
-                        failures.append({"recording": job.log, "side": job.side, "error": result["error"]})
+                        failures.append({"recording": job.log, "side": job.side, "error": result["error"],
+                                         **({"traceback": result["traceback"]} if "traceback" in result else {})})
                         bar.set_postfix(failed=len(failures))
                     else:
                         cache.put(keys[(job.log, job.side)], result)
                     by_rec[job.log][job.side] = result
                     bar.update()
+            runner_info["run_s"] = round(time.monotonic() - t_run, 3)
+            t_stop = time.monotonic()
+        runner_info["stop_s"] = round(time.monotonic() - t_stop, 3)
     report = _report(cfg, sides, packages, refs, by_rec, failures, cached, runner_info, len(jobs),
                      time.monotonic() - t0)
     return _write(cfg, report)

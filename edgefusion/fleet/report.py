@@ -56,6 +56,14 @@ def write_json(path: Path, report: dict[str, Any]) -> Path:
     return write_atomic(path, json.dumps(report, indent=1, sort_keys=False, default=str) + "\n")
 
 
+def _runner(report: dict[str, Any]) -> str:
+    r = report["runner"]
+    if not report["recordings"]["ran"]:
+        return "none needed (every task came from the cache)"
+    where = "local processes" if r["kind"] == "local" else f"Ray ({r['address']})"
+    return f"{where} × {r['workers']} workers (start {r['start_s']:.1f} s, tasks {r['run_s']:.1f} s)"
+
+
 def _which(side: str) -> str:
     return "every side" if side == "-" else f"side {side}"
 
@@ -74,8 +82,8 @@ def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
         lines.append(f"- **{s}**: {_side_name(report['sides'][s])}")
     lines += [f"- recordings: {rec['total']} ({rec['scored']} scored, {rec['failed']} failed, "
               f"{rec['cached']} task(s) from the cache of an earlier run)",
-              f"- runner: {report['runner']['kind']} × {report['runner']['workers']} workers, "
-              f"{report['timing']['wall_s']:.1f} s", "", f"**Verdict: {report['verdict_line']}**", ""]
+              f"- runner: {_runner(report)}, {report['timing']['wall_s']:.1f} s in all", "",
+              f"**Verdict: {report['verdict_line']}**", ""]
     if report["rules"]:
         lines += ["## Rules", ""] + [f"- {r['verdict']}" for r in report["rules"]] + [""]
     lines += _label_table(report, sides, ab) + _overall_table(report, sides, ab) + _scenario_table(report, sides)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import os
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -119,13 +120,13 @@ class RayRunner(Runner):
 
     def __enter__(self) -> RayRunner:
         ray = self.ray
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
-                 "configure_logging": True}
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         try:
-            if self.address == "auto":
-                ray.init(num_cpus=self._requested or 2, object_store_memory=OBJECT_STORE_BYTES, **quiet)
+            if self.address == "auto":  # "local": a new instance even where RAY_ADDRESS names a cluster
+                ray.init(address="local", num_cpus=self._requested or os.cpu_count() or 1,
+                         object_store_memory=OBJECT_STORE_BYTES, **quiet)
             else:
-                ray.init(address=self.address, **quiet)
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
             raise ConfigError(f"cannot start or join Ray at {self.address!r}: {type(exc).__name__}: {exc}") from exc
         self._started = True
