@@ -26,11 +26,8 @@ COMMAND_MODULES = (
     "edgefusion.cli.bench",
     "edgefusion.cli.serve",
     "edgefusion.cli.int8",
-<<<<<<< HEAD
     "edgefusion.cli.doctor",
-=======
     "edgefusion.cli.eval",
->>>>>>> fleet
     "edgefusion.task.tool",
 )
 
