@@ -8,7 +8,7 @@ import pytest
 from edgefusion.package import BUILTIN_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-#: third-party files the tests read (copied in with their licences: the tests never read ../shared)
+#: third-party files the tests read, copied in with their licences: tests read nothing outside the repository
 TEST_DATA = REPO / "tests" / "data"
 
 
