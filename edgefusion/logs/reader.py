@@ -30,6 +30,8 @@ from edgefusion.logs.schemas import TOPICS
 __all__ = ["SUPPORTED", "Gap", "LogInfo", "LogMessage", "LogReader", "decode"]
 
 log = logging.getLogger("edgefusion.logs")
+#: message bytes held to merge overlapping chunks into log-time order; past it, file order wins
+MAX_HELD_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -159,18 +161,21 @@ class LogReader:
                     and (end_ns is None or c.start_ns < end_ns)]
         refs = sorted(refs, key=lambda c: (c.start_ns, c.offset))
         heap: list[tuple[int, int, int, Any]] = []
-        n = i = seq = 0
+        n = i = seq = held = 0
         wanted = None if topics is None else set(topics)
         while i < len(refs) or heap:
-            # open every chunk that may hold a message before the earliest one pending
-            while i < len(refs) and (not heap or refs[i].start_ns <= heap[0][0]):
+            # open every chunk that may hold a message before the earliest one pending; chunks of
+            # ours do not overlap (two are open at most), and lying ones cannot pile up past the cap
+            while i < len(refs) and (not heap or (refs[i].start_ns <= heap[0][0] and held < MAX_HELD_BYTES)):
                 for off, m in self._chunk(refs[i]):
                     heapq.heappush(heap, (m.log_time, seq, off, m))
+                    held += len(m.data)
                     seq += 1
                 i += 1
             if not heap:
                 continue
             t, _, off, m = heapq.heappop(heap)
+            held -= len(m.data)
             n += 1
             ch = self._m.channels.get(m.channel_id)
             if ch is None:
