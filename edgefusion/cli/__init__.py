@@ -22,7 +22,6 @@ from edgefusion.errors import (
     BackendError,
     CheckFailed,
     EdgeFusionError,
-    ExportError,
     PipelineError,
 )
 
@@ -31,8 +30,9 @@ __all__ = ["EXIT_INPUT", "EXIT_MISMATCH", "EXIT_OK", "EXIT_PIPE", "EXIT_RUNTIME"
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1  #: ``replay --check`` (and other checks) found results that differ
-EXIT_INPUT = 2  #: a usage error, or input that cannot be used (a config, a log, a package, a missing extra)
-EXIT_RUNTIME = 3  #: the run itself failed (a backend, an export, the disk, a bug)
+EXIT_INPUT = 2  #: a usage error, or input that cannot be used (a config, a log, a package, a missing extra,
+#: training or export data)
+EXIT_RUNTIME = 3  #: the run itself failed (a backend, a pipeline stage, the disk, a bug)
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141  #: 128 + SIGPIPE: our output's reader went away (``| head``); quiet, as for any Unix tool
 
@@ -60,7 +60,7 @@ exit status:
   0  ok
   1  a check found a mismatch (replay --check)
   2  usage or input error: a bad option, config, log, package or missing extra (one 'error:' line)
-  3  runtime failure: a backend, an export, the disk, or a bug (one 'error:' line;
+  3  runtime failure: a backend, a pipeline stage, the disk, or a bug (one 'error:' line;
      EDGEFUSION_DEBUG=1 adds the traceback)
   130 interrupted (Ctrl-C); 141 the output pipe was closed (| head): nothing is printed
 """
@@ -79,20 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def exit_status(exc: BaseException) -> int:
-    """The exit status for an error: a pipeline error takes its cause's.
+    """The exit status for an error: a pipeline error takes its cause's (the pipeline sets ``__cause__``).
 
     Example:
-        >>> exit_status(CheckFailed("differs")), exit_status(PipelineError("backend", BackendError("gpu lost")))
-        (1, 3)
-        >>> from edgefusion.errors import InputError
-        >>> exit_status(PipelineError("source read", InputError("bad log"))), exit_status(OSError("disk full"))
-        (2, 3)
+        >>> from edgefusion.errors import ExportError, InputError
+        >>> failed = PipelineError("source read", InputError("bad log"))
+        >>> failed.__cause__ = InputError("bad log")
+        >>> exit_status(CheckFailed("differs")), exit_status(failed), exit_status(BackendError("gpu lost"))
+        (1, 2, 3)
+        >>> exit_status(OSError("disk full")), exit_status(ExportError("no data"))
+        (3, 2)
     """
     if isinstance(exc, PipelineError) and exc.__cause__ is not None:
         return exit_status(exc.__cause__)
     if isinstance(exc, CheckFailed):
         return EXIT_MISMATCH
-    if isinstance(exc, (BackendError, ExportError, PipelineError)) or not isinstance(exc, EdgeFusionError):
+    # ExportError (training, export, an INT8 gate) stays a refusal of what was given, as before
+    if isinstance(exc, (BackendError, PipelineError)) or not isinstance(exc, EdgeFusionError):
         return EXIT_RUNTIME
     return EXIT_INPUT
 

@@ -106,6 +106,8 @@ class LogReader:
             self._m = McapFile(self._f, self.path.stat().st_size)
         except Damage as exc:
             self._f.close()
+            if exc.what.startswith("not an MCAP file: "):
+                raise InputError(f"{self.path} is not an MCAP file ({exc.what[18:]}, byte {exc.offset})") from exc
             raise InputError(f"{self.path}: {exc}") from exc
         except OSError as exc:
             raise InputError(f"cannot read log {self.path}: {exc}") from exc

@@ -61,7 +61,7 @@ class McapFile:
         >>> McapFile(io.BytesIO(b"not mcap"), 8)
         Traceback (most recent call last):
         ...
-        edgefusion.logs.scan.Damage: byte 0: not an MCAP file (no MCAP magic at its start)
+        edgefusion.logs.mcapparts.Damage: byte 0: not an MCAP file: no MCAP magic at its start
     """
 
     def __init__(self, f: IO[bytes], size: int) -> None:
@@ -77,7 +77,7 @@ class McapFile:
         self.indexed = False  #: the summary is there, intact, and lists the chunks
         self.truncated_at: int | None = None  #: where a torn tail begins (the writer was killed)
         if size < len(MAGIC) or self._read(0, len(MAGIC)) != MAGIC:
-            raise Damage(0, "not an MCAP file (no MCAP magic at its start)")
+            raise Damage(0, "not an MCAP file: no MCAP magic at its start")
         self.profile, self.library, first = self._header()
         self._no_index = ""
         if not self._summary():
@@ -107,7 +107,7 @@ class McapFile:
     def _header(self) -> tuple[str, str, int]:
         op, length, nxt = self._record(8)
         if op != Opcode.HEADER:
-            raise Damage(8, f"not an MCAP file (the first record has opcode 0x{op:02x}, not a header)")
+            raise Damage(8, f"not an MCAP file: the first record has opcode 0x{op:02x}, not a header")
         body = self._read(17, length)
         strings = ["", ""]
         pos = 0
