@@ -222,11 +222,17 @@ def _check(where: str, t: Any, value: Any) -> Any:
     return value
 
 
+#: a service config is a few kB; anything near this is not one
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def loads(text: str, source: str = "config") -> ServiceConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{source}: not a usable config: arrays or tables nested too deeply") from exc
     cfg = _build(ServiceConfig, data, "")
     if not cfg.sources.camera.uri:
         raise ConfigError(f"{source}: sources.camera.uri is required (a device index, file, URL, GStreamer pipeline "
@@ -237,9 +243,18 @@ def loads(text: str, source: str = "config") -> ServiceConfig:
 def load(path: str | Path) -> ServiceConfig:
     p = Path(path)
     try:
-        text = p.read_text()
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: over {MAX_CONFIG_BYTES >> 20} MiB: not a config file")
+    if b"\0" in raw:
+        raise ConfigError(f"{p}: a binary file (a NUL byte at {raw.index(0)}), not a TOML config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); a config is TOML in UTF-8") from exc
     return loads(text, str(p))
 
 

@@ -38,6 +38,15 @@ __all__ = ["FORMAT_VERSION", "FileRecord", "InputSpec", "Manifest", "OutputSpec"
 FORMAT_VERSION = 1
 #: a declared dimension beyond this is a mistake or an attack (allocations follow the shapes)
 MAX_DIM = 1 << 16
+#: elements of one sample of one input (a 4096x4096 RGB image is 50M): more is a mistake or an attack
+MAX_ELEMENTS = 1 << 26
+# Preprocessing sizes a manifest declares, each (least, most): the runtime allocates by them.
+_PRE_LIMITS = {
+    "image": {"size": (1, 4096)},
+    "tokens": {"max_tokens": (1, 4096)},
+    "logmel": {"sample_rate": (1000, 192_000), "window_ms": (10, 60_000), "n_fft": (16, 1 << 16),
+               "hop": (1, 1 << 16), "n_mels": (1, 1024)},
+}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -183,7 +192,31 @@ def _input(d: Any, where: str, p: _Problems) -> InputSpec | None:
         pre = None
     if name is None or modality is None or dtype is None or not ok_shape or pre is None:
         return None
+    if not _sizes_ok(tuple(shape), pre, where, p):  # type: ignore[arg-type]
+        return None
     return InputSpec(name, modality, dtype, tuple(shape), pre)  # type: ignore[arg-type]
+
+
+def _sizes_ok(shape: tuple[int | str, ...], pre: dict[str, Any], where: str, p: _Problems) -> bool:
+    """Declared sizes within limits and agreeing with the shape (allocations follow them)."""
+    n = len(p.lines)
+    elements = 1
+    for s in shape:
+        elements *= s if isinstance(s, int) else 1
+    if elements > MAX_ELEMENTS:
+        p.add(f"{where}.shape", f"{elements} elements per sample; at most {MAX_ELEMENTS}")
+    for key, (lo, hi) in _PRE_LIMITS.get(str(pre.get("kind")), {}).items():
+        v = pre.get(key)
+        if key in pre and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
+            p.add(f"{where}.preprocess.{key}", f"expected an int from {lo} to {hi}, got {v!r:.40}")
+    ints = [s for s in shape if isinstance(s, int)]
+    kind = pre.get("kind")
+    if kind == "image" and len(p.lines) == n and ints.count(pre.get("size")) < 2:  # type: ignore[arg-type]
+        p.add(f"{where}.preprocess.size", f"{pre.get('size')!r:.20} disagrees with the shape {list(shape)}")
+    if kind == "tokens" and len(p.lines) == n and ints[-1:] != [pre.get("max_tokens")]:
+        p.add(f"{where}.preprocess.max_tokens", f"{pre.get('max_tokens')!r:.20} disagrees with the shape "
+                                                f"{list(shape)}")
+    return len(p.lines) == n
 
 
 def _output(d: Any, where: str, p: _Problems) -> OutputSpec | None:

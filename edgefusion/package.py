@@ -93,7 +93,12 @@ class ModelPackage:
         raise PackageError(f"package '{self.name}' has no output of kind '{kind}'")
 
     def feed_builder(self) -> FeedBuilder:
-        return FeedBuilder([(i.name, i.preprocess) for i in self.inputs])
+        """The preprocessing the manifest declares; PackageError (one line) when it cannot be built."""
+        try:
+            return FeedBuilder([(i.name, i.preprocess) for i in self.inputs])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError) as exc:
+            raise PackageError(f"{self.path / MANIFEST}: the preprocessing of its inputs is not usable "
+                               f"({type(exc).__name__}: {str(exc)[:200]}); rebuild the package") from exc
 
     def describe(self) -> str:
         m = self.manifest
@@ -112,9 +117,14 @@ class ModelPackage:
                          f"data {str(prov.get('data_sha256', '?'))[:16]}…")
         par = m.parity
         if par:
-            lines.append(f"parity    max |Δlogit| {par.get('max_abs_diff', float('nan')):.2e} on {par.get('samples')} "
-                         f"samples, argmax agreement {100 * par.get('argmax_agreement', float('nan')):.1f}%")
+            lines.append(f"parity    max |Δlogit| {_number(par.get('max_abs_diff')):.2e} on {par.get('samples')} "
+                         f"samples, argmax agreement {100 * _number(par.get('argmax_agreement')):.1f}%")
         return "\n".join(lines)
+
+
+def _number(v: object) -> float:
+    """A reported figure of the manifest as a float (NaN when it is not a number: the manifest is untrusted)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e300 else float("nan")
 
 
 def builtin_packages() -> list[str]:
@@ -144,6 +154,7 @@ def load_package(where: str | Path, verify: bool = True) -> ModelPackage:
         raise PackageError(f"cannot read {where}: {reason}; expected a JSON manifest "
                            "(see docs/architecture.md)") from exc
     pkg = ModelPackage(path, Manifest.parse(data, str(where)))
+    pkg.feed_builder()  # a manifest whose preprocessing cannot be built is refused now, in one line
     if verify:
         verify_package(pkg)
     return pkg

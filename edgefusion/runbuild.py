@@ -63,6 +63,9 @@ class Recording:
         image_format: ``jpeg`` (small) or ``raw`` (lossless: a replay of it is bit-identical).
         run_config: stored in the log as ``config.json`` (the command line, the resolved config).
         package_ref: how the model was named (path or built-in name), so a replay finds it again.
+        repeatable: an offline run (a lossless replay or files not paced): the log leaves out the
+            host's measurements (stage timings, the clock's epoch offset), so two runs over one
+            input write byte-identical files.
 
     Example:
         >>> Recording("run.mcap", package_ref="smart_home").image_format
@@ -73,6 +76,7 @@ class Recording:
     image_format: str = "jpeg"
     run_config: dict[str, Any] = field(default_factory=dict)
     package_ref: str = ""
+    repeatable: bool = False
 
 
 class RunBuilder:
@@ -120,14 +124,17 @@ class RunBuilder:
         return None if factory is None else self._stream("text", factory, False)
 
     def replay(self, path: str | Path, rate: float | None = None, start_s: float | None = None,
-               end_s: float | None = None, loop: bool = False, mapping: dict[str, str] | None = None) -> ReplaySource:
+               end_s: float | None = None, loop: bool = False, mapping: dict[str, str] | None = None,
+               allow_gaps: bool = False) -> ReplaySource:
         """Add a recorded log as the source of every stream (needs the 'mcap' extra).
 
         When the run is recorded too, the log's ground truth is copied into the recording.
+        A damaged log is refused unless ``allow_gaps`` (see :class:`~edgefusion.sources.replay.ReplaySource`).
         """
         from edgefusion.sources.replay import ReplaySource
 
-        src = ReplaySource(path, rate=rate, start_s=start_s, end_s=end_s, loop=loop, mapping=mapping)
+        src = ReplaySource(path, rate=rate, start_s=start_s, end_s=end_s, loop=loop, mapping=mapping,
+                           allow_gaps=allow_gaps)
         self._replays.append(src)
         self.sources.append(src)
         return src
@@ -186,12 +193,13 @@ class RunBuilder:
         from edgefusion.logs.recorder import Recorder
 
         recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format), lossless=self.config.lossless,
-                            drops=pipe.drops)
+                            drops=pipe.drops, repeatable=rec.repeatable)
         recorder.describe_run(package.manifest.raw, rec.run_config, sha256_file(package.path / "manifest.json"),
                               rec.package_ref)
         pipe.sinks.append(recorder)
         pipe.taps.append(recorder.tap)
         for src in self._replays:
+            # on the replay's own thread, in log order with its inputs: the recorder orders them with the results
             src.passthrough["/truth"] = recorder.truth
             src.passthrough["/labels"] = recorder.label
         return recorder

@@ -8,7 +8,8 @@ import pytest
 from edgefusion.package import BUILTIN_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: third-party files the tests read, copied in with their licences: tests read nothing outside the repository
+TEST_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 
-WAVS = ",".join(str(p) for p in sorted((SHARED_DATA / "audio" / "speech_commands").glob("*.wav")))
+WAVS = ",".join(str(p) for p in sorted((TEST_DATA / "audio" / "speech_commands").glob("*.wav")))
 
 
 def _free_port() -> int:
@@ -35,7 +35,7 @@ def test_run_with_real_files_and_tcp_commands_stops_on_sigint(tmp_path, video):
     port = _free_port()
     out, stats = tmp_path / "results.jsonl", tmp_path / "stats.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgefusion", "run", "--camera", str(SHARED_DATA / "video" / video), "--loop",
+        [sys.executable, "-m", "edgefusion", "run", "--camera", str(TEST_DATA / "video" / video), "--loop",
          "--audio", WAVS, "--text", f"tcp://127.0.0.1:{port}", "--out", f"jsonl:{out}", "--stats", str(stats),
          "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,14 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 
 from edgefusion.errors import InputError
 from edgefusion.sources import AudioFileSource, CallTextSource, CameraSource, SocketTextSource, StdinTextSource
 from edgefusion.sources.text import sanitize
 
-VIDEO = SHARED_DATA / "video"
-AUDIO = SHARED_DATA / "audio"
+VIDEO = TEST_DATA / "video"
+AUDIO = TEST_DATA / "audio"
 
 
 def test_camera_reads_a_real_file_to_its_end_without_trusting_metadata():

@@ -16,6 +16,11 @@ REPLAY_EPILOG = """examples:
   edgefusion replay run1.mcap --check                       # regression test: same results as recorded?
   edgefusion replay run1.mcap --rate 1 --start 5 --end 15   # real time, seconds 5 to 15
   edgefusion replay other.mcap --map camera=/cam/image,audio=/mic,text=/cmd
+  edgefusion replay damaged.mcap --allow-gaps               # replay what survived a damaged chunk
+
+Two replays of one log at --rate max write byte-identical --record files (cmp them).
+exit status: 0 ok, 1 --check found a mismatch, 2 usage or input error (a damaged log without
+--allow-gaps, a message that cannot be decoded), 3 runtime failure.
 """
 
 
@@ -65,9 +70,11 @@ def cmd_replay(a: argparse.Namespace) -> None:
 
     cfg = PipelineConfig(lossless=not a.live)
     builder = RunBuilder(cfg)
-    builder.replay(a.log, rate=_rate(a.rate), start_s=a.start, end_s=a.end, loop=a.loop, mapping=_parse_map(a.map))
+    rate = _rate(a.rate)
+    builder.replay(a.log, rate=rate, start_s=a.start, end_s=a.end, loop=a.loop, mapping=_parse_map(a.map),
+                   allow_gaps=a.allow_gaps)
     with LogReader(a.log) as r:
-        meta = r.info().metadata
+        meta = r.metadata()
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
@@ -75,8 +82,11 @@ def cmd_replay(a: argparse.Namespace) -> None:
     for spec in a.out or []:
         builder.add_sink(spec)
     if a.record:
+        # the options, not argv: argv names the output file, and two replays of one log must write the same bytes
+        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command")}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=model,
-                                 run_config={"command": sys.argv, "pipeline": cfg.__dict__}))
+                                 run_config={"command": "replay", "options": options, "pipeline": cfg.__dict__},
+                                 repeatable=rate is None and not a.live))
     results: list[Result] = []
     with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
             builder.build(pkg, be, on_result=results.append) as run:
@@ -85,6 +95,9 @@ def cmd_replay(a: argparse.Namespace) -> None:
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
           file=sys.stderr)
+    rejected = {k: v for k, v in stats.rejected.get("replay", {}).items() if v}
+    if rejected:
+        print(f"skipped from {a.log}: {rejected}", file=sys.stderr)
     if run.recorder is not None:
         print(f"recorded {run.recorder.written} messages to {run.recorder.path}", file=sys.stderr)
     if a.check:
@@ -108,8 +121,13 @@ def cmd_log_info(a: argparse.Namespace) -> None:
         print(json.dumps({**info.__dict__, "labels": labels}, indent=2))
         return
     dur = ((info.end_ns or 0) - (info.start_ns or 0)) / 1e9
-    state = "complete" if info.complete else \
-        f"TRUNCATED (recovered {info.recovered_messages} messages from complete chunks; the torn chunk is lost)"
+    if info.gaps:
+        lost = sum(g["messages"] or 0 for g in info.gaps)
+        state = f"DAMAGED ({len(info.gaps)} damaged chunk(s) or region(s), {lost} messages lost; see below)"
+    elif info.recovered_messages is not None:
+        state = f"TRUNCATED (recovered {info.recovered_messages} messages from complete chunks; the torn chunk is lost)"
+    else:
+        state = "complete" if info.complete else "readable, with damage outside the messages (see below)"
     print(f"{info.path}: {state}, profile '{info.profile}', written by '{info.library}'")
     print(f"{info.messages} messages over {dur:.3f} s ({info.start_ns} .. {info.end_ns} ns log time)")
     print(f"{'topic':<22} {'schema':<34} {'encoding':<13} {'messages':>8}")
@@ -119,6 +137,12 @@ def cmd_log_info(a: argparse.Namespace) -> None:
         print(f"metadata {name}: {md}")
     if info.attachments:
         print(f"attachments: {', '.join(info.attachments)}")
+    for g in info.gaps:
+        when = "" if g["start_ns"] is None else f", log time {g['start_ns']} .. {g['end_ns']} ns"
+        n = "an unknown number of" if g["messages"] is None else g["messages"]
+        print(f"LOST at byte {g['offset']}: {n} messages{when}: {g['reason']}")
+    for line in info.problems:
+        print(f"damage: {line}")
     if labels is None:
         print("labels: none (no /labels track; add one with: edgefusion label LOG --spans SPANS.csv --task TASK)")
         return
@@ -175,6 +199,9 @@ def register(sub: Any) -> None:
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
     sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic")
     sp.add_argument("--live", action="store_true", help="drop stale frames like a live run instead of lossless")
+    sp.add_argument("--allow-gaps", action="store_true",
+                    help="replay a damaged log (a chunk fails its CRC, a message cannot be decoded): skip what is "
+                         "lost, counted and reported, instead of refusing with exit status 2")
     sp.add_argument("--out", action="append", help="result sink, repeatable: jsonl:-, jsonl:PATH, "
                                                    "jsonl-actions:PATH")
     runtime_options(sp)

@@ -9,8 +9,8 @@ except ImportError as exc:  # pragma: no cover - exercised in the runtime-only e
 
     raise MissingDependencyError("mcap", "mcap", "Recording and replaying MCAP logs") from exc
 
-from edgefusion.logs.reader import SUPPORTED, LogInfo, LogMessage, LogReader, decode
+from edgefusion.logs.reader import SUPPORTED, Gap, LogInfo, LogMessage, LogReader, decode
 from edgefusion.logs.schemas import TOPICS
 from edgefusion.logs.writer import LogWriter
 
-__all__ = ["SUPPORTED", "TOPICS", "LogInfo", "LogMessage", "LogReader", "LogWriter", "decode"]
+__all__ = ["SUPPORTED", "TOPICS", "Gap", "LogInfo", "LogMessage", "LogReader", "LogWriter", "decode"]

@@ -52,6 +52,18 @@ COVERAGE_MODES = ("auto", "all", "spans")
 END_SLACK_NS = 1_000_000_000
 _TRUNCATED = ("{log} is truncated (its writer was probably killed); labels are added to complete logs only: "
               "replay it with --record to write a complete copy of what it holds")
+_DAMAGED = ("{log} is damaged ({gap}{more}); labels are added to intact logs only: replay it with --allow-gaps "
+            "--record to write a copy of what can be read")
+
+
+def _check_intact(r: LogReader, log: Path) -> None:
+    """A copy through the ``mcap`` library's reader needs an intact file: complete, every CRC holding."""
+    if not r.complete:
+        raise InputError(_TRUNCATED.format(log=log))
+    gaps = r.verify()
+    if gaps:
+        more = f"; and {len(gaps) - 1} more" if len(gaps) > 1 else ""
+        raise InputError(_DAMAGED.format(log=log, gap=gaps[0].line(), more=more))
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "": CompressionType.NONE}
 
 
@@ -92,9 +104,8 @@ def write_labelled(src: str | Path, dst: str | Path, track: LabelTrack, topic: s
         InputError: ``src`` is not a complete MCAP log, or ``dst`` cannot be written.
     """
     src, dst = Path(src), Path(dst)
-    with LogReader(src) as r:  # the clear messages for a missing or non-MCAP file
-        if not r.complete:
-            raise InputError(_TRUNCATED.format(log=src))
+    with LogReader(src) as r:  # the clear messages for a missing, non-MCAP or damaged file
+        _check_intact(r, src)
     try:
         with open(src, "rb") as f, atomic_output(dst) as out:
             return _copy(SeekingReader(f), out, dst, track, topic)
@@ -179,8 +190,7 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
     if not in_place and dst.resolve() == log.resolve():
         raise ConfigError(f"--out {dst} is the input log; pass --in-place to replace it")
     with LogReader(log) as r:
-        if not r.complete:
-            raise InputError(_TRUNCATED.format(log=log))
+        _check_intact(r, log)
         span = r.sample_range()
     if span is None:
         raise InputError(f"{log} holds no messages: there is nothing to label")

@@ -4,10 +4,19 @@ It is both a pipeline *tap* (raw inputs, handed over by the source threads) and 
 *sink* (results). Everything goes through its own bounded queue: in live mode a slow
 disk costs recorded messages (counted as ``recorder/queue_full``), never pipeline
 latency; in lossless mode the queue back-pressures instead and nothing is lost.
+
+The source threads hand over inputs in their own order and the sink thread hands over
+results in theirs; how the two interleave is thread timing. So the recorder decides the
+order itself: an input waits until the result of its frame (or of a later one) arrives,
+and each result is written right after the frame it is for. Two lossless runs over one
+input therefore write the same messages in the same order with the same log times; with
+``repeatable`` they leave out what the host measured (stage timings, the clock's epoch
+offset) and the files are byte-identical.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -32,14 +41,20 @@ class Recorder(Sink):
         lossless: back-pressure instead of dropping when the disk falls behind.
         capacity: messages buffered before dropping (live) or blocking (lossless).
         drops: where drops are counted (the pipeline's counter, so they are reported with the rest).
+        repeatable: an offline run: write no stage timings and no clock offset, so the same input
+            gives a byte-identical file.
     """
 
     name = "recorder"
 
     def __init__(self, writer: LogWriter, lossless: bool = False, capacity: int = 512,
-                 drops: DropCounter | None = None) -> None:
+                 drops: DropCounter | None = None, repeatable: bool = False) -> None:
         self.writer = writer
         self.lossless = lossless
+        self.repeatable = repeatable
+        # inputs waiting for the result of their frame; bounded so a stalled camera costs order, not memory
+        self._pending: collections.deque[Any] = collections.deque()
+        self._max_pending = 4 * capacity
         self.drops = drops or DropCounter()
         self._q: BoundedQueue[Any] = BoundedQueue("recorder", capacity,
                                                   Overflow.BLOCK if lossless else Overflow.REJECT, self.drops)
@@ -81,7 +96,6 @@ class Recorder(Sink):
             raise EdgeFusionError(f"recorder failed: {self._error}") from self._error
 
     def _loop(self) -> None:
-        w = self.writer
         try:
             while True:
                 try:
@@ -90,31 +104,55 @@ class Recorder(Sink):
                     break
                 if item is None:
                     continue
-                if isinstance(item, Frame):
-                    w.frame(item, item.t_ns)
-                elif isinstance(item, AudioChunk):
-                    w.audio(item, item.t_ns)
-                elif isinstance(item, Command):
-                    w.command(item, item.t_ns)
-                elif isinstance(item, Result):
-                    w.result(item, item.t_ns)
-                elif item[0] == "truth":
-                    _, t, msg = item
-                    w.truth(t, msg.get("action", ""), list(msg.get("events", [])), t)
-                elif item[0] == "label":
-                    w.label(item[1])
+                if isinstance(item, Result):
+                    self._release(item.t_ns)
+                    self._write(item)
+                elif isinstance(item, tuple) and item[0] == "meta":
+                    self._describe(*item[1:])
                 else:
-                    _, manifest, config, sha, ref = item
-                    w.attachment("manifest.json", "application/json", json.dumps(manifest, indent=2).encode())
-                    w.attachment("config.json", "application/json", json.dumps(config, indent=2, default=str).encode())
-                    w.metadata("edgefusion", {"package": manifest.get("name", ""), "package_ref": ref,
-                                              "package_sha256": sha,
-                                              "clock_epoch_offset_ns": str(time.time_ns() - time.monotonic_ns())})
-                    continue
-                self.written += 1
+                    self._pending.append(item)
+                    if len(self._pending) > self._max_pending:
+                        self._write(self._pending.popleft())
+            while self._pending:
+                self._write(self._pending.popleft())
         except BaseException as exc:
             self._error = exc
             self._q.close()
+
+    def _release(self, t_ns: int) -> None:
+        """Write the pending inputs up to the frame at ``t_ns`` (up to the oldest frame if it is not there)."""
+        frames = [i for i, x in enumerate(self._pending) if isinstance(x, Frame)]
+        if not frames:
+            return
+        last = next((i for i in frames if self._pending[i].t_ns == t_ns), frames[0])
+        for _ in range(last + 1):
+            self._write(self._pending.popleft())
+
+    def _write(self, item: Any) -> None:
+        w = self.writer
+        if isinstance(item, Frame):
+            w.frame(item, item.t_ns)
+        elif isinstance(item, AudioChunk):
+            w.audio(item, item.t_ns)
+        elif isinstance(item, Command):
+            w.command(item, item.t_ns)
+        elif isinstance(item, Result):
+            w.result(item, item.t_ns, timings=not self.repeatable)
+        elif item[0] == "truth":
+            _, t, msg = item
+            w.truth(t, msg.get("action", ""), list(msg.get("events", [])), t)
+        else:
+            w.label(item[1])
+        self.written += 1
+
+    def _describe(self, manifest: dict[str, Any], config: dict[str, Any], sha: str, ref: str) -> None:
+        w = self.writer
+        w.attachment("manifest.json", "application/json", json.dumps(manifest, indent=2).encode())
+        w.attachment("config.json", "application/json", json.dumps(config, indent=2, default=str).encode())
+        meta = {"package": manifest.get("name", ""), "package_ref": ref, "package_sha256": sha}
+        if not self.repeatable:  # maps the run's monotonic times to wall-clock time: differs on every run
+            meta["clock_epoch_offset_ns"] = str(time.time_ns() - time.monotonic_ns())
+        w.metadata("edgefusion", meta)
 
     def flush(self) -> None:
         pass

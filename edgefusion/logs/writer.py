@@ -113,8 +113,11 @@ class LogWriter:
     def command(self, c: Command, log_time_ns: int, topic: str = TOPICS["text"]) -> None:
         self.write(topic, "edgefusion.Command", {"timestamp": to_time(c.t_ns), "text": c.text}, log_time_ns, c.t_ns)
 
-    def result(self, r: Result, log_time_ns: int, topic: str = TOPICS["results"]) -> None:
+    def result(self, r: Result, log_time_ns: int, topic: str = TOPICS["results"], timings: bool = True) -> None:
+        """A result; ``timings=False`` leaves out its stage timings (host measurements) for a repeatable file."""
         msg = r.to_dict()
+        if not timings:
+            del msg["timings_ns"]
         msg["timestamp"] = to_time(r.t_ns)
         self.write(topic, "edgefusion.Result", msg, log_time_ns, r.t_ns)
 

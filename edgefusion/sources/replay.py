@@ -4,10 +4,18 @@ Paced on the log's clock (``rate`` 1 = real time, 2 = twice as fast) or as fast 
 pipeline takes it (``rate=None``, the default, lossless). ``start_s``/``end_s`` cut a
 window relative to the first message; ``loop`` starts again at the end (time keeps
 increasing). Foreign logs map their topics with ``mapping={"camera": "/cam/image", ...}``.
+
+A log is untrusted: its chunks are checked (CRC) when it is opened, and a damaged one
+refuses the replay - one line with the count and the time range of the messages lost -
+unless ``allow_gaps``, which replays the rest. A message that cannot be decoded is one
+line with its byte offset (skipped and counted as ``undecodable`` with ``allow_gaps``);
+a sample older than the one before it on its stream is dropped and counted as
+``time_backwards``, never fed to sync quietly.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,12 +23,14 @@ from typing import Any
 
 from edgefusion.clock import Clock
 from edgefusion.errors import InputError, SourceError
-from edgefusion.logs import TOPICS, LogReader, decode
+from edgefusion.logs import TOPICS, Gap, LogMessage, LogReader, decode
 from edgefusion.logs.reader import SUPPORTED
 from edgefusion.samples import AudioChunk, Command, Frame
 from edgefusion.sources.base import Sample, Source, pace_until
 
-__all__ = ["ReplaySource"]
+__all__ = ["ReplaySource", "describe_gaps"]
+
+log = logging.getLogger("edgefusion.replay")
 
 STREAMS = ("camera", "audio", "text")
 
@@ -33,8 +43,9 @@ class ReplaySource(Source):
 
     def __init__(self, path: str | Path, clock: Clock | None = None, rate: float | None = None,
                  start_s: float | None = None, end_s: float | None = None, loop: bool = False,
-                 mapping: dict[str, str] | None = None) -> None:
+                 mapping: dict[str, str] | None = None, allow_gaps: bool = False) -> None:
         super().__init__(clock)
+        self.allow_gaps = allow_gaps
         if rate is not None and rate <= 0:
             raise InputError(f"replay rate must be positive (or max), got {rate}")
         unknown = set(mapping or {}) - set(STREAMS)
@@ -48,8 +59,14 @@ class ReplaySource(Source):
         self.passthrough: dict[str, Callable[[int, dict[str, Any]], None]] = {}
 
     def open(self) -> None:
-        self._reader = LogReader(self.path)
-        info = self._reader.info()
+        self._reader = LogReader(self.path, warn=False)  # its damage is reported below, in one line
+        info = self._reader.info()  # reads every chunk once: damage is known before the first sample
+        gaps = self._reader.gaps
+        if gaps:
+            what = describe_gaps(gaps)
+            if not self.allow_gaps:
+                raise SourceError(f"{self.path}: {what}; replay with --allow-gaps to go on without them")
+            log.warning("%s: %s; replaying the rest (--allow-gaps)", self.path, what)
         by_topic = {c["topic"]: c for c in info.channels}
         present = {}
         for stream, topic in self.topics.items():
@@ -71,7 +88,8 @@ class ReplaySource(Source):
         self._all_topics = set(by_topic)
         self.first_ns = info.start_ns or 0
         self.info = {"path": str(self.path), "topics": present, "complete": info.complete,
-                     "messages": info.messages, "duration_s": ((info.end_ns or 0) - self.first_ns) / 1e9}
+                     "messages": info.messages, "duration_s": ((info.end_ns or 0) - self.first_ns) / 1e9,
+                     "gaps": len(gaps), "lost_messages": sum(g.messages or 0 for g in gaps)}
 
     def __iter__(self) -> Iterator[Sample]:
         if self._reader is None:
@@ -83,6 +101,7 @@ class ReplaySource(Source):
         mono0 = time.monotonic_ns()
         stream_of = {t: s for s, t in self.present.items()}
         topics = list(self.present.values()) + [t for t in self.passthrough if t in self._all_topics]
+        newest: dict[str, int] = {}  # stream -> time of its latest sample
         while True:
             last = origin
             for m in self._reader.messages(topics=topics, start_ns=start, end_ns=end):
@@ -92,24 +111,62 @@ class ReplaySource(Source):
                     due = mono0 + int((m.log_time_ns + shift - origin) / self.rate)
                     if not pace_until(self.stop, due):
                         return
-                if m.topic not in stream_of:
-                    d = decode(m)
-                    if isinstance(d, dict):
-                        self.passthrough[m.topic](m.publish_time_ns + shift, d)
+                s = self._decode(m, stream_of.get(m.topic), shift)
+                if s is None:
                     continue
-                s = decode(m, stream_of[m.topic])
                 last = m.log_time_ns
-                if shift and isinstance(s, (Frame, AudioChunk, Command)):
+                if shift:
                     s = _shifted(s, shift)
-                yield s  # type: ignore[misc]
+                if s.t_ns < newest.get(s.source, s.t_ns):
+                    self._reject("time_backwards", f"{m.where()}: its time {s.t_ns} ns is before the previous "
+                                                   f"{s.source} sample's ({newest[s.source]} ns); dropped")
+                    continue
+                newest[s.source] = s.t_ns
+                yield s
             if not self.loop:
                 return
             shift += last - origin + 1_000_000_000 // 30
+
+    def _decode(self, m: LogMessage, stream: str | None, shift: int) -> Frame | AudioChunk | Command | None:
+        """The sample of ``m`` (None for a passthrough topic, or a message skipped with ``allow_gaps``)."""
+        try:
+            if stream is None:
+                d = decode(m)
+                if isinstance(d, dict):
+                    self.passthrough[m.topic](m.publish_time_ns + shift, d)
+                return None
+            s = decode(m, stream)
+        except InputError as exc:
+            if not self.allow_gaps:
+                raise SourceError(f"{self.path}: {exc}; replay with --allow-gaps to skip such messages") from exc
+            self._reject("undecodable", str(exc))
+            return None
+        return s if isinstance(s, (Frame, AudioChunk, Command)) else None
+
+    def _reject(self, reason: str, line: str) -> None:
+        self.rejected[reason] += 1
+        if self.rejected[reason] <= 3:  # the rest are counted in the run's summary
+            log.warning("%s: %s", self.path, line)
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+
+def describe_gaps(gaps: list[Gap]) -> str:
+    """One line for the damage of a log: how many chunks, how many messages, which log times.
+
+    Example:
+        >>> describe_gaps([Gap(10, 1_000, 2_000, 5, "CRC"), Gap(90, 3_000, 4_000, None, "torn")]).split(" (")[0]
+        '2 damaged chunks or regions lost at least 5 messages, log time 1000 .. 4000 ns'
+    """
+    n = sum(g.messages or 0 for g in gaps)
+    count = f"at least {n}" if any(g.messages is None for g in gaps) else str(n)
+    times = [t for g in gaps for t in (g.start_ns, g.end_ns) if t is not None]
+    when = f", log time {min(times)} .. {max(times)} ns" if times else ""
+    kind = "damaged chunk or region" if len(gaps) == 1 else "damaged chunks or regions"
+    return f"{len(gaps)} {kind} lost {count} messages{when} (the first: {gaps[0].line()})"
 
 
 def _shifted(s: Frame | AudioChunk | Command, dt: int) -> Frame | AudioChunk | Command:
