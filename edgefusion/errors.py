@@ -24,8 +24,9 @@ message says what was expected, what was found and what to do about it.
           ├── ParityError         ONNX and PyTorch disagree beyond tolerance
           └── QuantizationError   INT8 calibration failed its guards or its accuracy gate
 
-The CLI prints ``error: <message>`` for any of these and exits with status 2, never a
-traceback.
+The CLI prints ``error: <message>`` for any of these, never a traceback, and exits with
+1 (a check found a mismatch), 2 (usage or input error) or 3 (runtime failure); see
+:func:`edgefusion.cli.exit_status`.
 
 Example:
     >>> try:
