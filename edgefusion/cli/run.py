@@ -42,8 +42,13 @@ def cmd_run(a: argparse.Namespace) -> None:
     for spec in a.out or (["jsonl:-"] if not a.record else []):
         builder.add_sink(spec)
     if a.record:
+        # files as fast as possible, nothing dropped: the same results each time, so the log leaves out what
+        # differs from run to run (stage timings, the clock offset, argv naming the output file)
+        offline = a.no_pace and a.lossless
+        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "stats")}
+        command = {"command": a.command, "options": options} if offline else {"command": sys.argv}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
-                                 run_config={"command": sys.argv, "pipeline": cfg.__dict__}))
+                                 run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline))
     with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, builder.build(pkg, be) as run:
         pipe = run.pipeline
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from edgefusion.clock import Clock
 from edgefusion.errors import ConfigError
 from edgefusion.scenarios import generate_timeline, get_scenario
 from edgefusion.sources.audio import AudioFileSource, MicrophoneSource
@@ -42,7 +43,7 @@ SYNTH_SEED = 1
 
 
 def camera_factory(uri: str, pace: bool = True, loop: bool = False,
-                   max_frames: int | None = None) -> SourceFactory:
+                   max_frames: int | None = None, clock: Clock | None = None) -> SourceFactory:
     """The camera stream: ``CameraSource`` for devices, files, URLs and GStreamer; a timeline for ``synth:``.
 
     Args:
@@ -50,6 +51,7 @@ def camera_factory(uri: str, pace: bool = True, loop: bool = False,
         pace: files and timelines in real time (default) or as fast as the pipeline takes them.
         loop: files and timelines start again at their end.
         max_frames: stop after this many frames (not for ``synth:``; bound it by time instead).
+        clock: where the source reads its start time (default: monotonic).
 
     Raises:
         ConfigError: an unknown scenario, or ``max_frames`` with ``synth:``.
@@ -61,10 +63,10 @@ def camera_factory(uri: str, pace: bool = True, loop: bool = False,
         timeline = generate_timeline(get_scenario(uri.split(":", 1)[1]), SYNTH_SECONDS, seed=SYNTH_SEED)
         # an endless loop that is not paced would only spin the CPU: a loop is always real time
         return lambda: TimelineSource(timeline, pace=pace or loop, loop=loop)
-    return lambda: CameraSource(uri, pace=pace, loop=loop, max_frames=max_frames)
+    return lambda: CameraSource(uri, clock=clock, pace=pace, loop=loop, max_frames=max_frames)
 
 
-def audio_factory(uri: str, pace: bool = True, loop: bool = False) -> SourceFactory | None:
+def audio_factory(uri: str, pace: bool = True, loop: bool = False, clock: Clock | None = None) -> SourceFactory | None:
     """The audio stream, or None for ``none``: a microphone (``default``, ``device:N``) or audio files."""
     if uri == "none":
         return None
@@ -73,7 +75,7 @@ def audio_factory(uri: str, pace: bool = True, loop: bool = False) -> SourceFact
         device: str | int | None = int(name) if name and name.isdigit() else name
         return lambda: MicrophoneSource(device)
     files: list[str | Path] = [p for p in uri.split(",") if p]
-    return lambda: AudioFileSource(files, pace=pace, loop=loop)
+    return lambda: AudioFileSource(files, clock=clock, pace=pace, loop=loop)
 
 
 def text_factory(uri: str) -> SourceFactory | None:
