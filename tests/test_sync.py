@@ -109,3 +109,15 @@ def test_band_limited_audio_is_counted_and_wideband_is_not(caplog):
         outcomes[name] = s.outcomes["audio_band_limited"]
     assert outcomes == {"wide": 0, "narrow": 2}  # two full 5 s periods in 12 s
     assert sum("almost no energy above 4000 Hz" in r.message for r in caplog.records) == 1
+
+
+def test_a_synthesized_driving_scene_is_not_taken_for_an_8_khz_source():
+    """Engine, siren and horn carry little above 4 kHz, but not nothing (the demo warned on them once)."""
+    from edgefusion.preprocess.audio import BandLimitDetector
+    from edgefusion.scenarios import generate_timeline, get_scenario
+
+    tl = generate_timeline(get_scenario("driving"), 30.0, seed=12)
+    det = BandLimitDetector(16000, log=False)
+    for i in range(0, len(tl.audio), 800):
+        det.update(tl.audio[i:i + 800])
+    assert det.band_limited_periods == 0

@@ -231,8 +231,8 @@ class BandLimitDetector:
         (1, 1)
     """
 
-    def __init__(self, rate: int, cutoff_hz: float = 4000.0, max_ratio: float = 1e-3, period_s: float = 5.0,
-                 min_level_db: float = -60.0, min_mid_share: float = 1e-4, log: bool = True) -> None:
+    def __init__(self, rate: int, cutoff_hz: float = 4000.0, max_ratio: float = 1e-4, period_s: float = 5.0,
+                 min_level_db: float = -60.0, min_mid_share: float = 1e-3, log: bool = True) -> None:
         self.rate = rate
         self.cutoff_hz = cutoff_hz
         self.max_ratio = max_ratio
