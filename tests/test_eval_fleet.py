@@ -104,7 +104,8 @@ def test_a_corrupt_recording_is_reported_the_others_scored_and_a_rerun_resumes(f
         main(args)
     assert exc.value.code == EXIT_PARTIAL
     stdout = capsys.readouterr().out
-    assert f"could not score {logs / 'corrupt.mcap'}: " in stdout and "not an MCAP file" in stdout
+    # the careful reader names the first broken record and its byte offset
+    assert f"could not score {logs / 'corrupt.mcap'}: " in stdout and "byte 8: record of" in stdout
     assert "PARTIAL: 1 of 4 recordings could not be scored; no rules on the 3 others" in stdout
     report = json.loads((out / "report.json").read_text())
     assert report["recordings"] == {"total": 4, "scored": 3, "failed": 1, "cached": 0, "ran": 3}
