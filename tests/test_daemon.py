@@ -156,7 +156,8 @@ def test_a_cut_http_stream_reconnects_and_results_resume(tmp_path):
         t_cut = time.monotonic()
         rz = wait_for(lambda: (r := svc.readyz())["code"] == 503 and "camera_reconnecting" in r["reasons"] and r,
                       5, "readiness to report the reconnecting camera")
-        assert rz["streams"]["camera"]["state"] == "reconnecting" and "SourceError" in rz["streams"]["camera"]["failing"]
+        camera = rz["streams"]["camera"]
+        assert camera["state"] == "reconnecting" and "SourceError" in camera["failing"]
         healthz_during_cut = svc.http("/healthz")
         time.sleep(max(0.0, t_cut + 5.0 - time.monotonic()))
         alive_during_cut = svc.proc.poll() is None
