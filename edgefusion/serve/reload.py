@@ -13,9 +13,7 @@ and ``READY=1`` at the end whatever the outcome.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import gc
 import logging
 import threading
 import time
@@ -26,11 +24,12 @@ from edgefusion.config import ServiceConfig
 from edgefusion.errors import EdgeFusionError
 from edgefusion.pipeline import Pipeline
 from edgefusion.serve.check import load_checked
+from edgefusion.serve.memory import release_memory
 
 if TYPE_CHECKING:
     from edgefusion.serve.service import Service
 
-__all__ = ["Reloader", "release_memory"]
+__all__ = ["Reloader"]
 
 log = logging.getLogger("edgefusion.serve")
 
@@ -47,20 +46,6 @@ def _withdraw_swap(pipe: Pipeline, backend: Backend) -> bool:
             pipe._pending_swap = None
             return True
     return False
-
-
-def release_memory() -> bool:
-    """Hand freed heap back to the system (glibc's ``malloc_trim``); False where there is none.
-
-    A reload frees a whole model (sessions, arenas, warm-up buffers) while the pipeline's
-    threads keep allocating: without this the freed pages stay in glibc's arenas, and
-    resident memory climbs by megabytes with every reload before it levels off.
-    """
-    gc.collect()
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) >= 0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim with
-        return False
 
 
 def _now() -> str:

@@ -47,6 +47,7 @@ from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow, Result
 from edgefusion.serve.check import load_checked
 from edgefusion.serve.http import HttpServer
 from edgefusion.serve.logfmt import setup_logging
+from edgefusion.serve.memory import limit_arenas
 from edgefusion.serve.metrics import Metrics
 from edgefusion.serve.notify import Notifier, watchdog_interval_s
 from edgefusion.serve.reload import Reloader
@@ -298,6 +299,7 @@ class Service:
         return 1
 
     def run(self) -> int:
+        limit_arenas()  # before any thread starts: flat memory across reloads (see serve/memory.py)
         setup_logging(self.cfg.logging.level, self.cfg.logging.json, self.run_id)
         # handlers first: a SIGHUP or SIGTERM during start-up must not kill the process
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
