@@ -283,3 +283,19 @@ def test_the_metrics_pass_promtool():
     assert b'edgefusion_drops_total{reason="queue_full",where="frames"} 3.0' in text
     assert b'edgefusion_drops_total{reason="too_old",where="frames"} 0.0' in text  # present before the first
     assert b"process_resident_memory_bytes" in text and b"_created" not in text
+
+
+@pytest.mark.slow
+def test_the_two_minute_soak_keeps_memory_flat_across_reloads(tmp_path):
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "soak.json"
+    p = subprocess.run([sys.executable, str(repo / "bench" / "soak.py"), "--duration", "120", "--reload-every", "20",
+                        "--out", str(out)], capture_output=True, text=True, timeout=400)
+    report = json.loads(out.read_text())
+    assert p.returncode == 0 and report["ok"], p.stdout + p.stderr
+    assert report["reloads"]["count"] == report["reloads"]["ok"] >= 5
+    assert report["rss_mb"]["growth_after_first_reload_pct"] <= 2.0
+    assert report["threads"]["start"] == report["threads"]["end"]
+    assert report["stop"]["exit_status"] == 0 and report["watchdog"]["max_gap_s"] < 2.0

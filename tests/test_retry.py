@@ -117,3 +117,41 @@ def test_a_live_camera_stream_that_drops_raises_instead_of_ending():
         assert got >= 10
     finally:
         stream.close()
+
+
+def test_an_unplugged_device_raises_and_a_file_ends(monkeypatch, tmp_path):
+    import cv2
+    import pytest
+
+    from edgefusion.errors import SourceError
+    from edgefusion.sources import CameraSource
+
+    class Capture:  # a V4L2 camera that is unplugged after 5 frames: read() starts failing
+        def __init__(self, *args):
+            self.n = 0
+
+        def isOpened(self):
+            return True
+
+        def get(self, prop):
+            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def set(self, prop, value):
+            return True
+
+        def read(self):
+            self.n += 1
+            return (True, np.zeros((4, 4, 3), np.uint8)) if self.n <= 5 else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", Capture)
+    for spec in ("0", "/dev/video2"):
+        with CameraSource(spec) as cam, pytest.raises(SourceError, match=f"camera: lost the device '{spec}'"):
+            assert cam.kind == "device"
+            list(cam)
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(b"")  # a file: its reads failing is its end, not an error
+    with CameraSource(clip, pace=False) as cam:
+        assert len(list(cam)) == 5
