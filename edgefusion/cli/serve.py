@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
                                     "source addresses, backend, package, variant and scenario names, input and TLS "
                                     "files, output folders. Every problem is printed, one line each (exit 2).",
                      cmd_config_check)
-    sp.add_argument("file")
+    sp.add_argument("file", help="the service's TOML file (relative paths in it start in the current directory)")
     sp = add_command(csub, "show", "Print the resolved config, defaults included, as TOML (passwords redacted).",
                      cmd_config_show)
-    sp.add_argument("file")
+    sp.add_argument("file", help="the service's TOML file")

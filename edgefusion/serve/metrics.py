@@ -30,7 +30,7 @@ BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.2, 0.5
 DROP_KEYS = (("frames", "queue_full"), ("frames", "too_old"), ("audio", "queue_full"), ("text", "queue_full"),
              ("prepared", "queue_full"), ("sink", "queue_full"), ("sync", "sync_skipped"),
              ("fusion", "deadline_missed"), ("mqtt", "buffer_full"), ("mqtt", "publish_error"),
-             ("mqtt", "unsent_at_exit"))
+             ("mqtt", "unsent_at_exit"), ("recorder", "queue_full"))
 
 
 def _prom() -> Any:
