@@ -151,7 +151,7 @@ class HttpSection:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8321
-    max_connections: int = 64  # open at once; more are closed unanswered
+    max_connections: int = 64  # open at once; beyond it the oldest idle one is closed
     timeout_s: float = 5.0  # to send a request, and to take the answer
 
 
