@@ -299,3 +299,33 @@ def test_the_two_minute_soak_keeps_memory_flat_across_reloads(tmp_path):
     assert report["rss_mb"]["growth_after_first_reload_pct"] <= 2.0
     assert report["threads"]["start"] == report["threads"]["end"]
     assert report["stop"]["exit_status"] == 0 and report["watchdog"]["max_gap_s"] < 2.0
+
+
+def test_the_http_server_answers_errors_plainly_and_survives_a_broken_route():
+    from edgefusion.errors import ConfigError
+    from edgefusion.serve.http import HttpServer
+
+    def broken():
+        raise RuntimeError("boom (test)")
+
+    srv = HttpServer("127.0.0.1", 0, {"/ok": lambda: (200, b"fine\n", "text/plain"), "/broken": broken})
+    srv.start()
+    try:
+        def raw(request: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                s.sendall(request)
+                return b"".join(iter(lambda: s.recv(65536), b""))
+
+        assert raw(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n").endswith(b"\r\n\r\nfine\n")
+        head = raw(b"HEAD /ok HTTP/1.1\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 5" in head and head.endswith(b"\r\n\r\n")
+        assert raw(b"GET /nope HTTP/1.1\r\n\r\n").endswith(b"not found: try /broken or /ok\n")
+        assert raw(b"POST /ok HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
+        assert raw(b"nonsense\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert raw(b"GET /ok HTTP/1.1\r\nX: " + b"a" * 10000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431")
+        assert raw(b"GET /broken HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 500")
+        assert raw(b"GET /ok HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")  # still serving
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
+            HttpServer("127.0.0.1", srv.port, {})
+    finally:
+        srv.close()
