@@ -1,8 +1,12 @@
 """The service configuration (TOML): typed, frozen, validated, printable.
 
 Every table maps onto a frozen dataclass; units are in the names (``*_ms``, ``*_s``).
-Unknown keys are refused with a "did you mean", wrong types name the key path and the
-expected type, and :func:`dump_toml` prints the resolved configuration with defaults.
+The whole file is checked and every problem reported, one line each, in one
+:class:`~edgefusion.errors.ConfigError`: unknown keys (with a "did you mean"), wrong types
+(the key path and the expected type), values out of range, numbers that are not finite.
+What needs the machine (packages, backends, files, addresses) is checked by
+:func:`edgefusion.serve.check.check_config`. :func:`dump_toml` prints the resolved
+configuration with defaults; :func:`redacted` hides its secrets first.
 
 Example:
     >>> cfg = loads('[model]\\npackage = "driving"\\n[sources.camera]\\nuri = "0"')
@@ -14,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +35,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
-__all__ = ["ServiceConfig", "dump_toml", "load", "loads", "pipeline_config"]
+__all__ = ["ServiceConfig", "dump_toml", "load", "loads", "parse", "pipeline_config", "problems_error", "read",
+           "redacted"]
 
 MS = 1_000_000
 
@@ -125,6 +130,7 @@ class MqttSection:
     commands: bool = True
     keepalive_s: int = 30
     reconnect_max_s: float = 5.0
+    required: bool = True  # readiness needs the broker (else results only wait in the buffer)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,8 @@ class HttpSection:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8321
+    max_connections: int = 64  # open at once; beyond it the oldest idle one is closed
+    timeout_s: float = 5.0  # to send a request, and to take the answer
 
 
 @dataclass(frozen=True)
@@ -166,7 +174,8 @@ class ServiceConfig:
     recording: RecordingSection = field(default_factory=RecordingSection)
     http: HttpSection = field(default_factory=HttpSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
-    watchdog_s: float = 0.0  # 0: use systemd's WATCHDOG_USEC when set
+    watchdog_s: float = 0.0  # ping period; 0: half of systemd's WATCHDOG_USEC when set
+    stall_s: float = 10.0  # input waiting this long without pipeline progress: stalled (pings stop, /healthz 503)
 
 
 CHOICES = {
@@ -176,17 +185,39 @@ CHOICES = {
     "sinks.mqtt.qos": (0, 1, 2),
 }
 
-#: keys with a lower bound above zero (a queue holds at least one item)
-MINIMUM = {f"queues.{name}_capacity": 1 for name in ("frame", "audio", "text", "sink")}
+#: (lowest, highest, lowest allowed itself?) of numeric keys; every other number must not be negative
+RANGES: dict[str, tuple[float, float | None, bool]] = {
+    **{f"queues.{name}_capacity": (1, None, True) for name in ("frame", "audio", "text", "sink")},
+    "model.threads": (1, 1024, True),
+    "sources.camera.max_age_ms": (1, None, True),
+    "sources.audio.max_age_ms": (1, None, True),
+    "sources.retry_initial_s": (0, 3600, False),
+    "sources.retry_max_s": (0, 3600, False),
+    "post.on": (0, 1, True),
+    "post.off": (0, 1, True),
+    "post.event_min_steps": (1, None, True),
+    "post.action_min_steps": (1, None, True),
+    "sinks.mqtt.port": (1, 65535, True),
+    "sinks.mqtt.buffer": (1, None, True),
+    "sinks.mqtt.keepalive_s": (0, 65535, True),
+    "sinks.mqtt.reconnect_max_s": (0, 3600, False),
+    "http.port": (0, 65535, True),
+    "http.max_connections": (1, 10000, True),
+    "http.timeout_s": (0, 3600, False),
+    "watchdog_s": (0, 86400, True),
+    "stall_s": (0, 86400, False),
+}
 
 
 def _type_name(t: Any) -> str:
     return getattr(t, "__name__", str(t))
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    """The dataclass from ``data``; each problem is appended (the default stays in its place)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'config'}: expected a table, got {type(data).__name__}")
+        problems.append(f"{path or 'config'}: expected a table, got {type(data).__name__}")
+        return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -195,52 +226,108 @@ def _build(cls: type, data: Any, path: str) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(fields))}"
-            raise ConfigError(f"{where}: unknown key{hint}")
+            problems.append(f"{where}: unknown key{hint}")
+            continue
         t = hints[key]
         if dataclasses.is_dataclass(t):
-            kwargs[key] = _build(t, value, where)  # type: ignore[arg-type]
+            kwargs[key] = _build(t, value, where, problems)  # type: ignore[arg-type]
             continue
-        kwargs[key] = _check(where, t, value)
+        problem = _check(where, t, value)
+        if problem:
+            problems.append(problem)
+        else:
+            kwargs[key] = float(value) if t is float else value
     return cls(**kwargs)
 
 
-def _check(where: str, t: Any, value: Any) -> Any:
+def _check(where: str, t: Any, value: Any) -> str | None:
+    """The problem with ``value`` for key ``where`` of type ``t``, or None."""
     if t is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    origin = typing.get_origin(t)
-    ok = isinstance(value, origin or t) and not (t in (int, float) and isinstance(value, bool))
-    if origin is types.UnionType or origin is typing.Union:  # pragma: no cover - no unions used yet
-        ok = isinstance(value, typing.get_args(t))
+    ok = isinstance(value, t) and not (t in (int, float) and isinstance(value, bool))
     if not ok:
-        raise ConfigError(f"{where}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+        return f"{where}: expected {_type_name(t)}, got {type(value).__name__} {value!r}"
     if where in CHOICES and value not in CHOICES[where]:
-        raise ConfigError(f"{where}: expected one of {list(CHOICES[where])}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < MINIMUM.get(where, 0):
-        least = MINIMUM.get(where)
-        raise ConfigError(f"{where}: must be at least {least}, got {value}" if least else
-                          f"{where}: must not be negative, got {value}")
-    return value
+        return f"{where}: expected one of {list(CHOICES[where])}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}: must be a finite number, got {value}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi, inclusive = RANGES.get(where, (0, None, True))
+        if (value < lo if inclusive else value <= lo) or (hi is not None and value > hi):
+            if hi is not None:
+                return f"{where}: must be {'from' if inclusive else 'above'} {lo:g} {'to' if inclusive else 'up to'} " \
+                       f"{hi:g}, got {value}"
+            if lo == 0 and inclusive:
+                return f"{where}: must not be negative, got {value}"
+            return f"{where}: must be at least {lo:g}, got {value}" if inclusive else \
+                f"{where}: must be above {lo:g}, got {value}"
+    if isinstance(value, str) and "\0" in value:
+        return f"{where}: contains a NUL character"
+    return None
 
 
 #: a service config is a few kB; anything near this is not one
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def loads(text: str, source: str = "config") -> ServiceConfig:
+def _cross_checks(cfg: ServiceConfig) -> list[str]:
+    """Problems that involve two keys."""
+    out = []
+    if not cfg.sources.camera.uri:
+        out.append("sources.camera.uri is required (a device index, file, URL, GStreamer pipeline or synth:SCENARIO)")
+    if cfg.post.off > cfg.post.on:
+        out.append(f"post.off ({cfg.post.off}) must not be above post.on ({cfg.post.on}): events would flicker")
+    if cfg.sources.retry_max_s < cfg.sources.retry_initial_s:
+        out.append(f"sources.retry_max_s ({cfg.sources.retry_max_s}) must not be below sources.retry_initial_s "
+                   f"({cfg.sources.retry_initial_s})")
+    return out
+
+
+def problems_error(source: str, problems: list[str]) -> ConfigError:
+    """One error for all ``problems`` of ``source``: one line each.
+
+    Example:
+        >>> print(problems_error("a.toml", ["x: bad", "y: worse"]))
+        a.toml: 2 problems:
+          x: bad
+          y: worse
+    """
+    if len(problems) == 1:
+        return ConfigError(f"{source}: {problems[0]}")
+    return ConfigError(f"{source}: {len(problems)} problems:\n  " + "\n  ".join(problems))
+
+
+def parse(text: str, source: str = "config") -> tuple[ServiceConfig, list[str]]:
+    """The config (defaults in place of bad values) and its problems, one line each.
+
+    Raises:
+        ConfigError: the text is not TOML at all.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
     except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
         raise ConfigError(f"{source}: not a usable config: arrays or tables nested too deeply") from exc
-    cfg = _build(ServiceConfig, data, "")
-    if not cfg.sources.camera.uri:
-        raise ConfigError(f"{source}: sources.camera.uri is required (a device index, file, URL, GStreamer pipeline "
-                          "or synth:SCENARIO)")
-    return cfg  # type: ignore[no-any-return]
+    problems: list[str] = []
+    cfg = _build(ServiceConfig, data, "", problems)
+    return cfg, problems + _cross_checks(cfg)
 
 
-def load(path: str | Path) -> ServiceConfig:
+def loads(text: str, source: str = "config") -> ServiceConfig:
+    """Parse and check a config; every problem is reported at once.
+
+    Raises:
+        ConfigError: one line per problem.
+    """
+    cfg, problems = parse(text, source)
+    if problems:
+        raise problems_error(source, problems)
+    return cfg
+
+
+def read(path: str | Path) -> str:
+    """The text of a config file (:class:`ConfigError` when it cannot be read, is huge, binary or not UTF-8)."""
     p = Path(path)
     try:
         with open(p, "rb") as f:
@@ -252,10 +339,14 @@ def load(path: str | Path) -> ServiceConfig:
     if b"\0" in raw:
         raise ConfigError(f"{p}: a binary file (a NUL byte at {raw.index(0)}), not a TOML config")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); a config is TOML in UTF-8") from exc
-    return loads(text, str(p))
+
+
+def load(path: str | Path) -> ServiceConfig:
+    """Read and check a config file (see :func:`loads`)."""
+    return loads(read(path), str(path))
 
 
 def pipeline_config(cfg: ServiceConfig) -> PipelineConfig:
@@ -274,6 +365,24 @@ def pipeline_config(cfg: ServiceConfig) -> PipelineConfig:
         sync=SyncConfig(audio_max_skew_ns=s.audio_max_skew_ms * MS, audio_policy=MissingPolicy(s.audio_policy),
                         command_horizon_ns=s.command_horizon_ms * MS, offsets_ns={"audio": s.audio_offset_ms * MS}),
         post=PostConfig(on=p.on, off=p.off, event_min_steps=p.event_min_steps, action_min_steps=p.action_min_steps))
+
+
+def redacted(cfg: ServiceConfig) -> ServiceConfig:
+    """The config with its secrets hidden: the MQTT password, and passwords inside source URIs.
+
+    Example:
+        >>> cfg = loads('[sources.camera]\\nuri = "rtsp://u:pw@cam/1"\\n[sinks.mqtt]\\npassword = "pw"')
+        >>> r = redacted(cfg)
+        >>> r.sinks.mqtt.password, r.sources.camera.uri
+        ('***', 'rtsp://u:***@cam/1')
+    """
+    from edgefusion.sources.camera import redact_uri
+
+    s, m = cfg.sources, cfg.sinks.mqtt
+    sources = dataclasses.replace(s, camera=dataclasses.replace(s.camera, uri=redact_uri(s.camera.uri)),
+                                  audio=dataclasses.replace(s.audio, uri=redact_uri(s.audio.uri)))
+    mqtt = dataclasses.replace(m, password="***" if m.password else "")
+    return dataclasses.replace(cfg, sources=sources, sinks=dataclasses.replace(cfg.sinks, mqtt=mqtt))
 
 
 def dump_toml(cfg: Any, prefix: str = "") -> str:

@@ -187,3 +187,187 @@ def test_commands_arrive_on_the_command_topic():
     finally:
         sink.close()
         broker.stop()
+
+
+# Home Assistant's rules for MQTT discovery, from its MQTT integration (homeassistant/components/mqtt:
+# text.py, binary_sensor.py, sensor.py, util.py) and its discovery documentation.
+HA_BINARY_SENSOR_CLASSES = {
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door", "garage_door", "gas", "heat",
+    "light", "lock", "moisture", "motion", "moving", "occupancy", "opening", "plug", "power", "presence", "problem",
+    "running", "safety", "smoke", "sound", "tamper", "update", "vibration", "window"}
+HA_KEYS = {  # keys each platform's discovery schema knows (anything else is dropped or refused)
+    "binary_sensor": {"name", "unique_id", "state_topic", "payload_on", "payload_off", "device_class",
+                      "availability_topic", "device", "value_template", "expire_after", "force_update", "off_delay"},
+    "sensor": {"name", "unique_id", "state_topic", "value_template", "json_attributes_topic", "icon",
+               "availability_topic", "device", "device_class", "unit_of_measurement", "expire_after"},
+    "text": {"name", "unique_id", "command_topic", "state_topic", "min", "max", "mode", "pattern",
+             "availability_topic", "device", "command_template", "value_template"},
+}
+HA_TOPIC = r"^(?P<prefix>[^+#]+)/(?P<component>\w+)/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config$"
+
+
+def _ha_problems(topic: str, payload: dict) -> list[str]:
+    import re
+
+    m = re.match(HA_TOPIC, topic)
+    if not m:
+        return [f"{topic}: not <prefix>/<component>/<node_id>/<object_id>/config"]
+    comp = m["component"]
+    out = [f"{topic}: unknown key {k}" for k in payload if k not in HA_KEYS[comp]]
+    for key in ("state_topic", "command_topic", "availability_topic", "json_attributes_topic"):
+        if key in payload and (not payload[key] or set(payload[key]) & {"+", "#", "\0"}):
+            out.append(f"{topic}: {key} is not a valid topic")
+    if not payload.get("unique_id") or not payload.get("device", {}).get("identifiers"):
+        out.append(f"{topic}: needs unique_id and device.identifiers")
+    if comp == "binary_sensor" and payload.get("device_class", "occupancy") not in HA_BINARY_SENSOR_CLASSES:
+        out.append(f"{topic}: device_class {payload['device_class']!r}")
+    if comp == "text":
+        lo, hi = payload.get("min", 0), payload.get("max", 255)
+        if not (isinstance(hi, int) and 0 <= lo < hi <= 255):
+            out.append(f"{topic}: text length min {lo} / max {hi} (HA: min < max <= 255)")
+        if "command_topic" not in payload:
+            out.append(f"{topic}: a text entity needs a command_topic")
+    if comp in ("binary_sensor", "sensor") and "state_topic" not in payload:
+        out.append(f"{topic}: needs a state_topic")
+    return out
+
+
+def test_discovery_follows_home_assistants_rules():
+    from edgefusion.package import load_package
+    from edgefusion.serve.discovery import DEVICE_CLASSES, HA_TEXT_MAX, discovery_payloads
+
+    assert set(DEVICE_CLASSES.values()) <= HA_BINARY_SENSOR_CLASSES and HA_TEXT_MAX == 255
+    for name in ("smart_home", "driving"):
+        pkg = load_package(name)
+        events = pkg.output("multilabel_logits").labels
+        payloads = discovery_payloads(MqttSection(topic_prefix="edge fusion/kitchen cam"), events, pkg.name)
+        assert len(payloads) == len(events) + 2
+        assert [p for t, m in payloads for p in _ha_problems(t, m)] == []
+        classes = {m["name"]: m.get("device_class") for t, m in payloads if "/binary_sensor/" in t}
+        assert sum(c is not None for c in classes.values()) >= len(events) - 2  # most labels have a class
+    assert _ha_problems("homeassistant/text/n/command/config",  # the old payload: refused by Home Assistant
+                        {"name": "c", "unique_id": "n_c", "command_topic": "p/command", "max": 256,
+                         "device": {"identifiers": ["n"]}})
+
+
+def test_connect_failures_are_logged_with_the_reason_and_in_health(caplog):
+    import logging
+
+    from edgefusion.serve.mqtt import MqttSink
+
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="edgefusion.mqtt"):
+        sink = MqttSink(MqttSection(enabled=True, port=_free_port(), reconnect_max_s=1.0), EVENTS, "m")
+        try:
+            deadline = time.monotonic() + 5
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.02)
+            took = time.monotonic() - t0
+            health = sink.health()
+        finally:
+            sink.close()
+    assert took < 2.0
+    assert "cannot connect" in caplog.records[0].getMessage() and "refused" in caplog.records[0].getMessage()
+    assert not health["connected"] and "refused" in health["last_error"] and health["failures"] >= 1
+
+
+def _retained(port: int, topic: str) -> dict[str, bytes]:
+    """The retained messages under ``topic`` (a fresh subscriber gets them at once)."""
+    listener = Listener(port, [topic])
+    time.sleep(0.5)
+    listener.close()
+    return {t: p for t, p, retain in listener.messages if retain and p}
+
+
+def test_retained_configs_of_labels_no_longer_published_are_cleared():
+    from edgefusion.serve.mqtt import MqttSink
+
+    port = _free_port()
+    broker = Broker(port)
+    broker.start()
+    cfg = MqttSection(enabled=True, port=port, topic_prefix="ef/clear", commands=False)
+    node = "homeassistant/binary_sensor/ef_clear"
+    try:
+        first = MqttSink(cfg, ("dark", "person", "smoke_alarm"), "m1")
+        _wait_connected(first)
+        first.flush()
+        first.close()
+        assert {t for t in _retained(port, "homeassistant/#") if "/binary_sensor/" in t} == \
+            {f"{node}/dark/config", f"{node}/person/config", f"{node}/smoke_alarm/config"}
+
+        second = MqttSink(cfg, ("dark",), "m2")  # a model without person and smoke_alarm
+        _wait_connected(second)
+        time.sleep(0.5)
+        second.flush()
+        after_restart = {t for t in _retained(port, "homeassistant/#") if "/binary_sensor/" in t}
+        second.set_model(("dark", "door_open"), "m3")  # a reload: door_open appears, nothing else goes
+        time.sleep(0.3)
+        second.flush()
+        after_reload = {t for t in _retained(port, "homeassistant/#") if "/binary_sensor/" in t}
+        second.close()
+    finally:
+        broker.stop()
+    assert after_restart == {f"{node}/dark/config"}
+    assert after_reload == {f"{node}/dark/config", f"{node}/door_open/config"}
+
+
+def _wait_connected(sink, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sink.connects == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sink.connects > 0, "the sink did not connect"
+
+
+@pytest.mark.slow
+def test_service_with_the_broker_down_at_start_logs_it_reports_it_and_delivers_in_order(tmp_path):
+    from serve_kit import Served, free_port, wait_for
+
+    http_port, mqtt_port = free_port(), _free_port()
+    cfg = f"""
+[model]
+threads = 1
+[sources.camera]
+uri = "synth:smart_home"
+loop = true
+[sinks.mqtt]
+enabled = true
+port = {mqtt_port}
+topic_prefix = "ef/svc"
+reconnect_max_s = 2.0
+[http]
+port = {http_port}
+[logging]
+json = true
+"""
+    svc = Served(tmp_path, cfg)
+    broker, listener = Broker(mqtt_port), None
+    try:
+        svc.port = http_port
+        rz = wait_for(lambda: (r := svc.readyz())["warm"] and r["sinks"].get("mqtt") and r, 60, "the service")
+        logs = [json.loads(x) for x in svc.log().splitlines() if x.startswith("{")]
+        ready_t = next(x["t"] for x in logs if x["msg"].startswith("ready"))
+        warning = wait_for(lambda: next((json.loads(x) for x in svc.log().splitlines()
+                                         if "cannot connect" in x), None), 5, "the connect failure in the log")
+        rz = svc.readyz()
+        assert rz["code"] == 503 and "mqtt_disconnected" in rz["reasons"]
+        assert rz["sinks"]["mqtt"]["connected"] is False and "refused" in rz["sinks"]["mqtt"]["last_error"]
+        assert rz["streams"]["camera"]["fresh"]  # only the sink is missing
+        # start the broker right after a failed attempt: the next one is a second or more away
+        failures = rz["sinks"]["mqtt"]["failures"]
+        wait_for(lambda: svc.readyz()["sinks"]["mqtt"]["failures"] > failures, 10, "another attempt")
+        broker.start()
+        listener = Listener(mqtt_port, ["ef/svc/result"])
+        wait_for(lambda: svc.readyz()["code"] == 200, 15, "readiness once the broker is up")
+        wait_for(lambda: len(listener.seqs("ef/svc")) > 100, 15, "the buffered results")
+        rc, _ = svc.stop()
+        time.sleep(0.3)
+    finally:
+        if listener is not None:
+            listener.close()
+        svc.close()
+        broker.stop()
+    assert warning["t"] - ready_t < 2.0 and warning["level"] == "warning"
+    seqs = [json.loads(p)["seq"] for t, p, _ in listener.messages if t == "ef/svc/result"]
+    assert seqs[0] == 0 and seqs == sorted(set(seqs))  # from the first buffered result on, in order, once each
+    assert seqs == list(range(len(seqs)))
+    assert rc == 0

@@ -7,16 +7,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from serve_kit import NotifySocket, free_port, get
 
 from edgefusion.config import dump_toml, loads, pipeline_config
 from edgefusion.errors import ConfigError
@@ -26,18 +23,7 @@ from edgefusion.pipeline import PipelineConfig
 prom_parser = pytest.importorskip("prometheus_client.parser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+_free_port, _get = free_port, get
 
 
 def _config(package: str, port: int, results: Path) -> str:
@@ -56,39 +42,6 @@ port = {port}
 [logging]
 json = true
 """
-
-
-class NotifySocket:
-    """The datagram socket a service manager would give us as NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
-
-    def close(self) -> None:
-        self._stop = True
-        self._t.join(1)
-        self.sock.close()
-
-    def lines(self) -> list[str]:
-        return [m for _, m in self.messages]
 
 
 @pytest.mark.slow
@@ -241,8 +194,115 @@ def test_config_show_prints_the_queues(tmp_path):
            "frame_max_age_ms = 250\ndeadline_ms = 40\n" in p.stdout
 
 
+#: the configs the issue found passing `config check` while crashing or failing silently: (TOML, the problem)
+BAD = [
+    ("[sinks.mqtt]\nenabled = true\nbuffer = 0", "sinks.mqtt.buffer: must be at least 1, got 0"),
+    ("[sinks.mqtt]\nenabled = true\nport = 99999", "sinks.mqtt.port: must be from 1 to 65535, got 99999"),
+    ("[post]\non = nan", "post.on: must be a finite number, got nan"),
+    ("watchdog_s = inf", "watchdog_s: must be a finite number, got inf"),
+    ("[sources]\nretry_initial_s = nan", "sources.retry_initial_s: must be a finite number, got nan"),
+    ('[model]\nbackend = "onnx"', "model.backend: unknown backend 'onnx'; did you mean 'onnxruntime'?"),
+    ('[model]\nvariant = "fp8"', "model.variant: unknown variant of package 'smart_home-attention' 'fp8'"),
+    ("", "sources.camera.uri: unknown scenario 'smart_hom'; did you mean 'smart_home'?"),
+    ('[sources.text]\nuri = "tcp://127.0.0.1"', "sources.text.uri: expected tcp://HOST:PORT with a port from 0 to "
+                                                 "65535"),
+    ('[sources.text]\nuri = "udp://x:1"', "sources.text.uri: unknown address 'udp://x:1'"),
+    ('[sinks.mqtt]\nenabled = true\ntls = true\nca_file = "/nonexistent/ca.pem"',
+     "sinks.mqtt.ca_file: file /nonexistent/ca.pem does not exist"),
+    ('[sinks]\njsonl = "/nonexistent/dir/results.jsonl"', "sinks.jsonl: folder /nonexistent/dir does not exist"),
+    ("[post]\non = 0.3\noff = 0.6", "post.off (0.6) must not be above post.on (0.3)"),
+]
+
+
+def _bad_config(extra: str, camera: str) -> str:
+    return f'{extra}\n[sources.camera]\nuri = "{camera}"\n'  # top-level keys before any table
+
+
+@pytest.mark.parametrize(("extra", "problem"), BAD, ids=[p.split(":")[0] for _, p in BAD])
+def test_config_check_finds_each_problem(tmp_path, extra, problem):
+    from edgefusion.serve.check import load_checked
+
+    camera = "synth:smart_hom" if "scenario" in problem else "synth:smart_home"
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(_bad_config(extra, camera))
+    with pytest.raises(ConfigError) as err:
+        load_checked(cfg)
+    assert str(err.value) .startswith(f"{cfg}: {problem}"), str(err.value)  # one problem: one line
+    assert "\n" not in str(err.value)
+
+
+ALL_AT_ONCE = """watchdog_s = inf
+[model]
+backend = "onnx"
+variant = "fp8"
+[sources]
+retry_initial_s = nan
+[sources.camera]
+uri = "synth:smart_hom"
+[sources.text]
+uri = "tcp://127.0.0.1"
+[post]
+on = nan
+[sinks]
+jsonl = "/nonexistent/dir/results.jsonl"
+[sinks.mqtt]
+enabled = true
+port = 99999
+buffer = 0
+tls = true
+ca_file = "/nonexistent/ca.pem"
+"""
+
+
+def test_config_check_and_serve_print_every_problem_one_line_each(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(ALL_AT_ONCE)
+    expected = [p for e, p in BAD if "udp://" not in e and "post.off" not in p]
+    for cmd in (["config", "check", str(cfg)], ["serve", "--config", str(cfg)]):
+        p = subprocess.run([sys.executable, "-m", "edgefusion", *cmd], capture_output=True, text=True, timeout=60)
+        lines = p.stderr.splitlines()
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert lines[0] == f"error: {cfg}: {len(expected)} problems:", p.stderr
+        assert len(lines) == 1 + len(expected) and all(x.startswith("  ") for x in lines[1:]), p.stderr
+        for problem in expected:
+            assert sum(problem in x for x in lines) == 1, problem
+
+
+def test_config_show_redacts_secrets(tmp_path):
+    cfg = tmp_path / "secret.toml"
+    cfg.write_text('[sources.camera]\nuri = "rtsp://admin:s3cret@10.0.0.5/live"\n'
+                   '[sinks.mqtt]\nusername = "ef"\npassword = "hunter2"\n')
+    p = subprocess.run([sys.executable, "-m", "edgefusion", "config", "show", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "hunter2" not in p.stdout and "s3cret" not in p.stdout
+    assert 'password = "***"' in p.stdout and 'uri = "rtsp://admin:***@10.0.0.5/live"' in p.stdout
+    assert 'username = "ef"' in p.stdout
+
+
+UNIT = Path(__file__).resolve().parents[1] / "deploy" / "edgefusion.service"
+
+
 def test_systemd_unit_has_the_hardening_and_notify_settings():
-    unit = (Path(__file__).resolve().parents[1] / "deploy" / "edgefusion.service").read_text()
+    unit = UNIT.read_text()
+    settings = {x.split("=", 1)[0] for x in unit.splitlines() if "=" in x and not x.startswith("#")}
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=edgefusion", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID"):
-        assert line in unit
+                 "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID", "StateDirectory=edgefusion",
+                 "WorkingDirectory=/var/lib/edgefusion", "CapabilityBoundingSet=\n", "UMask=0027",
+                 "SystemCallFilter=@system-service", "RestrictNamespaces=yes", "ProtectKernelLogs=yes"):
+        assert line in unit, line
+    # the GPU, cameras and CUDA keep working: no device sandbox, no W^X, nothing that implies a device list
+    for setting in ("PrivateDevices", "MemoryDenyWriteExecute", "DevicePolicy", "DeviceAllow", "ProtectClock",
+                    "PrivateUsers"):
+        assert setting not in settings, setting
+
+
+def test_systemd_analyze_scores_the_unit_at_most_3():
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (it comes with systemd)")
+    p = subprocess.run([analyze, "security", "--offline=true", str(UNIT)], capture_output=True, text=True,
+                       timeout=60)
+    line = next(x for x in p.stdout.splitlines() if "Overall exposure level" in x)
+    score = float(line.split(":")[1].split()[0])
+    assert score <= 3.0, p.stdout

@@ -14,7 +14,13 @@ SERVE_EPILOG = """examples:
   curl -s 127.0.0.1:8321/readyz; curl -s 127.0.0.1:8321/metrics | grep edgefusion_stage
   kill -HUP $(pidof edgefusion)        # reload the model named in the config, without a gap
 
-As a systemd service: deploy/edgefusion.service (Type=notify, watchdog, restart on failure).
+/healthz fails (503) when the pipeline stalls; /readyz (503 with "reasons") when the model
+is loading, a required stream is reconnecting or stale, or the MQTT broker is unreachable.
+Exit status: 0 after SIGTERM/SIGINT, 1 when the camera source ends for good or the pipeline
+fails, 2 for a config with problems.
+
+As a systemd service: deploy/edgefusion.service (Type=notify, watchdog fed by pipeline
+progress, restart on failure, hardened; results under its StateDirectory).
 """
 
 
@@ -25,10 +31,11 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
 
 def cmd_config_check(a: argparse.Namespace) -> None:
-    from edgefusion.config import load
+    from edgefusion.config import redacted
     from edgefusion.package import load_package
+    from edgefusion.serve.check import load_checked
 
-    cfg = load(a.file)
+    cfg = redacted(load_checked(a.file))
     pkg = load_package(cfg.model.package)
     print(f"{a.file}: OK (model {pkg.name}, backend {cfg.model.backend}:{cfg.model.variant}, camera "
           f"{cfg.sources.camera.uri!r}, audio {cfg.sources.audio.uri!r}, text {cfg.sources.text.uri!r}, "
@@ -36,10 +43,10 @@ def cmd_config_check(a: argparse.Namespace) -> None:
 
 
 def cmd_config_show(a: argparse.Namespace) -> None:
-    from edgefusion.config import dump_toml, load
+    from edgefusion.config import dump_toml, load, redacted
 
-    print(f"# resolved from {a.file}, defaults included")
-    print(dump_toml(load(a.file)))
+    print(f"# resolved from {a.file}, defaults included; secrets shown as ***")
+    print(dump_toml(redacted(load(a.file))))
 
 
 def register(sub: Any) -> None:
@@ -52,8 +59,11 @@ def register(sub: Any) -> None:
 
     cp = add_command(sub, "config", "Check or print a service config.", lambda a: cp.print_help())
     csub = cp.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    sp = add_command(csub, "check", "Validate a config file (types, values, unknown keys) and the model it names.",
+    sp = add_command(csub, "check", "Check a config as 'serve' would: keys, types, ranges, finite numbers, "
+                                    "source addresses, backend, package, variant and scenario names, input and TLS "
+                                    "files, output folders. Every problem is printed, one line each (exit 2).",
                      cmd_config_check)
-    sp.add_argument("file")
-    sp = add_command(csub, "show", "Print the resolved config, defaults included, as TOML.", cmd_config_show)
-    sp.add_argument("file")
+    sp.add_argument("file", help="the service's TOML file (relative paths in it start in the current directory)")
+    sp = add_command(csub, "show", "Print the resolved config, defaults included, as TOML (passwords redacted).",
+                     cmd_config_show)
+    sp.add_argument("file", help="the service's TOML file")

@@ -1,22 +1,36 @@
-"""Health and metrics over HTTP (127.0.0.1 by default): /healthz, /readyz, /metrics.
+"""The service's Prometheus metrics (``prometheus-client``), named by Prometheus's conventions.
 
-``/metrics`` is Prometheus text format from ``prometheus-client``: per-stage latency
-histograms, drops by reason, stream ages, results, reloads and the model's identity.
+Totals are counters ending in ``_total`` (drops included: they are read from the
+pipeline's drop counter at scrape time, so they cannot drift from it); durations are in
+seconds; label values an operator alerts on (reload outcomes, drop reasons, streams,
+stages, actions) exist at 0 from the start, so ``rate()`` and absence alerts work before
+the first event. ``process_*`` (CPU seconds, resident memory, open files) come from the
+client's ``ProcessCollector``.
+
+Example:
+    >>> m = Metrics()
+    >>> m.reloads.labels("failed").inc()
+    >>> b'edgefusion_reloads_total{outcome="ok"} 0.0' in m.render()
+    True
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from edgefusion.engine import STAGES
 from edgefusion.errors import MissingDependencyError
 
-__all__ = ["HealthServer", "Metrics"]
+__all__ = ["DROP_KEYS", "Metrics"]
 
 BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+#: (where, reason) of every drop the pipeline and the sinks count, shown at 0 before the first
+DROP_KEYS = (("frames", "queue_full"), ("frames", "too_old"), ("audio", "queue_full"), ("text", "queue_full"),
+             ("prepared", "queue_full"), ("sink", "queue_full"), ("sync", "sync_skipped"),
+             ("fusion", "deadline_missed"), ("mqtt", "buffer_full"), ("mqtt", "publish_error"),
+             ("mqtt", "unsent_at_exit"), ("recorder", "queue_full"))
 
 
 def _prom() -> Any:
@@ -27,75 +41,72 @@ def _prom() -> Any:
     return prometheus_client
 
 
-class Metrics:
-    """The service's Prometheus registry."""
+class _DropsCollector:
+    """``edgefusion_drops_total``: the pipeline's drop counts at scrape time."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshot: Callable[[], dict[str, int]]) -> None:
+        self.snapshot = snapshot
+
+    def describe(self) -> Iterable[Any]:
+        return []  # collected on demand only: the counts come from whichever pipeline runs
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        fam = CounterMetricFamily("edgefusion_drops", "Items dropped, by queue or stage and reason",
+                                  labels=["where", "reason"])
+        counts = dict.fromkeys((f"{w}/{r}" for w, r in DROP_KEYS), 0)
+        counts.update(self.snapshot())
+        for key, n in sorted(counts.items()):
+            where, _, reason = key.partition("/")
+            fam.add_metric([where, reason], float(n))
+        yield fam
+
+
+class Metrics:
+    """The service's registry: pipeline latency and counts, reloads, streams, sinks, the process.
+
+    Args:
+        drops: returns the drop counts keyed ``where/reason`` (the running pipeline's; empty before it exists).
+        streams: the configured streams, pre-created in the restart counter.
+    """
+
+    def __init__(self, drops: Callable[[], dict[str, int]] = dict, streams: tuple[str, ...] = ("camera",)) -> None:
         p = _prom()
-        self.registry = p.CollectorRegistry()
-        r = self.registry
+        p.disable_created_metrics()  # *_created series double every counter for no use here
+        self.registry = r = p.CollectorRegistry()
+        p.ProcessCollector(registry=r)
         self.stage = p.Histogram("edgefusion_stage_latency_seconds", "Latency of each pipeline stage per step",
                                  ["stage"], buckets=BUCKETS_S, registry=r)
-        self.results = p.Counter("edgefusion_results", "Results produced", registry=r)
-        self.actions = p.Counter("edgefusion_actions_emitted", "Actions emitted", ["action"], registry=r)
-        self.drops = p.Gauge("edgefusion_drops", "Items dropped, by queue and reason (cumulative)", ["where", "reason"],
-                             registry=r)
+        for s in STAGES:
+            self.stage.labels(s)
+        self.results = p.Counter("edgefusion_results", "Results delivered to the sinks", registry=r)
+        self.actions = p.Counter("edgefusion_actions_emitted", "Actions emitted, by action", ["action"], registry=r)
+        r.register(_DropsCollector(drops))
         self.stream_age = p.Gauge("edgefusion_stream_age_seconds", "Time since the stream last delivered a sample",
                                   ["stream"], registry=r)
-        self.ready = p.Gauge("edgefusion_ready", "1 when the model is warm and every required stream is fresh",
-                             registry=r)
-        self.reloads = p.Counter("edgefusion_reloads", "Model reloads by outcome", ["outcome"], registry=r)
-        self.source_restarts = p.Counter("edgefusion_source_restarts", "Sources reopened after a failure", ["stream"],
-                                         registry=r)
-        self.mqtt_buffered = p.Gauge("edgefusion_mqtt_buffered", "Messages waiting for the broker", registry=r)
+        self.ready = p.Gauge("edgefusion_ready", "1 when /readyz is 200", registry=r)
+        self.stalled = p.Gauge("edgefusion_pipeline_stalled", "1 while input waits without pipeline progress",
+                               registry=r)
+        self.reloads = p.Counter("edgefusion_reloads", "Model reloads (SIGHUP), by outcome", ["outcome"], registry=r)
+        for outcome in ("ok", "failed"):
+            self.reloads.labels(outcome)
+        self.source_restarts = p.Counter("edgefusion_source_restarts", "Streams reopened after a failure",
+                                         ["stream"], registry=r)
+        for s in streams:
+            self.source_restarts.labels(s)
+        self.housekeeping_errors = p.Counter("edgefusion_housekeeping_errors",
+                                             "Unexpected errors caught in the service's own threads", registry=r)
+        self.mqtt_buffered = p.Gauge("edgefusion_mqtt_buffered_messages", "MQTT messages not yet acknowledged",
+                                     registry=r)
+        self.mqtt_connected = p.Gauge("edgefusion_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
         self.model = p.Info("edgefusion_model", "The model being served", registry=r)
+
+    def set_model(self, name: str, variant: str, backend: str, actions: Iterable[str]) -> None:
+        """Name the served model and create its action counters at 0."""
+        self.model.info({"name": name, "variant": variant, "backend": backend})
+        for a in actions:
+            self.actions.labels(a)
 
     def render(self) -> bytes:
         return bytes(_prom().generate_latest(self.registry))
-
-
-class HealthServer:
-    """A small threaded HTTP server; ``ready()`` returns (ok, details)."""
-
-    def __init__(self, host: str, port: int, metrics: Metrics, ready: Callable[[], tuple[bool, dict[str, Any]]],
-                 before_scrape: Callable[[], None] = lambda: None) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    self._send(200, b"ok\n", "text/plain")
-                elif self.path == "/readyz":
-                    ok, details = ready()
-                    self._send(200 if ok else 503, json.dumps({"ready": ok, **details}).encode() + b"\n",
-                               "application/json")
-                elif self.path == "/metrics":
-                    before_scrape()
-                    self._send(200, outer.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
-                else:
-                    self._send(404, b"not found: try /healthz, /readyz or /metrics\n", "text/plain")
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args: Any) -> None:  # quiet: the service logs what matters
-                pass
-
-        self.metrics = metrics
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="sinks-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(2)

@@ -2,13 +2,27 @@
 
 ``spec`` may be a device index (``0``, V4L2 on Linux), a video file, a stream URL
 (``rtsp://…``, ``http://…``) or a GStreamer pipeline ending in ``appsink`` (the Jetson
-CSI path: ``nvarguscamerasrc ! … ! appsink``). Container metadata (frame count, fps) is
-reported but not trusted: the stream ends when reading fails, and an early end of a
-file is normal.
+CSI path: ``nvarguscamerasrc ! … ! appsink``). A device path (``/dev/video0``) counts as
+a device.
+
+Only a file ends: when reading fails, a file is over (container metadata such as the
+frame count is reported but not trusted; an early end is normal). A live source (device,
+URL, GStreamer) has no end: a failed read means the camera was unplugged or the stream
+dropped, and raises :class:`~edgefusion.errors.SourceError` so that a
+:class:`~edgefusion.sources.retry.RetryingSource` reconnects (the service) or the run
+stops with the reason (the CLI). Streams are opened with bounded open and read timeouts,
+so a dead network peer is noticed in seconds rather than never.
+
+Example:
+    >>> [_kind(s) for s in ("0", "/dev/video2", "rtsp://cam/1", "clip.mp4", "videotestsrc ! appsink")]
+    ['device', 'device', 'url', 'file', 'gstreamer']
+    >>> redact_uri("rtsp://admin:secret@10.0.0.5/stream")
+    'rtsp://admin:***@10.0.0.5/stream'
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +34,20 @@ from edgefusion.errors import InputError, SourceError
 from edgefusion.samples import Frame
 from edgefusion.sources.base import Source, pace_until
 
-__all__ = ["CameraSource"]
+__all__ = ["STREAM_TIMEOUT_MS", "CameraSource", "redact_uri"]
+
+#: open and read timeout of network streams (FFmpeg): a silent peer is a lost stream after this long
+STREAM_TIMEOUT_MS = 5000
+_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@/]*@")
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with the password of ``scheme://user:password@host`` replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\1:***@", uri)
 
 
 def _kind(spec: str) -> str:
-    if spec.isdigit():
+    if spec.isdigit() or re.fullmatch(r"/dev/video\d+", spec):
         return "device"
     if "!" in spec:
         return "gstreamer"
@@ -66,16 +89,19 @@ class CameraSource(Source):
         if self.kind == "file" and not Path(self.spec).is_file():
             raise SourceError(f"camera: video file {self.spec} does not exist")
         if self.kind == "device":
-            cap = cv2.VideoCapture(int(self.spec))
+            cap = cv2.VideoCapture(int(self.spec) if self.spec.isdigit() else self.spec)
         elif self.kind == "gstreamer":
             if "GStreamer:                   YES" not in cv2.getBuildInformation():
                 raise SourceError("camera: this OpenCV build has no GStreamer support (opencv-python-headless "
                                  "from PyPI is built without it); on Jetson use the system OpenCV from JetPack")
             cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
+        elif self.kind == "url":
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                               cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
         else:
             cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
-            raise SourceError(f"camera: OpenCV could not open {self.kind} '{self.spec}'")
+            raise SourceError(f"camera: OpenCV could not open {self.kind} '{redact_uri(self.spec)}'")
         for prop, key in ((cv2.CAP_PROP_FRAME_WIDTH, "width"), (cv2.CAP_PROP_FRAME_HEIGHT, "height"),
                           (cv2.CAP_PROP_FPS, "fps")):
             if self.requested[key]:
@@ -84,7 +110,7 @@ class CameraSource(Source):
         actual = {"width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
                   "fps": fps}
         self.info = {
-            "kind": self.kind, "spec": self.spec, "requested": self.requested, "actual": actual,
+            "kind": self.kind, "spec": redact_uri(self.spec), "requested": self.requested, "actual": actual,
             "container_frame_count": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), "frames_read": 0,
         }
         self._cap = cap
@@ -107,7 +133,10 @@ class CameraSource(Source):
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     base = last_t - start_clock + period_ns
                     continue
-                break  # end of stream; for files this is normal, whatever the container claimed
+                if self.kind != "file" and not self.stop.is_set():
+                    raise SourceError(f"camera: lost the {self.kind} '{redact_uri(self.spec)}' (a read failed after "
+                                      f"{n} frames)")
+                break  # the end of a file: normal, whatever the container claimed
             if self.kind == "file":
                 pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
                 offset = base + (int(pos_ms * 1e6) if pos_ms > 0 else 0)

@@ -1,0 +1,144 @@
+"""SIGHUP reloads of the service's model, on a thread of their own.
+
+A reload reads and checks the config again, loads and warms up its model beside the
+running one, and asks the pipeline to swap between two steps. It runs on its own thread
+so that the watchdog keeps being fed meanwhile, and it catches *every* exception: a
+broken package (a manifest missing a ``sha256``, a corrupt model file), a config with
+problems, a model that fails its warm-up check, a pipeline that does not take the swap.
+Each failure is logged, counted (``edgefusion_reloads_total{outcome="failed"}``) and
+shown in ``/readyz`` as ``last_reload``; the old model keeps serving, and the next
+SIGHUP tries again. systemd hears ``RELOADING=1`` (with ``MONOTONIC_USEC``) at the start
+and ``READY=1`` at the end whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from edgefusion.backends import Backend
+from edgefusion.config import ServiceConfig
+from edgefusion.errors import EdgeFusionError
+from edgefusion.pipeline import Pipeline
+from edgefusion.serve.check import load_checked
+from edgefusion.serve.memory import release_memory
+
+if TYPE_CHECKING:
+    from edgefusion.serve.service import Service
+
+__all__ = ["Reloader"]
+
+log = logging.getLogger("edgefusion.serve")
+
+
+def _withdraw_swap(pipe: Pipeline, backend: Backend) -> bool:
+    """Take back a swap the pipeline has not applied (True), so it cannot apply a backend we close.
+
+    ``Pipeline.swap_model`` leaves its request pending when it times out; this reaches into
+    it under the pipeline's own lock until the pipeline can withdraw it itself.
+    """
+    with pipe._lock:
+        pending = pipe._pending_swap
+        if pending is not None and pending[1] is backend:
+            pipe._pending_swap = None
+            return True
+    return False
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Reloader:
+    """Reloads ``service``'s model when asked (:meth:`request`), one reload at a time."""
+
+    def __init__(self, service: Service, swap_timeout_s: float = 10.0) -> None:
+        self.service = service
+        self.swap_timeout_s = swap_timeout_s
+        self._wanted = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sinks-reload", daemon=True)
+
+    def request(self) -> None:
+        """Ask for a reload (requests made while one runs are merged into the next)."""
+        self._wanted.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        svc = self.service
+        while not svc._stop.is_set():
+            if not self._wanted.wait(0.1) or svc.pipe is None:
+                continue
+            self._wanted.clear()
+            try:
+                self.reload()
+            except Exception:  # reload() reports its own failures; this only keeps the thread alive
+                svc.metrics.housekeeping_errors.inc()
+                log.exception("reload error (the running model stays)")
+
+    def reload(self) -> bool:
+        """One reload; True once the new model serves."""
+        svc = self.service
+        pipe = svc.pipe
+        assert pipe is not None
+        t0 = time.monotonic()
+        svc.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+                          "STATUS=reloading the model")
+        try:
+            cfg = load_checked(svc.config_path)
+            pkg, be = svc._open_model(cfg)
+        except Exception as exc:  # anything at all: the running model stays
+            return self._failed(exc, t0)
+        old = pipe.backend
+        error: Exception = EdgeFusionError(f"the pipeline did not take the new model within {self.swap_timeout_s:g} s "
+                                           "(is it stalled?)")
+        try:
+            swapped = pipe.swap_model(pkg, be, self.swap_timeout_s) or not _withdraw_swap(pipe, be)
+        except Exception as exc:
+            swapped, error = not _withdraw_swap(pipe, be), exc
+        if not swapped:
+            be.close()
+            release_memory()
+            return self._failed(error, t0)
+        old.close()
+        del old
+        release_memory()
+        self._apply(cfg)
+        m = cfg.model
+        svc.metrics.set_model(pkg.name, m.variant, m.backend, pkg.output("class_logits").labels)
+        if svc.mqtt is not None:
+            svc.mqtt.set_model(pkg.output("multilabel_logits").labels, pkg.name)
+        svc.metrics.reloads.labels("ok").inc()
+        svc.last_reload = {"ok": True, "model": pkg.name, "seconds": round(time.monotonic() - t0, 3), "at": _now()}
+        log.info("reloaded in %.1f s: now serving %s", time.monotonic() - t0, pkg.name)
+        svc.notifier.send("READY=1", f"STATUS=serving {pkg.name}")
+        svc._status = ""  # the next status line goes out even if it reads as before
+        return True
+
+    def _failed(self, exc: BaseException, t0: float) -> bool:
+        svc = self.service
+        error = str(exc) if isinstance(exc, EdgeFusionError) else f"{type(exc).__name__}: {exc}"
+        svc.metrics.reloads.labels("failed").inc()
+        svc.last_reload = {"ok": False, "error": error, "seconds": round(time.monotonic() - t0, 3), "at": _now()}
+        log.error("reload failed, the running model stays: %s", error)
+        svc.notifier.send("READY=1", "STATUS=reload failed; serving the previous model")
+        svc._status = ""
+        return False
+
+    def _apply(self, cfg: ServiceConfig) -> None:
+        """Take ``[model]`` of the reloaded config; name the other changes, which wait for a restart."""
+        svc = self.service
+        others = [f.name for f in dataclasses.fields(cfg) if f.name != "model" and
+                  getattr(cfg, f.name) != getattr(svc.cfg, f.name)]
+        if others:
+            log.warning("reload applies [model] only; restart the service to apply the changes to: %s",
+                        ", ".join(others))
+        svc.cfg = dataclasses.replace(svc.cfg, model=cfg.model)
