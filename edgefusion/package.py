@@ -44,7 +44,7 @@ BUILTIN_DIR = Path(__file__).parent / "models"
 MAX_MANIFEST_BYTES = 4 << 20
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -21,6 +21,7 @@ from edgefusion.core import iter_windows
 from edgefusion.errors import InputError
 from edgefusion.labels import LabelTrack, WindowLabeler
 from edgefusion.logs import LogReader
+from edgefusion.package import sha256_file as file_sha256
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.samples import FusionWindow
 from edgefusion.sources.replay import ReplaySource
@@ -70,12 +71,6 @@ def find_logs(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_recording(path: Path, task: Task, audio_window_ns: int) -> Recording:

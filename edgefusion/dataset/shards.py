@@ -15,7 +15,6 @@ reading it and never unpickles. Torch-free: training and calibration call it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgefusion.errors import InputError
+from edgefusion.package import sha256_file as _sha256
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LABEL_ARRAYS", "MANIFEST", "SPLITS", "describe", "label_counts",
            "load_split", "read_manifest", "save_shard", "thin_labels"]
@@ -40,12 +40,6 @@ MAX_MANIFEST_BYTES = 64 << 20
 MIN_TRAIN_POSITIVES = 20
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_shard(root: Path, rel: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

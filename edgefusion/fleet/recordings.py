@@ -12,12 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgefusion.errors import ConfigError
+from edgefusion.package import sha256_file as sha256_of
 
 __all__ = ["find_recordings", "is_url", "sha256_of"]
 
@@ -59,9 +59,3 @@ def find_recordings(items: Sequence[str]) -> list[str]:
     return unique
 
 
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
