@@ -10,9 +10,9 @@ reload run the same checks; all problems come back at once, one line each.
 Example:
     >>> from edgefusion.config import loads
     >>> for line in check_config(loads('[model]\\nbackend = "onnx"\\n[sources.camera]\\nuri = "synth:smart_hom"')):
-    ...     print(line)
-    model.backend: unknown backend 'onnx'; did you mean 'onnxruntime'? (known: null, onnxruntime, tensorrt, torch)
-    sources.camera.uri: unknown scenario 'smart_hom'; did you mean 'smart_home'? (known: driving, smart_home)
+    ...     print(line.split(" (known:")[0])  # each line goes on to list the known names
+    model.backend: unknown backend 'onnx'; did you mean 'onnxruntime'?
+    sources.camera.uri: unknown scenario 'smart_hom'; did you mean 'smart_home'?
 """
 
 from __future__ import annotations
