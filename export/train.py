@@ -225,7 +225,7 @@ def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's first line only advises weights_only=False; the line after it names the offending object
+        # torch's first line only advises turning weights_only off; the line after it names the offending object
         reason = next((ln for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
         raise ExportError(f"{path}: refused to load the checkpoint: it holds objects other than tensors and plain "
                           f"data ({reason.strip()}); only checkpoints written by 'edgefusion train' load") from exc
