@@ -237,3 +237,25 @@ def test_robustness_quick_run(local_corpus: Path, tmp_path: Path) -> None:
     assert level["windows"] == 1 and pkg["false_alarms"]["enough"] is False
     md = out.with_suffix(".md").read_text()
     assert "| real noise SNR 0 dB |" in md and "| glass_break |" in md
+
+
+@pytest.mark.slow
+def test_fusion_vs_concat_tiny_run(local_corpus: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("bench_fusion_vs_concat", REPO / "bench" / "fusion_vs_concat.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "fvc.json"
+    argv = ["--scenarios", "driving", "--samples", "48", "--epochs", "1", "--eval-samples", "16", "--bench-samples",
+            "8", "--corpus", str(local_corpus), "--work", str(tmp_path / "runs"), "--out", str(out)]
+    assert mod.main(argv) == 0
+    res = json.loads(out.read_text())["scenarios"]["driving"]
+    a, c = res["attention"], res["concat"]
+    assert a["train_data_sha256"] == c["train_data_sha256"]  # same data for both
+    assert a["parameters"] > c["parameters"] and a["arch"] == "attention" and c["arch"] == "concat"
+    names = [r["name"] for r in a["robustness"]["rows"]]
+    assert names[0] == "clean" and "16:9 crop (top-aligned)" in names and a["robustness"]["samples"] == 8
+    assert "| 16:9 crop (top-aligned) |" in out.with_suffix(".md").read_text()
+    assert mod.main([*argv, "--reuse"]) == 0  # evaluates the runs already there, no training
+    assert (tmp_path / "runs" / "driving-concat" / "package" / "manifest.json").is_file()
