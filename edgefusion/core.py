@@ -91,7 +91,7 @@ class FusionCore:
         self.sync = Synchronizer(sync or SyncConfig())
         self.post_config = post or PostConfig()
         step = FusionStep(package, backend)
-        self.post = PostProcessor(self.post_config, step.event_out.labels)
+        self.post = PostProcessor(self.post_config, step.event_labels)
         self._choice = (task, policy)
         self._active: tuple[FusionStep, Decider | None] = (step, decider_for(package, task, policy))
         self.text_source = text_source
@@ -171,7 +171,7 @@ class FusionCore:
             prepared.timings_ns["preprocess"] += time.perf_counter_ns() - t
             prepared.step, prepared.decider = step, decider
         t0 = time.perf_counter_ns()
-        outs = step.backend.infer(prepared.feeds)
+        outs = step.infer(prepared.feeds, prepared.window.t_ns)
         prepared.timings_ns["inference"] = time.perf_counter_ns() - t0
         return outs
 
@@ -184,7 +184,7 @@ class FusionCore:
         """
         t0 = time.perf_counter_ns()
         step, window = prepared.step, prepared.window
-        decision = step.postprocess(outs)
+        decision = step.postprocess(outs, prepared.info)
         # "a command had arrived by then" by the window's time, not by how far the sources ran ahead:
         # the prepare thread may already hold later commands, and the result must not depend on it
         first = self.sync.first_command_t_ns
@@ -218,8 +218,8 @@ class FusionCore:
         """
         step = FusionStep(package, backend)
         decider = decider_for(package, *self._choice)
-        if step.event_out.labels != self.step.event_out.labels:
-            self.post = PostProcessor(self.post_config, step.event_out.labels)
+        if step.event_labels != self.step.event_labels:
+            self.post = PostProcessor(self.post_config, step.event_labels)
         self._active = (step, decider)
 
 
