@@ -74,8 +74,16 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _classes(spec: OutputSpec, outs: Mapping[str, np.ndarray], info: FeedInfo | None, d: Decoded) -> None:
+def _scores(spec: OutputSpec, outs: Mapping[str, np.ndarray]) -> np.ndarray:
     x = np.asarray(outs[spec.name][0], np.float64).reshape(-1)
+    if x.size != len(spec.labels):
+        raise PackageError(f"output '{spec.name}': the model gives {x.size} values per item, the manifest names "
+                           f"{len(spec.labels)} labels; declare one label per value")
+    return x
+
+
+def _classes(spec: OutputSpec, outs: Mapping[str, np.ndarray], info: FeedInfo | None, d: Decoded) -> None:
+    x = _scores(spec, outs)
     probs = _softmax(x) if spec.kind == "class_logits" else x
     scores = {a: float(p) for a, p in zip(spec.labels, probs)}
     if spec.role == "action" or (spec.role is None and not d.action_scores):
@@ -85,7 +93,7 @@ def _classes(spec: OutputSpec, outs: Mapping[str, np.ndarray], info: FeedInfo | 
 
 
 def _multilabel(spec: OutputSpec, outs: Mapping[str, np.ndarray], info: FeedInfo | None, d: Decoded) -> None:
-    x = np.asarray(outs[spec.name][0], np.float64).reshape(-1)
+    x = _scores(spec, outs)
     probs = sigmoid(x) if spec.kind == "multilabel_logits" else x
     scores = {a: float(p) for a, p in zip(spec.labels, probs)}
     d.scores.update(scores)

@@ -111,7 +111,8 @@ class ModelPackage:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError,
                 ConfigError) as exc:
             raise PackageError(f"{self.path / MANIFEST}: the preprocessing of its inputs is not usable "
-                               f"({type(exc).__name__}: {str(exc)[:200]}); rebuild the package") from exc
+                               f"({type(exc).__name__}: {str(exc)[:300]}); fix its preprocess blocks "
+                               "(docs/bring-your-model.md) or rebuild the package") from exc
 
     def describe(self) -> str:
         m = self.manifest
