@@ -7,12 +7,13 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
+from model_kit import image_input, image_scorer, model, write_package  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
 from edgefusion.backends import availability  # noqa: E402
 from edgefusion.backends.probe import model_versions  # noqa: E402
 from edgefusion.cli import main  # noqa: E402
 from edgefusion.package import load_package  # noqa: E402
-from model_kit import image_input, image_scorer, model, write_package  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
 
 SCORES = [{"name": "scores", "kind": "multilabel_logits", "labels": ["a", "b"]}]
 
@@ -59,7 +60,7 @@ def test_the_fix_command_really_converts_the_model(tmp_path):
     pkg = write_package(tmp_path / "old", _old_opset_model(), [{"name": "image", "modality": "audio",
                         "dtype": "float32", "shape": ["batch", 2], "preprocess": {"kind": "waveform", "samples": 2}}],
                         SCORES)
-    ok, why = availability(load_package(pkg))[0][2:]
+    _, why = availability(load_package(pkg))[0][2:]
     cmd = why.split("Convert it: ")[1].split("; then")[0]
     assert cmd.startswith('python -c "') and cmd.endswith('"')
     exec(cmd[len('python -c "'):-1])  # the same code the user runs, in this interpreter

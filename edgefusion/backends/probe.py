@@ -93,7 +93,8 @@ def _io_mismatch(package: ModelPackage, be: Any) -> str:
     for i in package.inputs:
         src = i.preprocess.get("from")
         if i.preprocess.get("kind") == "state" and src not in outs:
-            return f"input '{i.name}': its state comes from output {src!r}, which the model does not have ({sorted(outs)})"
+            return (f"input '{i.name}': its state comes from output {src!r}, which the model does not have "
+                    f"({sorted(outs)})")
     return ""
 
 

@@ -46,10 +46,10 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     sp = add_command(sub, "info", "Show what a model package holds and expects (inputs, outputs, artifacts, "
-                                  "provenance) and the decision policy it runs under; then open each variant and run one step on generated "
-                                  "inputs, saying 'does not run here' and why (a manifest mistake, a model ONNX "
-                                  "Runtime cannot load, with the opset conversion that fixes it). Exit status 1 "
-                                  "when nothing runs on the CPU.", cmd_info)
+                                  "provenance) and the decision policy it runs under; then open each variant and run "
+                                  "one step on generated inputs, saying 'does not run here' and why (a manifest "
+                                  "mistake, a model ONNX Runtime cannot load, with the opset conversion that fixes "
+                                  "it). Exit status 1 when nothing runs on the CPU.", cmd_info)
     sp.add_argument("package", help="package directory, or a built-in name: smart_home, driving")
     sp.add_argument("--json", action="store_true", help="print the raw manifest")
 
