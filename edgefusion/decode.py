@@ -122,8 +122,12 @@ def detections(spec: OutputSpec, outs: Mapping[str, np.ndarray], geometry: Geome
     if "scores" in pr:
         boxes, sc = raw.reshape(-1, 4), np.asarray(outs[pr["scores"]][0], np.float64)
     else:
-        if raw.ndim == 2 and raw.shape[0] < raw.shape[1] and raw.shape[0] >= 5:
+        width = 4 + max(1, len(spec.labels))
+        if raw.ndim == 2 and raw.shape[0] == width and raw.shape[1] != width:
             raw = raw.T  # YOLOv8 writes (4 + classes, N)
+        if raw.ndim != 2 or raw.shape[1] != width:
+            raise PackageError(f"output '{spec.name}': expected (N, {width}) or ({width}, N) rows of box and "
+                               f"{len(spec.labels)} class scores, got {list(raw.shape)}; or name the scores tensor")
         boxes, sc = raw[:, :4], raw[:, 4:]
     if "classes" in pr:
         cls = np.asarray(outs[pr["classes"]][0]).reshape(-1).astype(np.int64)

@@ -127,8 +127,9 @@ class ModelPackage:
         prov = m.provenance
         if prov:
             lines.append(f"built by  {prov.get('command', '?')}")
-            lines.append(f"          seed {prov.get('seed')}  git {str(prov.get('git_revision', '?'))[:12]}  "
-                         f"data {str(prov.get('data_sha256', '?'))[:16]}…")
+            if "seed" in prov or "git_revision" in prov:  # a trained package; a brought model has no such record
+                lines.append(f"          seed {prov.get('seed')}  git {str(prov.get('git_revision', '?'))[:12]}  "
+                             f"data {str(prov.get('data_sha256', '?'))[:16]}…")
         par = m.parity
         if par:
             lines.append(f"parity    max |Δlogit| {_number(par.get('max_abs_diff')):.2e} on {par.get('samples')} "

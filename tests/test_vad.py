@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("silero_vad")
 
-from edgefusion.anymodel import silero_vad_package  # noqa: E402
-from edgefusion.backends import open_backend  # noqa: E402
-from edgefusion.engine import FusionStep  # noqa: E402
-from edgefusion.samples import FusionWindow  # noqa: E402
+from edgefusion.anymodel import silero_vad_package
+from edgefusion.backends import open_backend
+from edgefusion.engine import FusionStep
+from edgefusion.samples import FusionWindow
 
 CLIPS = Path(__file__).parent / "data" / "audio" / "speech_commands"
 STEP_NS = 32_000_000  # 512 samples at 16 kHz: Silero's step

@@ -117,7 +117,9 @@ def model_versions(path: str | Path) -> tuple[int | None, dict[str, int]]:
     """
     try:
         b = Path(path).read_bytes()
-        ir, opsets, i = None, {}, 0
+        ir: int | None = None
+        opsets: dict[str, int] = {}
+        i = 0
         while i < len(b):
             key, i = _varint(b, i)
             field, wire = key >> 3, key & 7
