@@ -58,7 +58,8 @@ class Decision:
 def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
                  timings_ns: dict[str, int], action: str | None = None, events: tuple[str, ...] | None = None,
                  emitted: bool = False, *, rule: str = NO_POLICY_RULE, abstained: bool = False,
-                 degraded: bool = False, text_status: str | None = None) -> Result:
+                 degraded: bool = False, text_status: str | None = None,
+                 stages: dict[str, dict[str, Any]] | None = None) -> Result:
     """The one constructor of a :class:`Result`; ``action``/``events`` default to the per-step decision.
 
     ``confidence`` is the model's probability for the final action; ``text_status`` defaults
@@ -75,7 +76,7 @@ def build_result(window: FusionWindow, seq: int, model: str, decision: Decision,
         command=window.command_text, model=model,
         action_scores=decision.action_scores, unknown_words=info.unknown_words, truncated=info.truncated,
         confidence=decision.action_scores.get(action, 0.0), abstained=abstained, degraded=degraded, rule=rule,
-        text_status=text_status, outputs=decision.extras,
+        text_status=text_status, outputs=decision.extras, stages=stages or {},
     )
 
 
