@@ -61,6 +61,9 @@ class Gate:
                               f"{list(MODALITIES)}")
         return cls(m[1], below, m[3])
 
+    def __str__(self) -> str:
+        return f"{self.label}<{self.below:g}:{self.mask}"
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -97,10 +100,14 @@ class StageSpec:
             raise ConfigError(f"{where}: stage name {name!r}: expected lower-case letters, digits and _ (at most 32)")
         if not isinstance(package, str) or not package:
             raise ConfigError(f"{where}: stage '{name}' needs a package (a directory or a built-in name)")
+        raw = d.get("threads", 1)
         try:
-            threads = None if d.get("threads") in (None, "", 0) else int(d["threads"])
+            threads = None if raw in ("", 0) else int(raw)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: stage '{name}': threads {d.get('threads')!r} is not a number") from exc
+            raise ConfigError(f"{where}: stage '{name}': threads {raw!r} is not a number") from exc
+        if isinstance(raw, bool) or (threads is not None and not 0 < threads <= 1024):
+            raise ConfigError(f"{where}: stage '{name}': threads {raw!r}: expected 1 to 1024, or 0 for ONNX Runtime's "
+                              "default")
         gate = d.get("gate")
         if gate is not None and not isinstance(gate, str):
             raise ConfigError(f"{where}: stage '{name}': gate: expected a string such as 'speech<0.5:audio'")
@@ -109,6 +116,40 @@ class StageSpec:
             raise ConfigError(f"{where}: stage '{name}': events: expected true or false")
         return cls(name, package, str(d.get("backend", "onnxruntime")), str(d.get("variant", "fp32")), threads,
                    Gate.parse(gate, f"{where}: stage '{name}'") if gate else None, events)
+
+
+    def to_toml(self) -> str:
+        """This spec as a ``[[stages]]`` table of a service config."""
+        d = {"name": self.name, "package": self.package, "backend": self.backend, "variant": self.variant,
+             "threads": self.threads or 0, "events": self.events, **({"gate": str(self.gate)} if self.gate else {})}
+        return "[[stages]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in d.items())
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stage_tables(value: Any, where: str, problems: list[str]) -> tuple[StageSpec, ...]:
+    """The ``[[stages]]`` array of tables of a service config; each problem is appended to ``problems``."""
+    if not isinstance(value, list):
+        problems.append(f"{where}: expected an array of tables ([[stages]]), got {type(value).__name__}")
+        return ()
+    specs = []
+    for i, d in enumerate(value):
+        try:
+            if not isinstance(d, dict):
+                raise ConfigError(f"{where}[{i}]: expected a table, got {type(d).__name__}")
+            specs.append(StageSpec.from_dict(d, f"{where}[{i}]"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    names = [s.name for s in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    problems.extend(f"{where}: stage name {n!r} is given twice" for n in twice)
+    return tuple(specs)
 
 
 class Stage:

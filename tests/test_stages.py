@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("silero_vad")
 pytest.importorskip("mcap")
 
-from edgefusion.anymodel import silero_vad_package  # noqa: E402
-from edgefusion.cli import main  # noqa: E402
-from edgefusion.errors import ConfigError  # noqa: E402
-from edgefusion.logs import LogReader, LogWriter  # noqa: E402
-from edgefusion.samples import AudioChunk, Frame  # noqa: E402
-from edgefusion.stages import StageSpec  # noqa: E402
+from edgefusion.anymodel import silero_vad_package
+from edgefusion.cli import main
+from edgefusion.errors import ConfigError
+from edgefusion.logs import LogReader, LogWriter
+from edgefusion.samples import AudioChunk, Frame
+from edgefusion.stages import StageSpec
 
 DATA = Path(__file__).parent / "data" / "audio" / "speech_commands"
 FPS_NS = 33_333_333
@@ -112,3 +112,49 @@ def test_a_gate_on_a_label_the_stage_does_not_have_is_refused(vad_dir, speech_lo
     assert main(["replay", str(speech_log), "--model", "smart_home", "--stage",
                  f"vad={vad_dir},gate=music<0.5:audio"]) == 2
     assert "gate label 'music' is not a label of silero_vad (speech)" in capsys.readouterr().err
+
+
+def test_serve_runs_the_stages_of_its_config(vad_dir, tmp_path):
+    from serve_kit import Served, free_port, wait_for
+
+    port, results = free_port(), tmp_path / "results.jsonl"
+    config = f"""
+[model]
+package = "smart_home"
+threads = 1
+[sources.camera]
+uri = "synth:smart_home"
+loop = true
+[sinks]
+jsonl = "{results}"
+[http]
+port = {port}
+[[stages]]
+name = "vad"
+package = "{vad_dir}"
+gate = "speech<0.5:audio"
+"""
+    svc = Served(tmp_path, config)
+    try:
+        svc.wait_ready(port)
+        wait_for(lambda: results.exists() and len(results.read_text().splitlines()) >= 5, 30, "results")
+        code, metrics = svc.http("/metrics")
+        rc, _ = svc.stop()
+    finally:
+        svc.close()
+    assert rc == 0, svc.log()[-2000:]
+    rows = [json.loads(x) for x in results.read_text().splitlines() if x.endswith("}")]
+    assert rows and all(r["stages"]["vad"]["model"] == "silero_vad" and "stage:vad" in r["timings_ns"] for r in rows)
+    assert all(("audio" in r["missing"]) == r["stages"]["vad"]["gated"] for r in rows)
+    assert code == 200 and 'edgefusion_stage_latency_seconds_count{stage="stage:vad"}' in metrics
+
+
+def test_config_check_reports_stage_problems(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sources.camera]\nuri = "synth:smart_home"\n[[stages]]\nname = "vad"\npackage = "/nope"\n'
+                   '[[stages]]\nname = "det"\npackage = "smart_home"\nvariant = "int4"\ngate = "x<0.5:smell"\n')
+    p = subprocess.run([sys.executable, "-m", "edgefusion", "config", "check", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2
+    assert "stages[1]: stage 'det': gate 'x<0.5:smell'" in p.stderr
+    assert "stages.vad.package: model package /nope does not exist" in p.stderr
