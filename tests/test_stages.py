@@ -158,3 +158,17 @@ def test_config_check_reports_stage_problems(tmp_path):
     assert p.returncode == 2
     assert "stages[1]: stage 'det': gate 'x<0.5:smell'" in p.stderr
     assert "stages.vad.package: model package /nope does not exist" in p.stderr
+
+
+def test_bench_times_each_stage(vad_dir, tmp_path, capsys):
+    jsonschema = pytest.importorskip("jsonschema")
+    out = tmp_path / "bench"
+    assert main(["bench", "smart_home", "--duration", "2", "--warmup", "0", "--rate", "max", "--configs",
+                 "onnxruntime:fp32", "--threads", "1", "--no-plots", "--out", str(out),
+                 "--stage", f"vad={vad_dir},gate=speech<0.5:audio"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    schema = json.loads((Path(__file__).parents[1] / "docs" / "bench.schema.json").read_text())
+    jsonschema.validate(report, schema)
+    run = report["runs"][0]
+    assert run["stages_ms"]["stage:vad"]["count"] == run["stages_ms"]["end_to_end"]["count"] == run["results"] > 0
+    assert "| onnxruntime:fp32/1t | vad |" in capsys.readouterr().out
