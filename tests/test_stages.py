@@ -172,3 +172,24 @@ def test_bench_times_each_stage(vad_dir, tmp_path, capsys):
     run = report["runs"][0]
     assert run["stages_ms"]["stage:vad"]["count"] == run["stages_ms"]["end_to_end"]["count"] == run["results"] > 0
     assert "| onnxruntime:fp32/1t | vad |" in capsys.readouterr().out
+
+
+def test_a_detector_stage_adds_its_detections_to_the_events(tmp_path):
+    pytest.importorskip("onnx")
+    from model_kit import write_package
+    from test_detector import BOXES, DETS, SCORES, _detector, _image
+
+    from edgefusion.backends import open_backend
+    from edgefusion.core import FusionCore
+    from edgefusion.package import load_package
+    from edgefusion.stages import open_stages
+
+    det = write_package(tmp_path / "det", _detector(BOXES, SCORES), _image(), [DETS], name="detector")
+    pkg = load_package("smart_home")
+    with open_stages([StageSpec.parse(f"det={det},events")]) as stages, open_backend("onnxruntime", pkg) as be:
+        core = FusionCore(pkg, be, stages=stages)
+        r = core.push(Frame(t_ns=10, image=np.zeros((360, 640, 3), np.uint8)))
+    assert r is not None and r.model == "smart_home-attention"
+    assert r.stages["det"]["events"] == ["person", "car"]
+    assert r.stages["det"]["outputs"]["boxes"][0] == {"label": "person", "score": 0.9, "box": [200.0, 60.0, 400.0, 220.0]}
+    assert r.events[-2:] == ("person", "car") and "stage:det" in r.timings_ns
