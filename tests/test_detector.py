@@ -119,3 +119,11 @@ def test_uint8_nchw_input_keeps_pixel_values():
     assert feeds["img"].dtype == np.uint8 and feeds["img"].shape == (1, 3, 2, 4)
     assert feeds["img"][0, 2].min() == 200 and feeds["img"][0, :2].max() == 0
     assert info[0].geometry["img"].scale_x == 1.0
+
+
+def test_the_null_backend_runs_a_detector_with_no_detections(tmp_path):
+    pkg = load_package(write_package(tmp_path / "det", _detector(BOXES, SCORES), _image(), [DETS]))
+    with open_backend("null", pkg) as be:
+        r = FusionStep(pkg, be)(FusionWindow(t_ns=0, image=np.zeros((360, 640, 3), np.uint8), audio=None,
+                                             command=None))
+    assert r.outputs == {"boxes": []} and r.events == ()

@@ -91,8 +91,9 @@ def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
     for v in engine_variants:
         keys = [k for k in engines if k.endswith("/" + v)]
         if keys:
-            rows.append((v, "tensorrt", True, f"engines recorded: {', '.join(keys)} (the backend checks they match "
-                                              "this GPU and TensorRT)"))
+            ok, why = probe(package, "tensorrt", v)  # picks the engine for this GPU and TensorRT, or says why not
+            rows.append((v, "tensorrt", ok, why if ok else f"does not run here: {why} (engines recorded: "
+                                                          f"{', '.join(keys)})"))
         else:
             rows.append((v, "tensorrt", False, f"no engine yet: edgefusion build-engine {package.path} --variant {v}"))
     return rows
