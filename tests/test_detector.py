@@ -127,3 +127,13 @@ def test_the_null_backend_runs_a_detector_with_no_detections(tmp_path):
         r = FusionStep(pkg, be)(FusionWindow(t_ns=0, image=np.zeros((360, 640, 3), np.uint8), audio=None,
                                              command=None))
     assert r.outputs == {"boxes": []} and r.events == ()
+
+
+def test_two_image_inputs_each_get_their_own_preprocessing():
+    b = FeedBuilder([("wide", {"kind": "image", "width": 8, "height": 4, "resize": "letterbox"}, "float32"),
+                     ("small", {"kind": "image", "size": 2, "layout": "HWC"}, "uint8")])
+    frame = np.full((4, 4, 3), 255, np.uint8)
+    feeds, info = b.build([FusionWindow(t_ns=0, image=frame, audio=None, command=None)])
+    assert feeds["wide"].shape == (1, 3, 4, 8) and feeds["wide"].dtype == np.float32
+    assert feeds["small"].shape == (1, 2, 2, 3) and feeds["small"].dtype == np.uint8 and feeds["small"].min() == 255
+    assert info[0].geometry["wide"].dx == 2.0 and info[0].geometry["small"].scale_x == 0.5
