@@ -164,6 +164,6 @@ def opset_hint(path: str | Path) -> str:
     opset = opsets.get("", opsets.get("ai.onnx"))
     convert = (f"python -c \"import onnx, onnx.version_converter as vc; onnx.save(vc.convert_version("
                f"onnx.load('{path}'), {TARGET_OPSET}), '{path}')\"")
-    return (f" (the model is opset {opset}, IR version {ir}; this onnxruntime {ort.__version__} runs opsets 7 and "
-            f"up, at its best {TARGET_OPSET} and later). Convert it: {convert}; then update the artifact's sha256 "
-            f"in manifest.json (sha256sum {Path(path).name})")
+    return (f" (the model is opset {opset}, IR version {ir}; onnxruntime {ort.__version__} supports opset 7 and "
+            f"later, and every operator at opset {TARGET_OPSET}). Convert it: {convert}; then update the artifact's "
+            f"sha256 in manifest.json (sha256sum {Path(path).name})")
