@@ -28,6 +28,7 @@ from typing import Any
 from edgefusion.errors import ConfigError
 from edgefusion.pipeline import PipelineConfig
 from edgefusion.postprocess import PostConfig
+from edgefusion.stages import StageSpec, stage_tables
 from edgefusion.sync import MissingPolicy, SyncConfig
 
 if sys.version_info >= (3, 11):
@@ -176,6 +177,8 @@ class ServiceConfig:
     logging: LoggingSection = field(default_factory=LoggingSection)
     watchdog_s: float = 0.0  # ping period; 0: half of systemd's WATCHDOG_USEC when set
     stall_s: float = 10.0  # input waiting this long without pipeline progress: stalled (pings stop, /healthz 503)
+    #: models that run before the main one on each window ([[stages]] tables; see edgefusion.stages)
+    stages: tuple[StageSpec, ...] = ()
 
 
 CHOICES = {
@@ -220,7 +223,7 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
         if key not in fields:
@@ -229,6 +232,9 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{where}: unknown key{hint}")
             continue
         t = hints[key]
+        if cls is ServiceConfig and key == "stages":
+            kwargs[key] = stage_tables(value, where, problems)
+            continue
         if dataclasses.is_dataclass(t):
             kwargs[key] = _build(t, value, where, problems)  # type: ignore[arg-type]
             continue
@@ -388,17 +394,19 @@ def redacted(cfg: ServiceConfig) -> ServiceConfig:
 def dump_toml(cfg: Any, prefix: str = "") -> str:
     """The resolved configuration as TOML (scalars first, then sub-tables)."""
     lines: list[str] = []
-    subs = []
+    subs, tables = [], []
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(v):
+        if isinstance(v, tuple):
+            tables += [t.to_toml() for t in v]
+        elif dataclasses.is_dataclass(v):
             subs.append((f.name, v))
         else:
             lines.append(f"{f.name} = {_toml_value(v)}")
     out = (f"[{prefix}]\n" if prefix and lines else "") + "\n".join(lines) + ("\n" if lines else "")
     for name, v in subs:
         out += "\n" + dump_toml(v, f"{prefix}.{name}" if prefix else name)
-    return out
+    return out + "".join("\n" + t for t in tables)
 
 
 def _toml_value(v: Any) -> str:

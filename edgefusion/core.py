@@ -34,8 +34,8 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from edgefusion.policy import Decider, decide_step, decider_for, text_status
 from edgefusion.postprocess import PostConfig, PostProcessor
 from edgefusion.preprocess import FeedInfo
 from edgefusion.samples import AudioChunk, Command, Frame, FusionWindow, Result
+from edgefusion.stages import Stage
 from edgefusion.sync import SyncConfig, Synchronizer
 from edgefusion.task import Task
 from edgefusion.task.policy import Policy
@@ -67,6 +68,8 @@ class Prepared:
     timings_ns: dict[str, int]
     step: FusionStep
     decider: Decider | None = None
+    #: what each stage before the main model found in this window, by stage name
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class FusionCore:
@@ -83,15 +86,18 @@ class FusionCore:
             :class:`~edgefusion.task.policy.Policy`: this one.
         text_source: whether a text source feeds this core: Results then tell "no command"
             from "text missing"; None: unknown until the first command arrives.
+        stages: models that run on each window before this one (:mod:`edgefusion.stages`); their
+            backends are the caller's.
     """
 
     def __init__(self, package: ModelPackage, backend: Backend, sync: SyncConfig | None = None,
                  post: PostConfig | None = None, *, task: Task | str | None = None, policy: Policy | bool = True,
-                 text_source: bool | None = None) -> None:
+                 text_source: bool | None = None, stages: Sequence[Stage] = ()) -> None:
         self.sync = Synchronizer(sync or SyncConfig())
+        self.stages = list(stages)
         self.post_config = post or PostConfig()
         step = FusionStep(package, backend)
-        self.post = PostProcessor(self.post_config, step.event_out.labels)
+        self.post = PostProcessor(self.post_config, step.event_labels)
         self._choice = (task, policy)
         self._active: tuple[FusionStep, Decider | None] = (step, decider_for(package, task, policy))
         self.text_source = text_source
@@ -155,12 +161,22 @@ class FusionCore:
         return _window(self.sync, frame)
 
     def preprocess(self, window: FusionWindow, sync_ns: int = 0) -> Prepared:
-        """The feeds for a window, for the model in use now."""
+        """The stages' results and the feeds for a window, for the model in use now.
+
+        Each stage runs on the window in turn (and may mask a modality of it for the main model);
+        its time is the ``stage:<name>`` timing.
+        """
         step, decider = self._active
+        timings = {"sync": sync_ns}
+        records = {}
+        for stage in self.stages:
+            t = time.perf_counter_ns()
+            records[stage.spec.name], window = stage.run(window)
+            timings[stage.timing_key] = time.perf_counter_ns() - t
         t0 = time.perf_counter_ns()
         feeds, info = step.preprocess(window)
-        return Prepared(window, feeds, info, {"sync": sync_ns, "preprocess": time.perf_counter_ns() - t0}, step,
-                        decider)
+        timings["preprocess"] = time.perf_counter_ns() - t0
+        return Prepared(window, feeds, info, timings, step, decider, records)
 
     def infer(self, prepared: Prepared) -> dict[str, np.ndarray]:
         """Run the model on prepared feeds (re-preprocessed if the model was swapped since)."""
@@ -171,7 +187,7 @@ class FusionCore:
             prepared.timings_ns["preprocess"] += time.perf_counter_ns() - t
             prepared.step, prepared.decider = step, decider
         t0 = time.perf_counter_ns()
-        outs = step.backend.infer(prepared.feeds)
+        outs = step.infer(prepared.feeds, prepared.window.t_ns)
         prepared.timings_ns["inference"] = time.perf_counter_ns() - t0
         return outs
 
@@ -184,16 +200,21 @@ class FusionCore:
         """
         t0 = time.perf_counter_ns()
         step, window = prepared.step, prepared.window
-        decision = step.postprocess(outs)
+        decision = step.postprocess(outs, prepared.info)
         # "a command had arrived by then" by the window's time, not by how far the sources ran ahead:
         # the prepare thread may already hold later commands, and the result must not depend on it
         first = self.sync.first_command_t_ns
         status = text_status(window, self.text_source, int(first is not None and first <= window.t_ns))
         out = decide_step(prepared.decider, self.post, decision, window, status, prepared.info.unknown_words)
         timings = {**prepared.timings_ns, "postprocess": time.perf_counter_ns() - t0}
+        events = out.events
+        for stage in self.stages:  # a stage's events join the main model's when it says so (a detector's labels)
+            if stage.spec.events and stage.spec.name in prepared.stages:
+                events += tuple(e for e in prepared.stages[stage.spec.name]["events"] if e not in events)
         result = build_result(window, self.seq, step.package.name, decision, prepared.info, timings,
-                              action=out.action, events=out.events, emitted=out.emitted, rule=out.rule,
-                              abstained=out.abstained, degraded=out.degraded, text_status=status)
+                              action=out.action, events=events, emitted=out.emitted, rule=out.rule,
+                              abstained=out.abstained, degraded=out.degraded, text_status=status,
+                              stages=prepared.stages)
         self.seq += 1
         self.emitted += out.emitted
         return result
@@ -218,8 +239,8 @@ class FusionCore:
         """
         step = FusionStep(package, backend)
         decider = decider_for(package, *self._choice)
-        if step.event_out.labels != self.step.event_out.labels:
-            self.post = PostProcessor(self.post_config, step.event_out.labels)
+        if step.event_labels != self.step.event_labels:
+            self.post = PostProcessor(self.post_config, step.event_labels)
         self._active = (step, decider)
 
 

@@ -24,14 +24,15 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from edgefusion.backends import Backend
-from edgefusion.metrics import sigmoid
+from edgefusion.decode import decode
 from edgefusion.package import ModelPackage
-from edgefusion.preprocess import FeedInfo
+from edgefusion.preprocess import FeedInfo, RecurrentState, StateParams
 from edgefusion.samples import FusionWindow, Result
 from edgefusion.task.policy import NO_POLICY_RULE
 
@@ -50,12 +51,15 @@ class Decision:
     action_scores: dict[str, float]
     scores: dict[str, float]
     events: tuple[str, ...]
+    #: output name -> JSON-ready value: detections, intents, passed-through tensors
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
                  timings_ns: dict[str, int], action: str | None = None, events: tuple[str, ...] | None = None,
                  emitted: bool = False, *, rule: str = NO_POLICY_RULE, abstained: bool = False,
-                 degraded: bool = False, text_status: str | None = None) -> Result:
+                 degraded: bool = False, text_status: str | None = None,
+                 stages: dict[str, dict[str, Any]] | None = None) -> Result:
     """The one constructor of a :class:`Result`; ``action``/``events`` default to the per-step decision.
 
     ``confidence`` is the model's probability for the final action; ``text_status`` defaults
@@ -72,28 +76,40 @@ def build_result(window: FusionWindow, seq: int, model: str, decision: Decision,
         command=window.command_text, model=model,
         action_scores=decision.action_scores, unknown_words=info.unknown_words, truncated=info.truncated,
         confidence=decision.action_scores.get(action, 0.0), abstained=abstained, degraded=degraded, rule=rule,
-        text_status=text_status,
+        text_status=text_status, outputs=decision.extras, stages=stages or {},
     )
 
 
 class FusionStep:
-    """Callable turning a :class:`FusionWindow` into a per-step :class:`Result`."""
+    """Callable turning a :class:`FusionWindow` into a per-step :class:`Result`.
+
+    Any model runs: the action comes from its action output (none: ``"none"``), the events
+    from its events and detections outputs; a recurrent state is carried between calls
+    (:class:`~edgefusion.preprocess.RecurrentState`), so a step is stateful exactly when its
+    model is.
+    """
 
     def __init__(self, package: ModelPackage, backend: Backend) -> None:
         self.package = package
         self.backend = backend
         self.builder = package.feed_builder()
-        self.action_out = package.output("class_logits")
-        self.event_out = package.output("multilabel_logits")
+        self.action_out = package.role_output("action")
+        self.event_out = package.role_output("events")
+        #: every label an event can carry: the events output's, then the detectors'
+        self.event_labels: tuple[str, ...] = tuple(dict.fromkeys(
+            [*(self.event_out.labels if self.event_out else ()),
+             *(label for o in package.outputs if o.kind == "detections" for label in o.labels)]))
+        self.state = RecurrentState([StateParams.from_decl(i.name, i.preprocess, i.dtype, i.shape)
+                                     for i in package.inputs if i.preprocess.get("kind") == "state"])
         self.seq = 0
 
     def __call__(self, window: FusionWindow) -> Result:
         t0 = time.perf_counter_ns()
         feeds, info = self.preprocess(window)
         t1 = time.perf_counter_ns()
-        outs = self.backend.infer(feeds)
+        outs = self.infer(feeds, window.t_ns)
         t2 = time.perf_counter_ns()
-        decision = self.postprocess(outs)
+        decision = self.postprocess(outs, info)
         t3 = time.perf_counter_ns()
         timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2, "end_to_end": t3 - t0}
         result = build_result(window, self.seq, self.package.name, decision, info, timings)
@@ -105,17 +121,21 @@ class FusionStep:
         feeds, infos = self.builder.build([window])
         return feeds, infos[0]
 
-    def postprocess(self, outs: dict[str, np.ndarray]) -> Decision:
-        """Per-step decision: softmax + argmax action, sigmoid + threshold events."""
-        logits = outs[self.action_out.name][0].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        k = int(np.argmax(probs))
-        ev = sigmoid(outs[self.event_out.name][0].astype(np.float64))
-        labels = self.event_out.labels
-        scores = {name: float(p) for name, p in zip(labels, ev)}
-        return Decision(
-            action=self.action_out.labels[k], action_score=float(probs[k]),
-            action_scores={a: float(p) for a, p in zip(self.action_out.labels, probs)}, scores=scores,
-            events=tuple(n for n in labels if scores[n] >= self.event_out.threshold),
-        )
+    def infer(self, feeds: dict[str, np.ndarray], t_ns: int) -> dict[str, np.ndarray]:
+        """Run the model on one window's feeds; a recurrent state goes in and is kept for the next window."""
+        if self.state.params:
+            self.state.apply(feeds, t_ns)
+        outs = self.backend.infer(feeds)
+        if self.state.params:
+            self.state.carry(outs)
+        return outs
+
+    def postprocess(self, outs: dict[str, np.ndarray], info: FeedInfo | None = None) -> Decision:
+        """Per-step decision: argmax action, thresholded events and detections (:mod:`edgefusion.decode`)."""
+        d = decode(self.package.outputs, outs, info)
+        if d.action_scores:
+            action, score = max(d.action_scores.items(), key=lambda kv: kv[1])
+        else:
+            action, score = "none", 0.0
+        return Decision(action=action, action_score=score, action_scores=d.action_scores, scores=d.scores,
+                        events=d.events, extras=d.extras)

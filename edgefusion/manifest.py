@@ -33,16 +33,27 @@ from typing import Any
 
 from edgefusion.errors import PackageError
 
-__all__ = ["FORMAT_VERSION", "FileRecord", "InputSpec", "Manifest", "OutputSpec"]
+__all__ = ["FORMAT_VERSION", "ROLES", "SUPPORTED_VERSIONS", "FileRecord", "InputSpec", "Manifest", "OutputSpec"]
 
+#: what writers write; readers take every version in SUPPORTED_VERSIONS
 FORMAT_VERSION = 1
+#: v2 adds input kinds (any W x H image, waveform, state, constant), output kinds (probabilities,
+#: detections, tensors) and output roles; every v1 manifest is a valid v2 one
+SUPPORTED_VERSIONS = (1, 2)
+#: what an output is for in a fusion step (by default: the first class output is the action, the
+#: first multilabel output the events)
+ROLES = ("action", "events", "intent")
+#: output keys other than the common ones, kept in OutputSpec.params (detections' settings)
+_DETECTION_KEYS = {"scores": str, "classes": str, "box_format": str, "coords": str, "iou": float,
+                   "max_detections": int, "input": str}
 #: a declared dimension beyond this is a mistake or an attack (allocations follow the shapes)
 MAX_DIM = 1 << 16
 #: elements of one sample of one input (a 4096x4096 RGB image is 50M): more is a mistake or an attack
 MAX_ELEMENTS = 1 << 26
 # Preprocessing sizes a manifest declares, each (least, most): the runtime allocates by them.
 _PRE_LIMITS = {
-    "image": {"size": (1, 4096)},
+    "image": {"size": (1, 4096), "width": (1, 4096), "height": (1, 4096)},
+    "waveform": {"sample_rate": (1000, 192_000), "samples": (1, 1 << 22)},
     "tokens": {"max_tokens": (1, 4096)},
     "logmel": {"sample_rate": (1000, 192_000), "window_ms": (10, 60_000), "n_fft": (16, 1 << 16),
                "hop": (1, 1 << 16), "n_mels": (1, 1024)},
@@ -63,12 +74,18 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One model output: ``kind`` is ``class_logits`` or ``multilabel_logits``."""
+    """One model output: its ``kind`` (see :mod:`edgefusion.decode`), labels and threshold.
+
+    ``role`` says what a fusion step uses it for (``action``, ``events``, ``intent``); ``params``
+    holds the kind's other settings (a detections output's ``scores`` tensor, ``iou``, ...).
+    """
 
     name: str
     kind: str
     labels: tuple[str, ...]
     threshold: float = 0.5
+    role: str | None = None
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -113,8 +130,9 @@ class Manifest:
         if not isinstance(data, dict):
             raise PackageError(f"{where} is not a valid manifest: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise PackageError(f"{where}: format_version {version!r} is not supported; expected {FORMAT_VERSION}")
+        if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+            raise PackageError(f"{where}: format_version {version!r} is not supported; expected "
+                               f"{' or '.join(map(str, SUPPORTED_VERSIONS))}")
         name = data.get("name", "")
         if not isinstance(name, str):
             p.add("name", f"expected a string, got {type(name).__name__}")
@@ -123,7 +141,8 @@ class Manifest:
         outputs = tuple(o for i, d in enumerate(p.items(data, "outputs")) if (o := _output(d, f"outputs[{i}]", p)))
         if "inputs" in data and not inputs and not p.about("inputs"):
             p.add("inputs", "expected at least one input")
-        for what, names in (("inputs", [i.name for i in inputs]), ("outputs", [o.name for o in outputs])):
+        for what, names in (("inputs", [i.name for i in inputs]), ("outputs", [o.name for o in outputs]),
+                            ("outputs (roles)", [o.role for o in outputs if o.role])):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 p.add(what, f"duplicate names {dup}")
@@ -138,7 +157,7 @@ class Manifest:
                 p.add(k, f"expected an object, got {type(v).__name__}")
                 objs[k] = None
         p.raise_if_any(where)
-        return cls(FORMAT_VERSION, name, inputs, outputs, files["artifacts"], files["sources"], files["engines"],
+        return cls(int(version), name, inputs, outputs, files["artifacts"], files["sources"], files["engines"],
                    scenario, objs["model"] or {}, objs["parity"], objs["provenance"] or {}, data)
 
 
@@ -211,12 +230,30 @@ def _sizes_ok(shape: tuple[int | str, ...], pre: dict[str, Any], where: str, p: 
             p.add(f"{where}.preprocess.{key}", f"expected an int from {lo} to {hi}, got {v!r:.40}")
     ints = [s for s in shape if isinstance(s, int)]
     kind = pre.get("kind")
-    if kind == "image" and len(p.lines) == n and ints.count(pre.get("size")) < 2:  # type: ignore[arg-type]
-        p.add(f"{where}.preprocess.size", f"{pre.get('size')!r:.20} disagrees with the shape {list(shape)}")
+    if kind == "image" and len(p.lines) == n:
+        _image_ok(shape, pre, where, p)
     if kind == "tokens" and len(p.lines) == n and ints[-1:] != [pre.get("max_tokens")]:
         p.add(f"{where}.preprocess.max_tokens", f"{pre.get('max_tokens')!r:.20} disagrees with the shape "
                                                 f"{list(shape)}")
     return len(p.lines) == n
+
+
+def _image_ok(shape: tuple[int | str, ...], pre: dict[str, Any], where: str, p: _Problems) -> None:
+    """The declared height and width (``size`` for both) sit where the layout puts them in the shape."""
+    hwc = pre.get("layout", "CHW") == "HWC"
+    if len(shape) != 4:
+        p.add(f"{where}.shape", f"an image input has 4 dimensions (batch and {'H, W, 3' if hwc else '3, H, W'}), "
+                                f"got {list(shape)}")
+        return
+    h, w = (shape[1], shape[2]) if hwc else (shape[2], shape[3])
+    if "width" in pre or "height" in pre:
+        want, key = (pre.get("height"), pre.get("width")), "width/height"
+    else:
+        want, key = (pre.get("size"), pre.get("size")), "size"
+    if (h, w) != want:
+        p.add(f"{where}.preprocess.{key}", f"{want[0]!r:.12} x {want[1]!r:.12} (height x width) disagrees with the "
+                                           f"shape {list(shape)} ({'NHWC' if hwc else 'NCHW'}: height {h!r}, width "
+                                           f"{w!r}); declare the input's real height and width")
 
 
 def _output(d: Any, where: str, p: _Problems) -> OutputSpec | None:
@@ -232,9 +269,21 @@ def _output(d: Any, where: str, p: _Problems) -> OutputSpec | None:
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
         p.add(f"{where}.threshold", f"expected a number in [0, 1], got {threshold!r:.40}")
         threshold = None
-    if name is None or kind is None or labels is None or threshold is None:
+    role = d.get("role")
+    if role is not None and role not in ROLES:
+        p.add(f"{where}.role", f"expected one of {list(ROLES)}, got {role!r:.40}")
+        role = False
+    params: dict[str, Any] = {}
+    for key, typ in _DETECTION_KEYS.items():
+        if key in d:
+            v = d[key]
+            if not isinstance(v, (int, float) if typ is float else typ) or isinstance(v, bool):
+                p.add(f"{where}.{key}", f"expected {'a number' if typ is float else typ.__name__}, got {v!r:.40}")
+                role = False
+            params[key] = v
+    if name is None or kind is None or labels is None or threshold is None or role is False:
         return None
-    return OutputSpec(name, kind, tuple(labels), float(threshold))
+    return OutputSpec(name, kind, tuple(labels), float(threshold), role, params)
 
 
 def _records(data: dict[str, Any], key: str, p: _Problems, required: bool) -> dict[str, FileRecord]:

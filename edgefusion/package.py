@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefusion.errors import IntegrityError, MissingArtifactError, PackageError, unknown_name
+from edgefusion.errors import ConfigError, IntegrityError, MissingArtifactError, PackageError, unknown_name
 from edgefusion.manifest import FORMAT_VERSION, FileRecord, InputSpec, Manifest, OutputSpec
-from edgefusion.preprocess import FeedBuilder
+from edgefusion.preprocess import FeedBuilder, InputDecl
 
 __all__ = [
     "BUILTIN_DIR",
@@ -87,18 +87,32 @@ class ModelPackage:
         return self.file(arts[variant])
 
     def output(self, kind: str) -> OutputSpec:
+        """The output of ``kind``; ``class_logits`` and ``multilabel_logits`` stand for the action and the
+        events output (:meth:`role_output`: logits or probabilities, by role or the first of the kind)."""
+        role = {"class_logits": "action", "multilabel_logits": "events"}.get(kind)
+        found = self.role_output(role) if role else next((o for o in self.outputs if o.kind == kind), None)
+        if found is None:
+            raise PackageError(f"package '{self.name}' has no output of kind '{kind}'")
+        return found
+
+    def role_output(self, role: str) -> OutputSpec | None:
+        """The output with ``role`` (action, events, intent), else the first class (action) or
+        multilabel (events) output that has no other role; None when there is none."""
         for o in self.outputs:
-            if o.kind == kind:
+            if o.role == role:
                 return o
-        raise PackageError(f"package '{self.name}' has no output of kind '{kind}'")
+        family = {"action": ("class_logits", "class_probs"), "events": ("multilabel_logits", "multilabel_probs")}
+        return next((o for o in self.outputs if o.role is None and o.kind in family.get(role, ())), None)
 
     def feed_builder(self) -> FeedBuilder:
         """The preprocessing the manifest declares; PackageError (one line) when it cannot be built."""
         try:
-            return FeedBuilder([(i.name, i.preprocess) for i in self.inputs])
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError) as exc:
+            return FeedBuilder([InputDecl(i.name, i.preprocess, i.dtype, i.shape) for i in self.inputs])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError,
+                ConfigError) as exc:
             raise PackageError(f"{self.path / MANIFEST}: the preprocessing of its inputs is not usable "
-                               f"({type(exc).__name__}: {str(exc)[:200]}); rebuild the package") from exc
+                               f"({type(exc).__name__}: {str(exc)[:300]}); fix its preprocess blocks "
+                               "(docs/bring-your-model.md) or rebuild the package") from exc
 
     def describe(self) -> str:
         m = self.manifest
@@ -113,8 +127,9 @@ class ModelPackage:
         prov = m.provenance
         if prov:
             lines.append(f"built by  {prov.get('command', '?')}")
-            lines.append(f"          seed {prov.get('seed')}  git {str(prov.get('git_revision', '?'))[:12]}  "
-                         f"data {str(prov.get('data_sha256', '?'))[:16]}…")
+            if "seed" in prov or "git_revision" in prov:  # a trained package; a brought model has no such record
+                lines.append(f"          seed {prov.get('seed')}  git {str(prov.get('git_revision', '?'))[:12]}  "
+                             f"data {str(prov.get('data_sha256', '?'))[:16]}…")
         par = m.parity
         if par:
             lines.append(f"parity    max |Δlogit| {_number(par.get('max_abs_diff')):.2e} on {par.get('samples')} "
@@ -153,8 +168,13 @@ def load_package(where: str | Path, verify: bool = True) -> ModelPackage:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise PackageError(f"cannot read {where}: {reason}; expected a JSON manifest "
                            "(see docs/architecture.md)") from exc
+    from edgefusion.decode import check_outputs  # decode imports the manifest and preprocessing, not the package
+
     pkg = ModelPackage(path, Manifest.parse(data, str(where)))
     pkg.feed_builder()  # a manifest whose preprocessing cannot be built is refused now, in one line
+    problems = check_outputs(pkg.manifest.outputs)
+    if problems:
+        raise PackageError(f"{where}: " + "; ".join(problems))
     if verify:
         verify_package(pkg)
     return pkg

@@ -37,6 +37,7 @@ from edgefusion.queues import BoundedQueue, DropCounter, DropReason, Overflow, Q
 from edgefusion.samples import AudioChunk, Command, Frame, Result
 from edgefusion.sinks import Sink
 from edgefusion.sources.base import Source
+from edgefusion.stages import Stage
 from edgefusion.sync import SyncConfig
 
 __all__ = ["STAGES", "Pipeline", "PipelineConfig", "PipelineError", "RunStats"]
@@ -177,12 +178,14 @@ class Pipeline:
     def __init__(self, package: ModelPackage, backend: Backend, sources: Sequence[Source], sinks: Sequence[Sink],
                  config: PipelineConfig | None = None,
                  on_result: Callable[[Result], None] | None = None,
-                 taps: Sequence[Callable[[Any], None]] = ()) -> None:
-        """``taps`` are called with every raw input sample (the recorder); ``on_result`` with every result."""
+                 taps: Sequence[Callable[[Any], None]] = (), stages: Sequence[Stage] = ()) -> None:
+        """``taps`` are called with every raw input sample (the recorder); ``on_result`` with every result;
+        ``stages`` run before the main model on each window (:mod:`edgefusion.stages`; the caller owns them)."""
         cfg = self.config = config or PipelineConfig()
         self.sources, self.sinks = list(sources), list(sinks)
         self.on_result = on_result
-        self.core = FusionCore(package, backend, cfg.sync, cfg.post, text_source=_text_source(self.sources))
+        self.core = FusionCore(package, backend, cfg.sync, cfg.post, text_source=_text_source(self.sources),
+                               stages=stages)
         self.stop_event = threading.Event()
         self.drops = DropCounter()
         self.stats = RunStats()
@@ -192,6 +195,7 @@ class Pipeline:
         self.prepared: BoundedQueue[_Ready] = BoundedQueue("prepared", 2, cfg.overflow, self.drops)
         self.results: BoundedQueue[Result] = BoundedQueue("sink", cfg.sink_capacity, cfg.overflow, self.drops)
         self.hist = {s: LatencyHistogram() for s in (*STAGES, "sink")}
+        self.hist.update({s.timing_key: LatencyHistogram() for s in stages})  # each model its own latency
         self._error: PipelineError | None = None
         self._lock = threading.Lock()  # guards _error and _pending_swap
         self._ran = False

@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ from edgefusion.samples import Result
 from edgefusion.sinks import Sink, open_sink
 from edgefusion.sources import RetryingSource, RetryPolicy, Source, SourceFactory
 from edgefusion.sources.uri import audio_factory, camera_factory, text_factory
+from edgefusion.stages import Stage
 
 if TYPE_CHECKING:
     from edgefusion.logs.recorder import Recorder
@@ -178,13 +179,14 @@ class RunBuilder:
     # -- build ------------------------------------------------------------------------
 
     def build(self, package: ModelPackage, backend: Backend,
-              on_result: Callable[[Result], None] | None = None) -> Run:
-        """The pipeline of this run on ``package`` and ``backend`` (both owned by the caller).
+              on_result: Callable[[Result], None] | None = None, stages: Sequence[Stage] = ()) -> Run:
+        """The pipeline of this run on ``package`` and ``backend`` (both owned by the caller), after ``stages``.
 
         Sinks are made in the order they were added, then the recorder; if one cannot be
         made, those already made are closed before the error is raised.
         """
-        pipe = Pipeline(package, backend, self.sources, [], self.config, on_result=on_result, taps=self.taps)
+        pipe = Pipeline(package, backend, self.sources, [], self.config, on_result=on_result, taps=self.taps,
+                        stages=stages)
         run = Run(pipe)
         try:
             for sink in self._sinks:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -221,10 +222,15 @@ class Result:
     rule: str = ""
     #: the command input: command, no_command (a text source, silent), text_missing (none), unknown
     text_status: str = "unknown"
+    #: the model's other outputs by name, JSON-ready: detections, intents, passed-through tensors
+    outputs: dict[str, Any] = field(default_factory=dict)
+    #: the models that ran before this one on the same window (a pipeline's stages), by stage name:
+    #: each stage's events, scores, outputs and timings
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict (scores rounded to 5 digits, timings in ns)."""
-        return {
+        """A JSON-ready dict (scores rounded to 5 digits, timings in ns); ``outputs`` and ``stages`` when any."""
+        d: dict[str, object] = {
             "seq": self.seq, "t_ns": self.t_ns, "action": self.action, "emitted": self.emitted,
             "raw_action": self.raw_action or self.action, "action_score": round(self.action_score, 5),
             "events": list(self.events), "scores": {k: round(v, 5) for k, v in self.scores.items()},
@@ -234,3 +240,8 @@ class Result:
             "confidence": round(self.confidence, 5), "abstained": self.abstained, "degraded": self.degraded,
             "rule": self.rule, "text_status": self.text_status, "timings_ns": self.timings_ns,
         }
+        if self.outputs:
+            d["outputs"] = self.outputs
+        if self.stages:
+            d["stages"] = self.stages
+        return d

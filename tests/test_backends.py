@@ -278,4 +278,8 @@ def test_availability_lists_the_gpu_providers_of_this_onnxruntime(builtin, gpu_o
     rows = {(b, v): (ok, why) for v, b, ok, why in availability(builtin)}
     assert [v for b, v in rows if b == "onnxruntime-trt"] == ["fp32", "int8_trt"]
     assert [v for b, v in rows if b == "onnxruntime-cuda"] == ["fp32", "int8"]
-    assert all(ok for (b, _), (ok, _) in rows.items() if b.startswith("onnxruntime"))
+    assert all(ok for (b, _), (ok, _) in rows.items() if b == "onnxruntime")
+    # the GPU providers are only pretended here: a session is opened and refuses, so no GPU row claims to run
+    assert not any(ok for (b, _), (ok, _) in rows.items() if b in ("onnxruntime-cuda", "onnxruntime-trt"))
+    assert all(why.startswith("does not run here: ") for (b, _), (_, why) in rows.items() if b != "onnxruntime"
+               and b != "tensorrt")

@@ -113,7 +113,8 @@ def test_this_machine_gets_a_correct_report_and_exit_0(capsys):
     assert checks["gstreamer"]["status"] == ("ok" if gst else "no")
     assert "CPUExecutionProvider" in checks["onnxruntime"]["details"]["providers"]
     assert checks["gpu"]["status"] == ("ok" if shutil.which("nvidia-smi") else "no")
-    assert {"variant": "fp32", "backend": "onnxruntime", "ok": True, "why": "CPU"} in report["runs_here"]["smart_home"]
+    fp32 = next(r for r in report["runs_here"]["smart_home"] if (r["variant"], r["backend"]) == ("fp32", "onnxruntime"))
+    assert fp32["ok"] and fp32["why"].startswith("ran one step on generated inputs")  # opened and run, not assumed
     assert main(["doctor", "--packages", "driving"]) == 0
     text = capsys.readouterr().out
     assert "driving runs here on: onnxruntime:fp32" in text and text.rstrip().endswith("how to add it")

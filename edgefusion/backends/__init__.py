@@ -48,25 +48,34 @@ EXTRAS = {"torch": "train"}
 def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
     """(variant, backend, runnable here?, why) for each artifact and engine variant of ``package``.
 
+    An ONNX Runtime variant "runs" only once :func:`~edgefusion.backends.probe.probe` has opened
+    a session on it and run one step on generated inputs; otherwise ``why`` says what failed.
     A backend that runs no variant here has one row, with variant ``*``.
     """
     import onnxruntime as ort
 
     from edgefusion.backends.onnxruntime import PROVIDERS
+    from edgefusion.backends.probe import probe
 
     rows = []
     available = ort.get_available_providers()
     cpu = PROVIDERS["cpu"] in available
     for variant in package.variants:
-        note = "meant for TensorRT; runs on the CPU for checks only (slowly)" if variant.endswith("_trt") else "CPU"
-        rows.append((variant, "onnxruntime", cpu, note if cpu else "this onnxruntime has no CPU provider"))
+        if not cpu:
+            rows.append((variant, "onnxruntime", False, "this onnxruntime has no CPU provider"))
+            continue
+        ok, why = probe(package, "onnxruntime", variant)
+        if ok and variant.endswith("_trt"):
+            why = f"meant for TensorRT; on the CPU for checks only: {why}"
+        rows.append((variant, "onnxruntime", ok, why if ok else f"does not run here: {why}"))
     on_gpu = {"onnxruntime-cuda": [v for v in package.variants if not v.endswith("_trt")],
               "onnxruntime-trt": [v for v in package.variants if v in ("fp32", "int8_trt")]}
     for backend, variants in on_gpu.items():
         provider = PROVIDERS[BACKEND_OPTIONS[backend]["provider"]]
         if provider in available:
-            rows += [(v, backend, True, f"{provider} is in this onnxruntime (it loads its CUDA libraries when a "
-                                        "session opens)") for v in variants]
+            for v in variants:
+                ok, why = probe(package, backend, v)
+                rows.append((v, backend, ok, why if ok else f"does not run here: {why}"))
         else:
             rows.append(("*", backend, False, f"this onnxruntime has no {provider}: it needs onnxruntime-gpu "
                                               "(`edgefusion doctor` says which)"))
@@ -82,8 +91,9 @@ def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
     for v in engine_variants:
         keys = [k for k in engines if k.endswith("/" + v)]
         if keys:
-            rows.append((v, "tensorrt", True, f"engines recorded: {', '.join(keys)} (the backend checks they match "
-                                              "this GPU and TensorRT)"))
+            ok, why = probe(package, "tensorrt", v)  # picks the engine for this GPU and TensorRT, or says why not
+            rows.append((v, "tensorrt", ok, why if ok else f"does not run here: {why} (engines recorded: "
+                                                          f"{', '.join(keys)})"))
         else:
             rows.append((v, "tensorrt", False, f"no engine yet: edgefusion build-engine {package.path} --variant {v}"))
     return rows

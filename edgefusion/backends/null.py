@@ -18,7 +18,8 @@ __all__ = ["NullBackend"]
 
 
 class NullBackend(Backend):
-    """Returns float32 zeros shaped (batch, len(labels)) for every output.
+    """Returns float32 zeros shaped (batch, len(labels)) for every output (no detections for a detector;
+    a recurrent state returned as it came).
 
     Example:
         >>> from edgefusion.package import load_package
@@ -45,4 +46,19 @@ class NullBackend(Backend):
             time.sleep(self.delay_ns / 1e9)
             while time.perf_counter_ns() < end:  # sleep() may return early on some systems
                 pass
-        return {o.name: np.zeros((batch, len(o.labels)), np.float32) for o in self.package.outputs}
+        outs = {}
+        for o in self.package.outputs:
+            if o.kind == "detections":  # no detections: empty boxes and scores of the declared layout
+                n = len(o.labels)
+                outs[o.name] = np.zeros((batch, 0, 4) if "scores" in o.params else (batch, 0, 4 + max(1, n)),
+                                        np.float32)
+                if "scores" in o.params:
+                    outs[o.params["scores"]] = np.zeros((batch, 0, max(1, n)), np.float32)
+                if "classes" in o.params:
+                    outs[o.params["classes"]] = np.zeros((batch, 0), np.int64)
+            else:
+                outs[o.name] = np.zeros((batch, max(1, len(o.labels))), np.float32)
+        for i in self.package.inputs:  # a recurrent state comes back as it went in
+            if i.preprocess.get("kind") == "state":
+                outs[str(i.preprocess.get("from"))] = feeds[i.name]
+        return outs

@@ -85,6 +85,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{r['cpu_utilization']} | {r['peak_rss_mb']} |")
     for s in report.get("skipped", []):
         lines.append(f"| {s['config']} | skipped: {s['reason']} |||||||||")
+    per_stage = [(r["config"], k, v) for r in report["runs"] for k, v in r["stages_ms"].items()
+                 if k.startswith("stage:")]
+    if per_stage:
+        lines += ["", "## Models before the main one (each its own stage)", "",
+                  "| config | stage | p50 ms | p99 ms |", "|---|---|---|---|"]
+        lines += [f"| {c} | {k[6:]} | {v.get('p50')} | {v.get('p99')} |" for c, k, v in per_stage]
     if report.get("peak"):
         lines += ["", "## Peak sustainable rate (loss ≤ 1%, end-to-end p99 < frame period)", "",
                   "| config | peak fps |", "|---|---|"]

@@ -13,6 +13,7 @@ import itertools
 import os
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from edgefusion.pipeline import STAGES, Pipeline, PipelineConfig
 from edgefusion.samples import Result
 from edgefusion.scenarios import FPS, Timeline
 from edgefusion.sources import TimelineSource
+from edgefusion.stages import StageSpec, open_stages
 
 __all__ = ["BenchConfig", "RunReport", "open_config_backend", "parse_configs", "run_once"]
 
@@ -85,11 +87,16 @@ class RunReport:
 
 
 def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: float | None, warmup_s: float,
-             backend_options: dict[str, Any] | None = None, max_series: int = 2000) -> RunReport:
-    """Run ``timeline`` at ``rate_fps`` (None: as fast as possible, lossless) through one configuration."""
+             backend_options: dict[str, Any] | None = None, max_series: int = 2000,
+             stages: Sequence[StageSpec] = ()) -> RunReport:
+    """Run ``timeline`` at ``rate_fps`` (None: as fast as possible, lossless) through one configuration.
+
+    ``stages`` run before the main model on each window, each timed as ``stage:<name>``.
+    """
     live = rate_fps is not None
     speed = (rate_fps / FPS) if rate_fps else None
-    hist = {s: LatencyHistogram() for s in STAGES}
+    keys = (*STAGES, *(f"stage:{s.name}" for s in stages))
+    hist = {s: LatencyHistogram() for s in keys}
     finish: list[int] = []
     series: list[tuple[float, float]] = []
     warm = [0]
@@ -104,17 +111,17 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
         if now - t_first[0] < warmup_ns:  # type: ignore[operator]
             warm[0] += 1
             return
-        for s in STAGES:
+        for s in keys:
             hist[s].record(r.timings_ns[s])
         finish.append(now)
         if len(finish) % every == 0:
             series.append(((now - t_first[0]) / 1e9, r.timings_ns["end_to_end"] / 1e6))  # type: ignore[operator]
 
     ru0, cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), os.times(), time.monotonic()
-    with open_config_backend(pkg, cfg, **(backend_options or {})) as be:
+    with open_stages(stages) as opened, open_config_backend(pkg, cfg, **(backend_options or {})) as be:
         info = str(be.info)
         src = TimelineSource(timeline, pace=live, speed=speed or 1.0)
-        pipe = Pipeline(pkg, be, [src], [], PipelineConfig(lossless=not live), on_result=on_result)
+        pipe = Pipeline(pkg, be, [src], [], PipelineConfig(lossless=not live), on_result=on_result, stages=opened)
         stats = pipe.run()
     wall = time.monotonic() - t0
     cpu1 = os.times()
@@ -134,11 +141,11 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
             jitter.update(frame_period_ms=round(period_ms, 4), deviation_p50_ms=round(float(np.percentile(dev, 50)), 4),
                           deviation_p99_ms=round(float(np.percentile(dev, 99)), 4))
     dropped = sum(stats.drops.values())
-    stages = {s: h.summary_ms() for s, h in hist.items()}
-    stages["sink"] = stats.latency_ms.get("sink", {"count": 0})  # from the pipeline: warm-up included
+    stages_ms = {s: h.summary_ms() for s, h in hist.items()}
+    stages_ms["sink"] = stats.latency_ms.get("sink", {"count": 0})  # from the pipeline: warm-up included
     return RunReport(
         config=cfg.label, rate_fps=rate_fps, frames_in=frames_in, results=len(finish), warmup_results=warm[0],
-        wall_s=round(wall, 3), stages_ms=stages, jitter_ms=jitter,
+        wall_s=round(wall, 3), stages_ms=stages_ms, jitter_ms=jitter,
         drops=stats.drops, loss=round(dropped / frames_in, 5) if frames_in else 0.0,
         cpu_utilization=round(cpu_s / wall, 3) if wall > 0 else 0.0, peak_rss_mb=round(peak, 1), backend=info,
         series=series,

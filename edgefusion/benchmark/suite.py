@@ -19,6 +19,7 @@ from edgefusion.benchmark.runner import BenchConfig, run_once
 from edgefusion.errors import ConfigError, EdgeFusionError
 from edgefusion.package import ModelPackage
 from edgefusion.scenarios import Timeline, generate_timeline, get_scenario
+from edgefusion.stages import StageSpec
 
 __all__ = ["bench_input", "default_configs", "run_suite"]
 
@@ -55,8 +56,8 @@ def bench_input(pkg: ModelPackage, log: str | None = None, scenario: str | None 
 
 def run_suite(pkg: ModelPackage, timeline: Timeline, description: str, configs: Iterable[BenchConfig],
               rate_fps: float | None, warmup_s: float, *, model_only_mode: bool = False, peak: bool = False,
-              command: Sequence[str] = (), on_skip: Callable[[BenchConfig, str], None] | None = None
-              ) -> dict[str, Any]:
+              command: Sequence[str] = (), on_skip: Callable[[BenchConfig, str], None] | None = None,
+              stages: Sequence[StageSpec] = ()) -> dict[str, Any]:
     """Run every configuration on ``timeline`` and return the report (docs/bench.schema.json).
 
     Args:
@@ -70,6 +71,7 @@ def run_suite(pkg: ModelPackage, timeline: Timeline, description: str, configs: 
         peak: also search each configuration's peak sustainable rate.
         command: the command line, stored in the report.
         on_skip: told about each configuration that could not run, with the reason.
+        stages: models that run before the main one (each timed as ``stage:<name>``; not in peak or model-only).
     """
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "package": pkg.name, "package_path": str(pkg.path),
@@ -85,7 +87,7 @@ def run_suite(pkg: ModelPackage, timeline: Timeline, description: str, configs: 
 
                 report["model_only"] += model_only(pkg, cfg, timeline_windows(timeline)[:64])
                 continue
-            report["runs"].append(run_once(pkg, cfg, timeline, rate_fps, warmup_s).to_json())
+            report["runs"].append(run_once(pkg, cfg, timeline, rate_fps, warmup_s, stages=stages).to_json())
             if peak:
                 report["peak"].append(peak_rate(pkg, cfg, timeline))
         except EdgeFusionError as exc:

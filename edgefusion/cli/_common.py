@@ -16,6 +16,21 @@ def add_command(sub: Any, name: str, help_: str, fn: Callable[[argparse.Namespac
     return sp
 
 
+def stage_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--stage", action="append", default=[], metavar="NAME=PACKAGE[,OPTION...]",
+                    help="another model that runs on each window before the main one, repeatable, in order; "
+                         "options: backend=, variant=, threads=, gate=LABEL<T:MODALITY (mask that modality of the "
+                         "main model's window when the stage's LABEL score is below T, e.g. "
+                         "vad=./silero_vad,gate=speech<0.5:audio), events (add the stage's events to the "
+                         "results'). Its results are in each result's 'stages', its latency is 'stage:NAME'")
+
+
+def stage_specs(a: argparse.Namespace) -> list[Any]:
+    from edgefusion.stages import StageSpec
+
+    return [StageSpec.parse(s) for s in getattr(a, "stage", None) or []]
+
+
 def runtime_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--backend", default="onnxruntime",
                     help="onnxruntime (default; the CPU), onnxruntime-cuda or onnxruntime-trt (ONNX Runtime's CUDA "

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgefusion.cli._common import add_command
+from edgefusion.cli._common import add_command, stage_option, stage_specs
 from edgefusion.errors import ConfigError
 
 EPILOG = """examples:
@@ -39,7 +39,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
     configs = parse_configs(a.configs or default_configs(pkg), a.threads)
     report = run_suite(pkg, timeline, desc, _progress(configs), rate, a.warmup, model_only_mode=a.model_only,
                        peak=a.peak, command=sys.argv,
-                       on_skip=lambda cfg, why: print(f"skipped {cfg.label}: {why}", file=sys.stderr))
+                       on_skip=lambda cfg, why: print(f"skipped {cfg.label}: {why}", file=sys.stderr),
+                       stages=stage_specs(a))
     paths = write_reports(report, Path(a.out or f"bench/out/{pkg.name}"), plots_wanted=not a.no_plots)
     print(markdown(report))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
@@ -75,3 +76,4 @@ def register(sub: Any) -> None:
     sp.add_argument("--model-only", action="store_true", help="time the bare model call (batch 1 and 8) instead")
     sp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     sp.add_argument("--out", help="output directory (default bench/out/PACKAGE)")
+    stage_option(sp)

@@ -12,18 +12,28 @@ from edgefusion.cli._common import add_command, runtime_options
 
 def cmd_info(a: argparse.Namespace) -> None:
     from edgefusion.backends import availability
-    from edgefusion.package import load_package
+    from edgefusion.cli import EXIT_MISMATCH
+    from edgefusion.errors import IntegrityError, MissingArtifactError, PackageError
+    from edgefusion.package import MANIFEST, load_package
     from edgefusion.policy import describe_policy
 
-    pkg = load_package(a.package)
+    try:
+        pkg = load_package(a.package)
+    except PackageError as exc:
+        if not (Path(a.package) / MANIFEST).is_file() or isinstance(exc, (IntegrityError, MissingArtifactError)):
+            raise  # no package there, or its files changed: the usual one-line error
+        raise PackageError(f"{a.package} does not run here: {exc}") from exc  # a manifest mistake, one error
     if a.json:
         print(json.dumps(pkg.manifest.raw, indent=2))
         return
     print(pkg.describe())
     print("\n".join(describe_policy(pkg)))
     print("runs here:")
-    for variant, backend, ok, why in availability(pkg):
+    rows = availability(pkg)
+    for variant, backend, ok, why in rows:
         print(f"  {'yes' if ok else 'no ':<4} {backend + ':' + variant:<26} {why}")
+    if not any(ok for _, backend, ok, _ in rows if backend == "onnxruntime"):
+        raise SystemExit(EXIT_MISMATCH)
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -36,7 +46,10 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     sp = add_command(sub, "info", "Show what a model package holds and expects (inputs, outputs, artifacts, "
-                                  "provenance) and the decision policy it runs under.", cmd_info)
+                                  "provenance) and the decision policy it runs under; then open each variant and run "
+                                  "one step on generated inputs, saying 'does not run here' and why (a manifest "
+                                  "mistake, a model ONNX Runtime cannot load, with the opset conversion that fixes "
+                                  "it). Exit status 1 when nothing runs on the CPU.", cmd_info)
     sp.add_argument("package", help="package directory, or a built-in name: smart_home, driving")
     sp.add_argument("--json", action="store_true", help="print the raw manifest")
 

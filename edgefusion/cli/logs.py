@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from edgefusion.cli._common import add_command, runtime_options
+from edgefusion.cli._common import add_command, runtime_options, stage_option, stage_specs
 from edgefusion.errors import CheckFailed, ConfigError
 
 REPLAY_EPILOG = """examples:
@@ -67,6 +67,7 @@ def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.pipeline import PipelineConfig
     from edgefusion.runbuild import Recording, RunBuilder
     from edgefusion.samples import Result
+    from edgefusion.stages import open_stages
 
     cfg = PipelineConfig(lossless=not a.live)
     builder = RunBuilder(cfg)
@@ -88,8 +89,8 @@ def cmd_replay(a: argparse.Namespace) -> None:
                                  run_config={"command": "replay", "options": options, "pipeline": cfg.__dict__},
                                  repeatable=rate is None and not a.live))
     results: list[Result] = []
-    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
-            builder.build(pkg, be, on_result=results.append) as run:
+    with open_stages(stage_specs(a)) as stages, open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) \
+            as be, builder.build(pkg, be, on_result=results.append, stages=stages) as run:
         stats = run.pipeline.run()
     e2e = stats.latency_ms.get("end_to_end", {})
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
@@ -204,6 +205,7 @@ def register(sub: Any) -> None:
                          "lost, counted and reported, instead of refusing with exit status 2")
     sp.add_argument("--out", action="append", help="result sink, repeatable: jsonl:-, jsonl:PATH, "
                                                    "jsonl-actions:PATH")
+    stage_option(sp)
     runtime_options(sp)
 
     lg = add_command(sub, "log", "Inspect MCAP logs (any tool's).", lambda a: lg.print_help())

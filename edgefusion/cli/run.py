@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgefusion.cli._common import add_command, runtime_options
+from edgefusion.cli._common import add_command, runtime_options, stage_option, stage_specs
 from edgefusion.errors import ConfigError
 
 EPILOG = """examples:
@@ -28,6 +28,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     from edgefusion.package import load_package
     from edgefusion.pipeline import PipelineConfig
     from edgefusion.runbuild import Recording, RunBuilder
+    from edgefusion.stages import open_stages
     from edgefusion.sync import MissingPolicy, SyncConfig
 
     _validate(a)
@@ -49,7 +50,8 @@ def cmd_run(a: argparse.Namespace) -> None:
         command = {"command": a.command, "options": options} if offline else {"command": sys.argv}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
                                  run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline))
-    with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, builder.build(pkg, be) as run:
+    with open_stages(stage_specs(a)) as stages, open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) \
+            as be, builder.build(pkg, be, stages=stages) as run:
         pipe = run.pipeline
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
                     for s in (signal.SIGINT, signal.SIGTERM)}
@@ -113,6 +115,7 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
                     help="record inputs and results to an MCAP log" + (" (required)" if record_required else ""))
     sp.add_argument("--image-format", default="jpeg", choices=["raw", "jpeg"],
                     help="how --record stores frames: jpeg (default, small) or raw (lossless)")
+    stage_option(sp)
     runtime_options(sp)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMAS", "TOPICS", "from_time", "to_time"]
+__all__ = ["SCHEMAS", "STAGES_TOPIC", "TOPICS", "from_time", "to_time"]
 
 _TIME = {"type": "object", "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}}}
 
@@ -41,6 +41,11 @@ SCHEMAS: dict[str, bytes] = {
         "timestamp": _TIME, "seq": {"type": "integer"}, "action": {"type": "string"},
         "emitted": {"type": "boolean"}, "events": {"type": "array"}, "scores": {"type": "object"},
         "missing": {"type": "array"}, "timings_ns": {"type": "object"}}),
+    # one model stage of a multi-model pipeline, per window, on /stages/<name> (the main Result holds it too)
+    "edgefusion.StageResult": _obj("edgefusion.StageResult", {
+        "timestamp": _TIME, "seq": {"type": "integer"}, "model": {"type": "string"}, "events": {"type": "array"},
+        "scores": {"type": "object"}, "outputs": {"type": "object"}, "gated": {"type": "boolean"},
+        "timings_ns": {"type": "object"}}),
     "edgefusion.Truth": _obj("edgefusion.Truth", {
         "timestamp": _TIME, "action": {"type": "string"}, "events": {"type": "array"}}),
     # Complete, unlike the others: labels are written by people and other tools, so every field
@@ -63,6 +68,9 @@ SCHEMAS: dict[str, bytes] = {
         "additionalProperties": False,
     }).encode(),
 }
+
+#: a multi-model pipeline's stage <name> is recorded on STAGES_TOPIC/<name>
+STAGES_TOPIC = "/stages"
 
 #: default topic per stream
 TOPICS = {"camera": "/camera", "audio": "/audio", "text": "/text", "results": "/results", "truth": "/truth",

@@ -24,7 +24,7 @@ from mcap.writer import CompressionType, Writer
 from edgefusion import __version__
 from edgefusion.errors import ConfigError, InputError
 from edgefusion.labels import LabelTrack, Span
-from edgefusion.logs.schemas import SCHEMAS, TOPICS, b64, to_time
+from edgefusion.logs.schemas import SCHEMAS, STAGES_TOPIC, TOPICS, b64, to_time
 from edgefusion.samples import AudioChunk, Command, Frame, Result
 
 __all__ = ["LogWriter", "encode_message"]
@@ -118,8 +118,16 @@ class LogWriter:
         msg = r.to_dict()
         if not timings:
             del msg["timings_ns"]
+            msg["stages"] = {k: {f: v for f, v in rec.items() if f != "timings_ns"} for k, rec in r.stages.items()}
+            if not msg["stages"]:
+                del msg["stages"]
         msg["timestamp"] = to_time(r.t_ns)
         self.write(topic, "edgefusion.Result", msg, log_time_ns, r.t_ns)
+        for name, rec in r.stages.items():  # each model of the pipeline on its own track
+            stage = {**rec, "seq": r.seq, "timestamp": to_time(r.t_ns)}
+            if not timings:
+                stage.pop("timings_ns", None)
+            self.write(f"{STAGES_TOPIC}/{name}", "edgefusion.StageResult", stage, log_time_ns, r.t_ns)
 
     def truth(self, t_ns: int, action: str, events: list[str], log_time_ns: int) -> None:
         msg = {"timestamp": to_time(t_ns), "action": action, "events": sorted(events)}

@@ -118,6 +118,27 @@ def _model(cfg: ServiceConfig) -> list[str]:
     return out
 
 
+def _stages(cfg: ServiceConfig) -> list[str]:
+    """Each stage's backend, package and variant (the gate's label is checked when the stage opens)."""
+    from edgefusion.backends import BACKENDS
+    from edgefusion.errors import unknown_name
+    from edgefusion.package import load_package
+
+    out = []
+    for s in cfg.stages:
+        where = f"stages.{s.name}"
+        if s.backend not in BACKENDS:
+            out.append(f"{where}.backend: {unknown_name('backend', s.backend, BACKENDS)}")
+        try:
+            pkg = load_package(s.package)
+        except EdgeFusionError as exc:
+            out.append(f"{where}.package: {exc}")
+            continue
+        if s.backend != "tensorrt" and s.variant not in pkg.variants:
+            out.append(f"{where}.variant: {unknown_name(f'variant of package {pkg.name!r}', s.variant, pkg.variants)}")
+    return out
+
+
 def _outputs(cfg: ServiceConfig) -> list[str]:
     out = []
     for where, path in (("sinks.jsonl", cfg.sinks.jsonl), ("recording.path", cfg.recording.path)):
@@ -149,7 +170,7 @@ def _mqtt(cfg: ServiceConfig) -> list[str]:
 def check_config(cfg: ServiceConfig) -> list[str]:
     """Every problem ``serve`` would meet with ``cfg`` on this machine, one line each ([] when none)."""
     s = cfg.sources
-    return [*_model(cfg), *(_camera(s.camera.uri) if s.camera.uri else []), *_audio(s.audio.uri),
+    return [*_model(cfg), *_stages(cfg), *(_camera(s.camera.uri) if s.camera.uri else []), *_audio(s.audio.uri),
             *_text(s.text.uri), *_outputs(cfg), *(_mqtt(cfg) if cfg.sinks.mqtt.enabled else [])]
 
 

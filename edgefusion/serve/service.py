@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -38,6 +39,7 @@ import numpy as np
 
 from edgefusion.backends import Backend, open_backend
 from edgefusion.config import ServiceConfig, pipeline_config
+from edgefusion.engine import FusionStep
 from edgefusion.errors import EdgeFusionError
 from edgefusion.package import ModelPackage, load_package
 from edgefusion.pipeline import STAGES, Pipeline, RunStats
@@ -54,6 +56,7 @@ from edgefusion.serve.reload import Reloader
 from edgefusion.serve.watchdog import Watchdog
 from edgefusion.sinks import JsonlSink, Sink
 from edgefusion.sources import CallTextSource, RetryingSource, RetryPolicy
+from edgefusion.stages import open_stages
 
 __all__ = ["Service"]
 
@@ -111,21 +114,26 @@ class Service:
         return pkg, be
 
     def _warm_up(self, pkg: ModelPackage, be: Backend, steps: int) -> None:
-        """A few steps on synthetic windows; outputs must be finite and of the declared shapes."""
+        """A few steps on synthetic windows; outputs must be finite and read as the manifest declares."""
         rng = np.random.default_rng(0)
-        builder = pkg.feed_builder()
+        step = FusionStep(pkg, be)
         for i in range(max(1, steps)):
             if self._stopping:
                 raise _Stopped("stopped while warming up the model")
             img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
             audio = (rng.standard_normal(16000) * 0.05).astype(np.float32)
             w = FusionWindow(t_ns=i, image=img, audio=audio, command="turn on the lights" if i % 2 else None)
-            outs = be.infer(builder.build([w])[0])
+            feeds, info = step.preprocess(w)
+            outs = step.infer(feeds, w.t_ns)
             for o in pkg.outputs:
-                v = outs[o.name]
-                if v.shape != (1, len(o.labels)) or not np.all(np.isfinite(v)):
-                    raise EdgeFusionError(f"model check failed: output '{o.name}' has shape {v.shape} (expected "
-                                          f"(1, {len(o.labels)})) or non-finite values")
+                v = outs.get(o.name)
+                if v is None or (v.dtype.kind == "f" and not np.all(np.isfinite(v))):
+                    raise EdgeFusionError(f"model check failed: output '{o.name}' is "
+                                          f"{'missing' if v is None else 'not finite'}")
+            try:
+                step.postprocess(outs, info)  # shapes that disagree with the labels fail here
+            except EdgeFusionError as exc:
+                raise EdgeFusionError(f"model check failed: {exc}") from exc
 
     # -- sources and sinks ------------------------------------------------------------
 
@@ -221,6 +229,9 @@ class Service:
         m = self.metrics
         for s in STAGES:
             m.stage.labels(s).observe(r.timings_ns.get(s, 0) / 1e9)
+        for s, ns in r.timings_ns.items():  # the models before the main one: stage:<name>
+            if s.startswith("stage:"):
+                m.stage.labels(s).observe(ns / 1e9)
         m.results.inc()
         if r.emitted:
             m.actions.labels(r.action).inc()
@@ -307,6 +318,7 @@ class Service:
         keeper = threading.Thread(target=self._housekeeping, name="sinks-housekeeping", daemon=True)
         keeper.start()
         cfg, http, status = self.cfg, None, 0
+        closing = contextlib.ExitStack()
         try:
             if cfg.http.enabled:
                 http = HttpServer(cfg.http.host, cfg.http.port, self._routes(), cfg.http.max_connections,
@@ -319,7 +331,8 @@ class Service:
                 log.info("stopped during start-up")
                 return 0
             self.metrics.set_model(pkg.name, cfg.model.variant, cfg.model.backend, pkg.output("class_logits").labels)
-            run = self._builder(cfg, pkg).build(pkg, be, on_result=self._on_result)
+            stages = closing.enter_context(open_stages(cfg.stages))  # closed after the pipeline, in the finally
+            run = self._builder(cfg, pkg).build(pkg, be, on_result=self._on_result, stages=stages)
             pipe = self.pipe = run.pipeline
             self.warm = True
             self.notifier.send("READY=1", f"STATUS=serving {pkg.name}")
@@ -341,6 +354,7 @@ class Service:
                     status = 1
                 pipe.backend.close()
         finally:
+            closing.close()
             self.notifier.send("STOPPING=1")
             self._stop.set()
             keeper.join(2)

@@ -1,0 +1,215 @@
+"""Several models in one pipeline: stages that run before the main model on the same window.
+
+A stage is a model package with its own backend, inputs, outputs, recurrent state and
+timings (DESIGN.md contract 14). It runs on each fusion window before the main model, on
+the pipeline's prepare thread, in window order (so a stateful model such as a VAD sees its
+windows in sequence). What it finds is kept in the main Result's ``stages[name]`` (events,
+scores, outputs, timings) and timed as the ``stage:<name>`` latency of the run's stats, the
+bench and the recording. It can also act on the main model's window:
+
+- ``gate``: when the stage's score for a label is below a threshold, a modality of the
+  main model's window is masked (e.g. a VAD's ``speech`` below 0.5 masks ``audio``, or
+  ``text`` for a speech-driven command source), so the main model and the policy see it
+  as missing, and say so;
+- ``events``: the stage's events (a detector's labels) join the main Result's events.
+
+Stages are declared as specs: ``NAME=PACKAGE`` with options after commas, on the command
+line (``--stage vad=./silero_vad,gate=speech<0.5:audio``) or as ``[[stages]]`` tables in
+a service config.
+
+Example:
+    >>> s = StageSpec.parse("vad=./silero_vad,gate=speech<0.5:audio,threads=1")
+    >>> s.name, s.package, s.gate, s.events
+    ('vad', './silero_vad', Gate(label='speech', below=0.5, mask='audio'), False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from edgefusion.errors import ConfigError
+from edgefusion.samples import MODALITIES, FusionWindow
+
+__all__ = ["Gate", "Stage", "StageSpec", "open_stages"]
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_GATE = re.compile(r"([A-Za-z0-9_.-]+)<([0-9.]+):([a-z]+)")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Mask ``mask`` in the main model's window when the stage's score for ``label`` is below ``below``."""
+
+    label: str
+    below: float
+    mask: str
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> Gate:
+        m = _GATE.fullmatch(text.strip())
+        if m is None:
+            raise ConfigError(f"{where}: gate {text!r}: expected LABEL<THRESHOLD:MODALITY, e.g. speech<0.5:audio")
+        below = float(m[2])
+        if not 0.0 <= below <= 1.0 or m[3] not in MODALITIES:
+            raise ConfigError(f"{where}: gate {text!r}: the threshold is a score in [0, 1] and the modality one of "
+                              f"{list(MODALITIES)}")
+        return cls(m[1], below, m[3])
+
+    def __str__(self) -> str:
+        return f"{self.label}<{self.below:g}:{self.mask}"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage as declared: its name, package, backend and what it does to the main model's window."""
+
+    name: str
+    package: str
+    backend: str = "onnxruntime"
+    variant: str = "fp32"
+    threads: int | None = 1
+    gate: Gate | None = None
+    events: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> StageSpec:
+        """``NAME=PACKAGE[,backend=B][,variant=V][,threads=N][,gate=LABEL<T:MODALITY][,events]``."""
+        head, *opts = [p.strip() for p in spec.split(",")]
+        name, sep, package = head.partition("=")
+        d: dict[str, Any] = {"name": name, "package": package if sep else ""}
+        for o in opts:
+            k, sep, v = o.partition("=")
+            d[k] = True if not sep and k == "events" else v
+        return cls.from_dict(d, f"--stage {spec!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> StageSpec:
+        """From a config table; every problem is a ConfigError naming ``where``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown stage option {unknown[0]!r}; expected {sorted(known)}")
+        name, package = d.get("name"), d.get("package")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: stage name {name!r}: expected lower-case letters, digits and _ (at most 32)")
+        if not isinstance(package, str) or not package:
+            raise ConfigError(f"{where}: stage '{name}' needs a package (a directory or a built-in name)")
+        raw = d.get("threads", 1)
+        try:
+            threads = None if raw in ("", 0) else int(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: stage '{name}': threads {raw!r} is not a number") from exc
+        if isinstance(raw, bool) or (threads is not None and not 0 < threads <= 1024):
+            raise ConfigError(f"{where}: stage '{name}': threads {raw!r}: expected 1 to 1024, or 0 for ONNX Runtime's "
+                              "default")
+        gate = d.get("gate")
+        if gate is not None and not isinstance(gate, str):
+            raise ConfigError(f"{where}: stage '{name}': gate: expected a string such as 'speech<0.5:audio'")
+        events = d.get("events", False)
+        if not isinstance(events, bool):
+            raise ConfigError(f"{where}: stage '{name}': events: expected true or false")
+        return cls(name, package, str(d.get("backend", "onnxruntime")), str(d.get("variant", "fp32")), threads,
+                   Gate.parse(gate, f"{where}: stage '{name}'") if gate else None, events)
+
+
+    def to_toml(self) -> str:
+        """This spec as a ``[[stages]]`` table of a service config."""
+        d = {"name": self.name, "package": self.package, "backend": self.backend, "variant": self.variant,
+             "threads": self.threads or 0, "events": self.events, **({"gate": str(self.gate)} if self.gate else {})}
+        return "[[stages]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in d.items())
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stage_tables(value: Any, where: str, problems: list[str]) -> tuple[StageSpec, ...]:
+    """The ``[[stages]]`` array of tables of a service config; each problem is appended to ``problems``."""
+    if not isinstance(value, list):
+        problems.append(f"{where}: expected an array of tables ([[stages]]), got {type(value).__name__}")
+        return ()
+    specs = []
+    for i, d in enumerate(value):
+        try:
+            if not isinstance(d, dict):
+                raise ConfigError(f"{where}[{i}]: expected a table, got {type(d).__name__}")
+            specs.append(StageSpec.from_dict(d, f"{where}[{i}]"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    names = [s.name for s in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    problems.extend(f"{where}: stage name {n!r} is given twice" for n in twice)
+    return tuple(specs)
+
+
+class Stage:
+    """An open stage: the spec and the model step that runs it (its backend is owned by whoever opened it)."""
+
+    def __init__(self, spec: StageSpec, step: Any) -> None:
+        from edgefusion.engine import FusionStep
+
+        self.spec = spec
+        self.step: FusionStep = step
+        if spec.gate is not None and spec.gate.label not in (*step.event_labels, *(
+                step.action_out.labels if step.action_out else ())):
+            raise ConfigError(f"stage '{spec.name}': gate label {spec.gate.label!r} is not a label of "
+                              f"{step.package.name} ({', '.join(step.event_labels) or 'none'})")
+
+    @property
+    def timing_key(self) -> str:
+        return f"stage:{self.spec.name}"
+
+    def run(self, window: FusionWindow) -> tuple[dict[str, Any], FusionWindow]:
+        """The stage's record for ``window``, and the window the main model gets (gated or not)."""
+        step = self.step
+        t0 = time.perf_counter_ns()
+        feeds, info = step.preprocess(window)
+        t1 = time.perf_counter_ns()
+        outs = step.infer(feeds, window.t_ns)
+        t2 = time.perf_counter_ns()
+        d = step.postprocess(outs, info)
+        t3 = time.perf_counter_ns()
+        rec: dict[str, Any] = {"model": step.package.name, "events": list(d.events),
+                               "scores": {k: round(v, 5) for k, v in {**d.action_scores, **d.scores}.items()},
+                               "timings_ns": {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}}
+        if d.action_scores:
+            rec["action"] = d.action
+        if d.extras:
+            rec["outputs"] = d.extras
+        g = self.spec.gate
+        if g is not None:
+            score = d.scores.get(g.label, d.action_scores.get(g.label, 0.0))
+            rec["gated"] = score < g.below
+            if rec["gated"] and g.mask not in window.missing:
+                window = dataclasses.replace(window, missing=(*window.missing, g.mask))
+        return rec, window
+
+
+@contextmanager
+def open_stages(specs: Sequence[StageSpec]) -> Iterator[list[Stage]]:
+    """Load each stage's package, open its backend; close them all on exit."""
+    from edgefusion.backends import open_backend
+    from edgefusion.engine import FusionStep
+    from edgefusion.package import load_package
+
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"stage names must differ; {dup[0]!r} is given twice")
+    with ExitStack() as stack:
+        stages = []
+        for s in specs:
+            pkg = load_package(s.package)
+            be = stack.enter_context(open_backend(s.backend, pkg, variant=s.variant, threads=s.threads))
+            stages.append(Stage(s, FusionStep(pkg, be)))
+        yield stages
