@@ -200,8 +200,9 @@ class RunBuilder:
         from edgefusion.logs import LogWriter
         from edgefusion.logs.recorder import Recorder
 
+        # a live run is put on the wall clock; a replay keeps its log's clock (and copies its clock record)
         recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format), lossless=self.config.lossless,
-                            drops=pipe.drops, repeatable=rec.repeatable)
+                            drops=pipe.drops, repeatable=rec.repeatable, wall_clock=not self._replays)
         recorder.describe_run(package.manifest.raw, rec.run_config, sha256_file(package.path / "manifest.json"),
                               rec.package_ref)
         pipe.sinks.append(recorder)
@@ -210,6 +211,7 @@ class RunBuilder:
             # on the replay's own thread, in log order with its inputs: the recorder orders them with the results
             src.passthrough["/truth"] = recorder.truth
             src.passthrough["/labels"] = recorder.label
+            recorder.inherit_clock = lambda src=src: dict(getattr(src, "info", {}).get("clock", {}))
         return recorder
 
 

@@ -112,7 +112,10 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     sp.add_argument("--record", metavar="OUT.mcap", required=record_required,
                     help="record inputs and results to an MCAP log" + (" (required)" if record_required else ""))
     sp.add_argument("--image-format", default="jpeg", choices=["raw", "jpeg"],
-                    help="how --record stores frames: jpeg (default, small) or raw (lossless)")
+                    help="how --record stores frames: jpeg (default, small: foxglove.CompressedImage) or raw "
+                         "(lossless: foxglove.RawImage)")
+    sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
+                    help="same as --image-format jpeg")
     runtime_options(sp)
 
 

@@ -1,0 +1,145 @@
+"""Foxglove-native recordings: protobuf sensor channels, complete JSON schemas, /log, the wall clock, old logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import jsonschema
+import numpy as np
+import pytest
+from conftest import TEST_DATA
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from foxglove_schemas_protobuf.Log_pb2 import Log
+from foxglove_schemas_protobuf.RawAudio_pb2 import RawAudio
+from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
+from google.protobuf import descriptor_pb2
+from mcap.reader import make_reader
+
+from edgefusion import load_package
+from edgefusion.cli import main
+from edgefusion.logs import LogReader, LogWriter, decode
+from edgefusion.logs.recorder import Recorder
+from edgefusion.samples import AudioChunk, Frame
+
+OLD_LOG = TEST_DATA / "mcap" / "json_v1" / "smart_home_1s.mcap"
+PROTO = {"foxglove.RawImage": RawImage, "foxglove.CompressedImage": CompressedImage, "foxglove.RawAudio": RawAudio,
+         "foxglove.Log": Log}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fox")
+    synth = ["synth", "--scenario", "smart_home", "--duration", "2", "--seed", "4", "--out", str(d / "s.mcap")]
+    assert main(synth) == 0
+    assert main(["replay", str(d / "s.mcap"), "--record", str(d / "r.mcap"), "--threads", "1"]) == 0
+    return d / "r.mcap"
+
+
+def _messages(path):
+    with open(path, "rb") as f:
+        yield from make_reader(f).iter_messages()
+
+
+def test_sensor_channels_are_protobuf_with_the_official_schemas(recorded):
+    seen: dict[str, int] = {}
+    for schema, channel, message in _messages(recorded):
+        if channel.topic not in ("/camera", "/audio"):
+            continue
+        assert schema.encoding == "protobuf" and channel.message_encoding == "protobuf"
+        fds = descriptor_pb2.FileDescriptorSet.FromString(schema.data)
+        assert schema.name.split(".")[1] in {m.name for f in fds.file for m in f.message_type}
+        msg = PROTO[schema.name].FromString(message.data)
+        assert msg.timestamp.ToNanoseconds() == message.publish_time
+        if schema.name == "foxglove.RawImage":
+            assert (msg.encoding, msg.step, len(msg.data)) == ("bgr8", msg.width * 3, msg.width * msg.height * 3)
+        else:
+            assert msg.format == "pcm-s16" and msg.sample_rate == 16000 and len(msg.data) > 0
+        seen[schema.name] = seen.get(schema.name, 0) + 1
+    assert seen == {"foxglove.RawImage": 60, "foxglove.RawAudio": 59}
+
+
+def test_json_channels_have_complete_schemas(recorded):
+    pkg = load_package("smart_home")
+    labels = {o.kind: list(o.labels) for o in pkg.manifest.outputs}
+    checked = set()
+    for schema, channel, message in _messages(recorded):
+        if channel.message_encoding != "json":
+            continue
+        s = json.loads(schema.data)
+        msg = json.loads(message.data)
+        jsonschema.validate(msg, s)
+        assert set(msg) <= set(s["properties"]), set(msg) - set(s["properties"])  # every field is declared
+        assert set(s["required"]) <= set(msg)
+        if schema.name == "edgefusion.Result":
+            assert {"action_score", "action_scores", "command", "model", "raw_action", "t_ns"} <= set(s["required"])
+            assert list(s["properties"]["scores"]["properties"]) == labels["multilabel_logits"]
+            assert list(s["properties"]["action_scores"]["properties"]) == labels["class_logits"]
+            assert set(msg["scores"]) == set(labels["multilabel_logits"])
+        checked.add(schema.name)
+    assert checked == {"edgefusion.Result", "edgefusion.Truth", "edgefusion.Label", "edgefusion.Command"}
+
+
+def test_a_log_of_the_previous_all_json_format_still_replays_and_matches(capsys):
+    with LogReader(OLD_LOG) as r:
+        assert {c["topic"]: c["message_encoding"] for c in r.info().channels}["/camera"] == "json"
+    assert main(["replay", str(OLD_LOG), "--check", "--threads", "1"]) == 0
+    assert "against recorded results: MATCH: 30 of 30 compared, 0 missing" in capsys.readouterr().out
+
+
+def test_the_new_format_replays_and_matches(recorded, capsys):
+    assert main(["replay", str(recorded), "--check", "--threads", "1"]) == 0
+    assert "against recorded results: MATCH: 60 of 60 compared, 0 missing" in capsys.readouterr().out
+
+
+def test_jpeg_frames_are_compressed_images(tmp_path):
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:, :, 1] = np.arange(64, dtype=np.uint8)[None, :] * 4  # smooth: JPEG keeps it within a few levels
+    with LogWriter(tmp_path / "j.mcap", image_format="jpeg") as w:
+        w.frame(Frame(t_ns=5, image=img), 5)
+    with LogReader(tmp_path / "j.mcap") as r:
+        (m,) = list(r.messages())
+    assert (m.schema, m.encoding) == ("foxglove.CompressedImage", "protobuf")
+    assert CompressedImage.FromString(m.data).format == "jpeg"
+    f = decode(m)
+    assert isinstance(f, Frame) and f.image.shape == img.shape and np.abs(f.image.astype(int) - img).mean() < 4
+
+
+def test_log_records_go_to_log_on_the_sample_clock(tmp_path):
+    rec = Recorder(LogWriter(tmp_path / "l.mcap"))
+    rec.tap(Frame(t_ns=7_000_000, image=np.zeros((4, 4, 3), np.uint8)))
+    rec.tap(AudioChunk(t_ns=9_000_000, samples=np.zeros(16, np.float32), sample_rate=16000))
+    logging.getLogger("edgefusion.test").warning("camera %s is stale", "front")
+    rec.close()
+    with LogReader(tmp_path / "l.mcap") as r:
+        logs = [m for m in r.messages(topics=["/log"])]
+        clock = r.metadata()["clock"]
+    assert len(logs) == 1 and (logs[0].schema, logs[0].encoding) == ("foxglove.Log", "protobuf")
+    msg = Log.FromString(logs[0].data)
+    assert (msg.message, msg.name, msg.level) == ("camera front is stale", "edgefusion.test", Log.WARNING)
+    assert msg.timestamp.ToNanoseconds() == 9_000_000 == logs[0].log_time_ns  # the newest sample's time
+    assert clock["wall_offset_ns"] == "0"
+
+
+def test_a_live_recording_is_on_the_wall_clock_and_replays(tmp_path, capsys):
+    out = tmp_path / "live.mcap"
+    before = time.time_ns()
+    assert main(["record", "--camera", "synth:smart_home", "--duration", "1.5", "--record", str(out),
+                 "--image-format", "raw", "--backend", "null"]) == 0
+    with LogReader(out) as r:
+        clock = r.metadata()["clock"]
+        first = min(m.publish_time_ns for m in r.messages(topics=["/camera"]))
+    offset = int(clock["wall_offset_ns"])
+    assert offset > 0 and before - 10**9 <= first <= time.time_ns()  # Foxglove shows today, not 1970
+    assert clock["capture_start_utc"].startswith(time.strftime("%Y-", time.gmtime()))
+    capsys.readouterr()
+    assert main(["replay", str(out), "--check", "--backend", "null"]) == 0
+    assert "MATCH" in capsys.readouterr().out
+
+
+def test_a_repeatable_recording_keeps_the_sample_clock_and_no_log_records(recorded):
+    with LogReader(recorded) as r:
+        assert r.metadata()["clock"]["wall_offset_ns"] == "0"
+        assert "/log" not in {c["topic"] for c in r.info().channels}
+        assert min(m.log_time_ns for m in r.messages()) == 0
