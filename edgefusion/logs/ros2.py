@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,10 @@ __all__ = ["AUDIO_DATA_RATE", "decode_cdr"]
 log = logging.getLogger("edgefusion.logs")
 #: the format assumed for AudioData, which carries none
 AUDIO_DATA_RATE = 16_000
-#: pyaudio sample formats used by audio_common_msgs/AudioInfo: (array field, scale to [-1, 1])
+#: pyaudio sample formats used by audio_common_msgs/AudioInfo: (array field, scale to [-1, 1]); uint8 (32) is not
+#: read: the library does not bound-check byte arrays, and here it is not the message's last field
 _PA_FORMATS = {1: ("float32_data", 1.0), 2: ("int32_data", 2.0**31), 8: ("int16_data", 2.0**15),
-               16: ("int8_data", 2.0**7), 32: ("uint8_data", 2.0**7)}
+               16: ("int8_data", 2.0**7)}
 
 _decoders: dict[tuple[str, bytes], Callable[[bytes], Any]] = {}
 _warned: set[str] = set()
@@ -91,10 +93,10 @@ def decode_cdr(m: LogMessage, source: str | None) -> Frame | AudioChunk | Comman
         w, h = int(msg.width), int(msg.height)
         if msg.is_bigendian and msg.encoding not in ("bgr8", "rgb8", "bgra8", "rgba8", "mono8"):
             raise ValueError("big-endian multi-byte pixels are not supported")
-        img = image_from(str(msg.encoding), w, h, int(msg.step), bytes(msg.data))
+        img = image_from(str(msg.encoding), w, h, int(msg.step), _tail(m.data, msg.data))
         return Frame(t_ns=t, image=img, source=source or "camera")
     if kind == "CompressedImage":
-        data = bytes(msg.data)
+        data = _tail(m.data, msg.data)
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if decoded is None:
             raise ValueError(f"a {str(msg.format)[:30]!r} image could not be decoded")
@@ -102,6 +104,23 @@ def decode_cdr(m: LogMessage, source: str | None) -> Frame | AudioChunk | Comman
     if kind == "AudioStamped":
         return _audio_stamped(msg, t, source)
     return _audio_data(msg, m, source)
+
+
+def _tail(raw: bytes, data: Any) -> bytes:
+    """``data``, the message's last field (a byte array), checked against its length prefix.
+
+    The library slices a byte array without checking that the message holds as many bytes as
+    its length prefix claims: a torn message would come back shorter, quietly. Here the prefix
+    must match and the array must end the message (CDR pads to at most 4 bytes).
+    """
+    data = bytes(data)
+    fmt = "<I" if len(raw) > 1 and raw[1] & 1 else ">I"  # the encapsulation header's endianness bit
+    for pad in range(4):
+        pos = len(raw) - pad - len(data)
+        if pos >= 8 and struct.unpack_from(fmt, raw, pos - 4)[0] == len(data) and raw[pos:pos + len(data)] == data:
+            return data
+    raise ValueError(f"its data field is torn: the length prefix does not match the {len(raw)} bytes of the "
+                     "message (or the bag's definition puts fields after it)")
 
 
 def _text(v: Any) -> str:
@@ -129,7 +148,7 @@ def _audio_data(msg: Any, m: LogMessage, source: str | None) -> AudioChunk:
         _warned.add(m.schema)
         log.warning("%s carries no sample format: read as %d Hz mono 16-bit PCM", m.schema, AUDIO_DATA_RATE)
     if hasattr(msg, "data"):
-        return pcm_chunk(bytes(msg.data), m.publish_time_ns, AUDIO_DATA_RATE, 1, source)
+        return pcm_chunk(_tail(m.data, msg.data), m.publish_time_ns, AUDIO_DATA_RATE, 1, source)
     return _typed(msg, 8, AUDIO_DATA_RATE, 1, m.publish_time_ns, source)
 
 
@@ -145,15 +164,12 @@ def _audio_stamped(msg: Any, t: int, source: str | None) -> AudioChunk:
 def _typed(data: Any, fmt: int, rate: int, channels: int, t: int, source: str | None) -> AudioChunk:
     if fmt not in _PA_FORMATS:
         raise ValueError(f"audio format {fmt} is not supported ({sorted(_PA_FORMATS)} are: float32, int32, int16, "
-                         "int8, uint8)")
+                         "int8)")
     name, scale = _PA_FORMATS[fmt]
     values = getattr(data, name, None)
     if values is None:
         raise ValueError(f"audio data has no {name}")
-    raw = np.frombuffer(values, np.uint8) if isinstance(values, bytes) else np.asarray(values)
-    x = raw.astype(np.float32)
-    if fmt == 32:
-        x = x - 128.0
+    x = np.asarray(values, dtype=np.float32)
     if channels < 1 or x.size % channels:
         raise ValueError(f"{x.size} samples is not a whole number of {channels}-channel frames")
     x = (x / np.float32(scale)).astype(np.float32)
