@@ -171,7 +171,8 @@ def test_a_torn_cdr_message_is_one_line_with_its_offset():
     m = _cdr("audio_common_msgs/msg/AudioData", AUDIO_DATA, {"data": b"\x00\x01" * 8})
     torn = LogMessage(m.topic, m.schema, m.encoding, 5, 5, m.data[:6] + b"\xff\xff\xff\x7f", offset=99,
                       schema_data=m.schema_data)
-    with pytest.raises(InputError, match=r"^/mic message at log time 5 ns \(record at byte 99\): its data field is torn"):
+    where = r"^/mic message at log time 5 ns \(record at byte 99\): "
+    with pytest.raises(InputError, match=where + "its data field is torn"):
         decode(torn, "audio")
     short = LogMessage(m.topic, m.schema, m.encoding, 5, 5, m.data[:5], offset=99, schema_data=m.schema_data)
     with pytest.raises(InputError, match=r"\(record at byte 99\): not a CDR audio_common_msgs/msg/AudioData"):
