@@ -105,6 +105,8 @@ class RunBuilder:
         self.retrying: dict[str, RetryingSource] = {}
         self.taps: list[Callable[[Any], None]] = []
         self.recording: Recording | None = None
+        #: ``[HOST:]PORT`` of the live view (:mod:`edgefusion.liveview`), or None
+        self.foxglove: str | None = None
         self._sinks: list[Sink | SinkFactory] = []
         self._replays: list[ReplaySource] = []
         # Unpaced files share one clock that stays at 0: their samples are stamped with their
@@ -171,6 +173,10 @@ class RunBuilder:
         """Call ``tap(sample)`` on the source threads with every raw input (keep it quick)."""
         self.taps.append(tap)
 
+    def live_view(self, address: str) -> None:
+        """Serve the run to Foxglove on ``[HOST:]PORT`` (a sink and a tap, like the recorder; never slows the run)."""
+        self.foxglove = address
+
     def record(self, recording: Recording) -> None:
         """Record the run: the recorder becomes the last sink and the last tap."""
         self.recording = recording
@@ -189,12 +195,24 @@ class RunBuilder:
         try:
             for sink in self._sinks:
                 pipe.sinks.append(sink if isinstance(sink, Sink) else sink(pipe.drops))
+            if self.foxglove is not None:
+                run.live_view = self._live_view(self.foxglove, package, pipe)
             if self.recording is not None:
                 run.recorder = self._recorder(self.recording, package, pipe)
         except BaseException:
             run.close()
             raise
         return run
+
+    def _live_view(self, address: str, package: ModelPackage, pipe: Pipeline) -> Any:
+        from edgefusion.liveview import LiveView
+
+        labels = {o.kind: list(o.labels) for o in package.manifest.outputs}
+        view = LiveView(address, drops=pipe.drops, wall_clock=not self._replays,
+                        scores=labels.get("multilabel_logits"), action_scores=labels.get("class_logits"))
+        pipe.sinks.append(view)
+        pipe.taps.append(view.tap)
+        return view
 
     def _recorder(self, rec: Recording, package: ModelPackage, pipe: Pipeline) -> Recorder:
         from edgefusion.logs import LogWriter
@@ -225,6 +243,7 @@ class Run:
     def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
         self.pipeline = pipeline
         self.recorder = recorder
+        self.live_view: Any = None  #: the :class:`~edgefusion.liveview.LiveView`, when serving one
 
     def close(self) -> list[tuple[str, EdgeFusionError]]:
         """Close every sink, also after one fails; return the failures as (sink name, error)."""

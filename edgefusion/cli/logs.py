@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from edgefusion.cli._common import add_command, runtime_options
+from edgefusion.cli._common import add_command, foxglove_option, live_view_line, runtime_options
 from edgefusion.errors import CheckFailed, ConfigError
 
 REPLAY_EPILOG = """examples:
@@ -82,15 +82,18 @@ def cmd_replay(a: argparse.Namespace) -> None:
     pkg = load_package(model)
     for spec in a.out or []:
         builder.add_sink(spec)
+    if a.foxglove:
+        builder.live_view(a.foxglove)
     if a.record:
         # the options, not argv: argv names the output file, and two replays of one log must write the same bytes
-        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command")}
+        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "foxglove")}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=model,
                                  run_config={"command": "replay", "options": options, "pipeline": cfg.__dict__},
                                  repeatable=rate is None and not a.live))
     results: list[Result] = []
     with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
             builder.build(pkg, be, on_result=results.append) as run:
+        live_view_line(run)
         stats = run.pipeline.run()
     e2e = stats.latency_ms.get("end_to_end", {})
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
@@ -210,6 +213,7 @@ def register(sub: Any) -> None:
                          "lost, counted and reported, instead of refusing with exit status 2")
     sp.add_argument("--out", action="append", help="result sink, repeatable: jsonl:-, jsonl:PATH, "
                                                    "jsonl-actions:PATH")
+    foxglove_option(sp)
     runtime_options(sp)
 
     lg = add_command(sub, "log", "Inspect MCAP logs (any tool's).", lambda a: lg.print_help())

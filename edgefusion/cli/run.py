@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgefusion.cli._common import add_command, runtime_options
+from edgefusion.cli._common import add_command, foxglove_option, live_view_line, runtime_options
 from edgefusion.errors import ConfigError
 
 EPILOG = """examples:
@@ -41,16 +41,20 @@ def cmd_run(a: argparse.Namespace) -> None:
     builder.text(a.text)
     for spec in a.out or (["jsonl:-"] if not a.record else []):
         builder.add_sink(spec)
+    if a.foxglove:
+        builder.live_view(a.foxglove)
     if a.record:
         # files as fast as possible, nothing dropped: the same results each time, so the log leaves out what
         # differs from run to run (stage timings, the clock offset, argv naming the output file)
         offline = a.no_pace and a.lossless
-        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "stats")}
+        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "stats",
+                                                                         "foxglove")}
         command = {"command": a.command, "options": options} if offline else {"command": sys.argv}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
                                  run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline))
     with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, builder.build(pkg, be) as run:
         pipe = run.pipeline
+        live_view_line(run)
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
                     for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -116,6 +120,7 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
                          "(lossless: foxglove.RawImage)")
     sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
                     help="same as --image-format jpeg")
+    foxglove_option(sp)
     runtime_options(sp)
 
 
