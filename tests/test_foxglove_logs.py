@@ -143,3 +143,38 @@ def test_a_repeatable_recording_keeps_the_sample_clock_and_no_log_records(record
         assert r.metadata()["clock"]["wall_offset_ns"] == "0"
         assert "/log" not in {c["topic"] for c in r.info().channels}
         assert min(m.log_time_ns for m in r.messages()) == 0
+
+
+def test_seconds_of_720p_record_and_every_message_decodes_with_the_official_classes(tmp_path):
+    """The CI-sized version of bench/record_720p.py (which measures drops and timings over 60 s in real time)."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    path = tmp_path / "720p.mcap"
+    rec = Recorder(LogWriter(path, image_format="raw"), lossless=True, wall_clock=True)
+    n = 45  # 1.5 s at 30 fps
+    t0 = time.monotonic_ns()
+    sent = []
+    for i in range(n):
+        img = np.ascontiguousarray(np.roll(np.kron(base, np.ones((8, 8, 1), np.uint8)), i, axis=1))
+        f = Frame(t_ns=t0 + i * 33_333_333, image=img)
+        sent.append(img[::97, ::101].copy())
+        rec.tap(f)
+        rec.tap(AudioChunk(t_ns=f.t_ns, samples=rng.standard_normal(533).astype(np.float32) * 0.1, sample_rate=16000))
+    logging.getLogger("edgefusion.test").warning("720p test")
+    rec.close()
+    counts: dict[str, int] = {}
+    frames = 0
+    for schema, channel, message in _messages(path):
+        assert schema is not None
+        if channel.message_encoding == "protobuf":
+            msg = PROTO[schema.name].FromString(message.data)
+            if schema.name == "foxglove.RawImage":
+                assert (msg.width, msg.height, msg.encoding, msg.step) == (1280, 720, "bgr8", 3840)
+                got = np.frombuffer(msg.data, np.uint8).reshape(720, 1280, 3)
+                assert np.array_equal(got[::97, ::101], sent[frames])  # bit-exact, in order
+                frames += 1
+        else:
+            json.loads(message.data)
+        counts[schema.name] = counts.get(schema.name, 0) + 1
+    assert counts == {"foxglove.RawImage": n, "foxglove.RawAudio": n, "foxglove.Log": 1}
+    assert rec.drops.snapshot() == {}
