@@ -9,6 +9,8 @@ through the model (ONNX Runtime, 1 thread) for ``--duration`` seconds:
 - ``slow_viewer``: a client subscribed to every channel that reads one message per second
   (its socket fills; the server drops that viewer's oldest messages).
 
+Each viewer is a separate process (this script with ``--viewer PORT``), as a real one is.
+
 For each: e2e p50/p99/max, the live view's own counted drops (``liveview/queue_full``),
 the messages it sent and the messages the viewer received. Writes JSON (default
 bench/results/live_view.json). Timing figures on a shared machine vary between runs: compare
@@ -22,6 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -81,25 +86,45 @@ def case(name: str, duration_s: float, viewer_delay_s: float | None, live: bool)
     viewer = None
     with open_backend("onnxruntime", pkg, threads=1) as be, b.build(pkg, be) as run:
         if viewer_delay_s is not None:
-            viewer = Viewer(run.live_view.port, viewer_delay_s)
-            viewer.start()
-            viewer.subscribed.wait(20)
+            viewer = subprocess.Popen([sys.executable, __file__, "--viewer", str(run.live_view.port),
+                                       "--viewer-delay", str(viewer_delay_s)], stdout=subprocess.PIPE, text=True)
+            assert viewer.stdout is not None and viewer.stdout.readline().strip() == "subscribed"
         stats = run.pipeline.run(timeout_s=duration_s)
-        sent = run.live_view.sent if run.live_view is not None else 0
-    if viewer is not None:
-        viewer.done.set()
-        viewer.join(5)
+        view = run.live_view
+        received = None
+        if viewer is not None:
+            viewer.send_signal(signal.SIGTERM)
+            out, _ = viewer.communicate(timeout=10)
+            received = int(out.split()[-1])
+    sent = view.sent if view is not None else 0  # after close: the view's thread has finished
     e2e = stats.latency_ms.get("end_to_end", {})
     return {"case": name, "steps": stats.steps, "e2e_ms": {k: e2e.get(k) for k in ("p50", "p90", "p99", "max")},
             "drops": stats.drops, "liveview_queue_full": stats.drops.get("liveview/queue_full", 0),
-            "liveview_sent": sent, "viewer_received": None if viewer is None else viewer.received}
+            "liveview_sent": sent, "viewer_received": received}
+
+
+def viewer_main(port: int, delay_s: float) -> None:
+    """The viewer process: say when subscribed, count messages until SIGTERM, print the count."""
+    v = Viewer(port, delay_s)
+    signal.signal(signal.SIGTERM, lambda *_: v.done.set())
+    v.start()
+    v.subscribed.wait(20)
+    print("subscribed", flush=True)
+    v.done.wait()
+    v.join(5)
+    print(v.received, flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per case (default 20)")
     ap.add_argument("--out", default="bench/results/live_view.json")
+    ap.add_argument("--viewer", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--viewer-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.viewer:
+        viewer_main(a.viewer, a.viewer_delay)
+        return
     rows = [case("off", a.duration, None, False), case("on_no_viewer", a.duration, None, True),
             case("fast_viewer", a.duration, 0.0, True), case("slow_viewer", a.duration, 1.0, True)]
     for r in rows:

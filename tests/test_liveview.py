@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -98,3 +101,23 @@ def test_a_viewer_that_cannot_keep_up_costs_counted_drops_not_the_caller():
 def test_a_bad_address_is_one_line(bad):
     with pytest.raises(ConfigError, match=r"--foxglove: expected \[HOST:\]PORT"):
         parse_address(bad)
+
+
+def test_serve_with_foxglove_streams_results_to_a_viewer(tmp_path):
+    from serve_kit import free_port, get, wait_for
+    from test_serve import _config
+
+    http, fox = free_port(), free_port()
+    cfg = tmp_path / "service.toml"
+    cfg.write_text(_config("smart_home", http, tmp_path / "results.jsonl"))
+    proc = subprocess.Popen([sys.executable, "-m", "edgefusion", "serve", "--config", str(cfg), "--foxglove",
+                             f"127.0.0.1:{fox}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: proc.poll() is None and get(http, "/readyz")[0] == 200, 60, "the service to be ready")
+        got = asyncio.run(_watch(fox, {"/results", "/camera"}, threading.Event(), need=2))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert len(got["/results"]) >= 2 and len(got["/camera"]) >= 2
+    assert json.loads(got["/results"][0])["model"] == "smart_home-attention"
