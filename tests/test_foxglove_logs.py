@@ -19,7 +19,8 @@ from mcap.reader import make_reader
 
 from edgefusion import load_package
 from edgefusion.cli import main
-from edgefusion.logs import LogReader, LogWriter, decode
+from edgefusion.errors import InputError
+from edgefusion.logs import LogMessage, LogReader, LogWriter, decode
 from edgefusion.logs.recorder import Recorder
 from edgefusion.samples import AudioChunk, Frame
 
@@ -178,3 +179,33 @@ def test_seconds_of_720p_record_and_every_message_decodes_with_the_official_clas
         counts[schema.name] = counts.get(schema.name, 0) + 1
     assert counts == {"foxglove.RawImage": n, "foxglove.RawAudio": n, "foxglove.Log": 1}
     assert rec.drops.snapshot() == {}
+
+
+@pytest.mark.parametrize(("schema", "data", "problem"), [
+    ("foxglove.RawImage", b"\xff\xff\xff", "not a protobuf foxglove.RawImage"),
+    ("foxglove.RawImage", RawImage(width=0, height=2, encoding="bgr8").SerializeToString(), "width and height"),
+    ("foxglove.RawImage", RawImage(width=99999, height=2, encoding="bgr8").SerializeToString(), "width and height"),
+    ("foxglove.RawImage", RawImage(width=4, height=2, encoding="bgr8", step=12, data=b"\0" * 5).SerializeToString(),
+     "needs 24 bytes, data has 5"),
+    ("foxglove.RawImage", RawImage(width=4, height=2, encoding="yuv422", data=b"").SerializeToString(),
+     "image encoding 'yuv422' is not supported"),
+    ("foxglove.CompressedImage", CompressedImage(format="jpeg", data=b"nope").SerializeToString(),
+     "could not be decoded"),
+    ("foxglove.RawAudio", RawAudio(format="pcm-s16", sample_rate=16000, number_of_channels=2,
+                                   data=b"\0" * 6).SerializeToString(), "not a whole number of 2-channel"),
+    ("foxglove.RawAudio", RawAudio(format="pcm-f32", sample_rate=16000, data=b"").SerializeToString(),
+     "audio format 'pcm-f32' is not supported"),
+    ("foxglove.RawAudio", RawAudio(format="pcm-s16", sample_rate=0, data=b"").SerializeToString(), "sample_rate"),
+])
+def test_a_bad_protobuf_message_is_one_line_with_its_offset(schema, data, problem):
+    m = LogMessage("/x", schema, "protobuf", 5, 5, data, offset=1234)
+    with pytest.raises(InputError, match=r"^/x message at log time 5 ns \(record at byte 1234\): ") as e:
+        decode(m)
+    assert problem in str(e.value)
+
+
+def test_a_negative_protobuf_timestamp_is_refused():
+    img = RawImage(width=1, height=1, encoding="bgr8", data=b"\0\0\0")
+    img.timestamp.seconds = -5
+    with pytest.raises(InputError, match="is not a time after 1970"):
+        decode(LogMessage("/x", "foxglove.RawImage", "protobuf", 5, 5, img.SerializeToString(), offset=1))
