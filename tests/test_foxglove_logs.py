@@ -209,3 +209,21 @@ def test_a_negative_protobuf_timestamp_is_refused():
     img.timestamp.seconds = -5
     with pytest.raises(InputError, match="is not a time after 1970"):
         decode(LogMessage("/x", "foxglove.RawImage", "protobuf", 5, 5, img.SerializeToString(), offset=1))
+
+
+class _SlowFrames(LogWriter):
+    def frame(self, *a, **k):
+        time.sleep(0.02)  # a disk that takes 20 ms per frame
+        super().frame(*a, **k)
+
+
+def test_a_live_recorder_bounds_the_bytes_it_buffers(tmp_path):
+    frame_bytes = 720 * 1280 * 3
+    rec = Recorder(_SlowFrames(tmp_path / "b.mcap"), max_queued_bytes=4 * frame_bytes)
+    img = np.zeros((720, 1280, 3), np.uint8)
+    for i in range(40):
+        rec.tap(Frame(t_ns=i * 33_333_333, image=img))
+        assert rec._queued_bytes <= 4 * frame_bytes
+    rec.close()
+    dropped = rec.drops.snapshot().get("recorder/queue_full", 0)
+    assert dropped >= 30 and rec.written == 40 - dropped and rec._queued_bytes == 0

@@ -56,6 +56,8 @@ class Recorder(Sink):
         writer: an open :class:`LogWriter` (the recorder closes it).
         lossless: back-pressure instead of dropping when the disk falls behind.
         capacity: messages buffered before dropping (live) or blocking (lossless).
+        max_queued_bytes: live mode: image and audio bytes buffered before a new input is dropped
+            (counted as ``recorder/queue_full``): 512 raw 720p frames would be 1.4 GB.
         drops: where drops are counted (the pipeline's counter, so they are reported with the rest).
         repeatable: an offline run: write no stage timings, no clock offset and no log records, so
             the same input gives a byte-identical file.
@@ -65,7 +67,8 @@ class Recorder(Sink):
     name = "recorder"
 
     def __init__(self, writer: LogWriter, lossless: bool = False, capacity: int = 512,
-                 drops: DropCounter | None = None, repeatable: bool = False, wall_clock: bool = False) -> None:
+                 drops: DropCounter | None = None, repeatable: bool = False, wall_clock: bool = False,
+                 max_queued_bytes: int = 256 << 20) -> None:
         self.writer = writer
         self.wall_clock = wall_clock and not repeatable
         #: the ``clock`` metadata of the log being replayed, copied into this recording (set by the run builder)
@@ -80,6 +83,9 @@ class Recorder(Sink):
         # inputs waiting for the result of their frame; bounded so a stalled camera costs order, not memory
         self._pending: collections.deque[Any] = collections.deque()
         self._max_pending = 4 * capacity
+        self._max_bytes = max_queued_bytes
+        self._queued_bytes = 0  # of inputs between tap() and the writer thread (live mode's memory bound)
+        self._bytes_lock = threading.Lock()
         self.drops = drops or DropCounter()
         self._q: BoundedQueue[Any] = BoundedQueue("recorder", capacity,
                                                   Overflow.BLOCK if lossless else Overflow.REJECT, self.drops)
@@ -104,7 +110,16 @@ class Recorder(Sink):
         if self.wall_clock and self._anchor is None:
             self._anchor_at(sample.t_ns)
         self._newest_ns = max(self._newest_ns, sample.t_ns)
-        self._q.put(sample)
+        n = _nbytes(sample)
+        if not self.lossless:
+            with self._bytes_lock:
+                if self._queued_bytes + n > self._max_bytes:
+                    self.drops.add("recorder", "queue_full")
+                    return
+                self._queued_bytes += n
+        if not self._q.put(sample) and not self.lossless:
+            with self._bytes_lock:
+                self._queued_bytes -= n
 
     def _anchor_at(self, t_ns: int) -> None:
         """Put the file on the wall clock: exactly for a monotonic source, else its first sample is now."""
@@ -161,6 +176,9 @@ class Recorder(Sink):
                     self._pending.append(("log", *self._logs.popleft()))
                 if item is None:
                     continue
+                if not self.lossless and isinstance(item, (Frame, AudioChunk)):
+                    with self._bytes_lock:
+                        self._queued_bytes -= _nbytes(item)
                 if isinstance(item, Result):
                     self._release(item.t_ns)
                     self._write(item)
@@ -246,6 +264,14 @@ class Recorder(Sink):
     @property
     def path(self) -> Path:
         return self.writer.path
+
+
+def _nbytes(sample: Any) -> int:
+    if isinstance(sample, Frame):
+        return int(sample.image.nbytes)
+    if isinstance(sample, AudioChunk):
+        return int(sample.samples.nbytes)
+    return 0
 
 
 class _LogTap(logging.Handler):
