@@ -177,3 +177,12 @@ def test_a_torn_cdr_message_is_one_line_with_its_offset():
     short = LogMessage(m.topic, m.schema, m.encoding, 5, 5, m.data[:5], offset=99, schema_data=m.schema_data)
     with pytest.raises(InputError, match=r"\(record at byte 99\): not a CDR audio_common_msgs/msg/AudioData"):
         decode(short, "audio")
+
+
+def test_without_a_camera_topic_the_hint_names_a_mapping_that_works(bag):
+    from edgefusion.errors import SourceError
+
+    with pytest.raises(SourceError, match=r"Use --map camera=/cam/image_raw,text=/cmd$"):
+        ReplaySource(bag).open()
+    with pytest.raises(SourceError, match="none of them is a camera type EdgeFusion decodes"):
+        ReplaySource(TEST_DATA / "mcap" / "rosbag2" / "talker.mcap").open()

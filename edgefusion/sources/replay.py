@@ -83,8 +83,13 @@ class ReplaySource(Source):
             present[stream] = topic
         if "camera" not in present:
             listing = ", ".join(f"{c['topic']} ({c['schema']}, {c['message_encoding']})" for c in info.channels)
+            # suggest only a mapping that can work: the topics whose type feeds each stream
+            usable = {k: [c["topic"] for c in info.channels if stream_of(c["schema"], c["message_encoding"]) == k]
+                      for k in STREAMS}
+            hint = (f"Use --map {','.join(f'{k}={v[0]}' for k, v in usable.items() if v)}" if usable["camera"] else
+                    f"none of them is a camera type EdgeFusion decodes ({', '.join(supported_for('camera'))})")
             raise SourceError(f"{self.path}: no camera topic '{self.topics['camera']}' to drive the replay; "
-                             f"channels: {listing or 'none'}. Use --map camera=/topic")
+                              f"channels: {listing or 'none'}. {hint}")
         self.present = present
         self._all_topics = set(by_topic)
         self.first_ns = info.start_ns or 0
