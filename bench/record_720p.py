@@ -6,8 +6,9 @@ live recorder (``--image-format raw``: foxglove.RawImage in protobuf, zstd chunk
 recorder drops what the disk cannot take (``recorder/queue_full``); this reports them, the
 protobuf encode time per frame, the whole write per frame (encode, chunking, compression
 when a chunk fills), the file size, and for comparison the previous format's JSON+base64
-encode of one frame. The file is then read back with the ``mcap`` reader and every camera
-message decoded with the official protobuf class.
+encode of one frame, and the frames per second the writer alone takes back to back (its
+ceiling on this machine, under whatever else loads it). The file is then read back with
+the ``mcap`` reader and every camera message decoded with the official protobuf class.
 
     python bench/record_720p.py [--duration 60] [--out bench/results/record_720p.json] [--keep FILE]
 """
@@ -78,6 +79,20 @@ def _json_encode_ms(img: np.ndarray, n: int = 5) -> float:
     return float(np.median(times)) / 1e6
 
 
+def writer_capacity_fps(path: Path, n: int = 90) -> float:
+    """Frames per second the writer alone takes, back to back (no pipeline, no pacing): its ceiling here."""
+    src = Synth720p(n / FPS)
+    frames = []
+    for i in range(n):
+        big = cv2.resize(src.small[i % len(src.small)], (W, H), interpolation=cv2.INTER_LINEAR)
+        frames.append(np.clip(big.astype(np.int16) + src.noise[i % 4], 0, 255).astype(np.uint8))
+    t = time.perf_counter()
+    with LogWriter(path, image_format="raw") as w:
+        for i, img in enumerate(frames):
+            w.frame(Frame(t_ns=i * 33_333_333, image=img), i * 33_333_333)
+    return round(n / (time.perf_counter() - t), 1)
+
+
 def run(duration_s: float, path: Path, backend: str) -> dict[str, Any]:
     encode_ns: list[int] = []
     write_ns: list[int] = []
@@ -143,6 +158,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(a.keep) if a.keep else Path(d) / "720p.mcap"
         result = run(a.duration, path, a.backend)
+        result["writer_alone_fps"] = writer_capacity_fps(Path(d) / "capacity.mcap")
     report = {"machine": machine_facts(), "note": "2 shared CPU cores, loaded by other work while measured",
               "result": result}
     save_json(report, a.out)

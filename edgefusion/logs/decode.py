@@ -68,6 +68,7 @@ def register(encoding: str, schema: str, stream: str) -> None:
     Example:
         >>> register("json", "edgefusion.Example", "example"); stream_of("edgefusion.Example", "json")
         'example'
+        >>> del CODECS[("json", "edgefusion.Example")]
     """
     if encoding != "json":
         raise ValueError("only JSON-encoded channels can be registered; sensor decoders are built in")
