@@ -10,7 +10,7 @@ encode of one frame, and the frames per second the writer alone takes back to ba
 ceiling on this machine, under whatever else loads it). The file is then read back with
 the ``mcap`` reader and every camera message decoded with the official protobuf class.
 
-    python bench/record_720p.py [--duration 60] [--out bench/results/record_720p.json] [--keep FILE]
+    python bench/record_720p.py [--duration 60] [--compression zstd|lz4] [--out bench/results/record_720p.json]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _json_encode_ms(img: np.ndarray, n: int = 5) -> float:
     return float(np.median(times)) / 1e6
 
 
-def writer_capacity_fps(path: Path, n: int = 90) -> float:
+def writer_capacity_fps(path: Path, compression: str, n: int = 90) -> float:
     """Frames per second the writer alone takes, back to back (no pipeline, no pacing): its ceiling here."""
     src = Synth720p(n / FPS)
     frames = []
@@ -87,13 +87,13 @@ def writer_capacity_fps(path: Path, n: int = 90) -> float:
         big = cv2.resize(src.small[i % len(src.small)], (W, H), interpolation=cv2.INTER_LINEAR)
         frames.append(np.clip(big.astype(np.int16) + src.noise[i % 4], 0, 255).astype(np.uint8))
     t = time.perf_counter()
-    with LogWriter(path, image_format="raw") as w:
+    with LogWriter(path, image_format="raw", compression=compression) as w:
         for i, img in enumerate(frames):
             w.frame(Frame(t_ns=i * 33_333_333, image=img), i * 33_333_333)
     return round(n / (time.perf_counter() - t), 1)
 
 
-def run(duration_s: float, path: Path, backend: str) -> dict[str, Any]:
+def run(duration_s: float, path: Path, backend: str, compression: str) -> dict[str, Any]:
     encode_ns: list[int] = []
     write_ns: list[int] = []
     raw_image = foxproto.raw_image
@@ -116,7 +116,8 @@ def run(duration_s: float, path: Path, backend: str) -> dict[str, Any]:
     try:
         with open_backend(backend, pkg, threads=1) as be:
             pipe = Pipeline(pkg, be, [src], [], PipelineConfig())
-            rec = Recorder(TimedWriter(path, image_format="raw"), drops=pipe.drops, wall_clock=True)
+            rec = Recorder(TimedWriter(path, image_format="raw", compression=compression), drops=pipe.drops,
+                           wall_clock=True)
             rec.describe_run(pkg.manifest.raw, {"bench": "record_720p"}, "", "smart_home")
             pipe.sinks.append(rec)
             pipe.taps.append(rec.tap)
@@ -136,7 +137,7 @@ def run(duration_s: float, path: Path, backend: str) -> dict[str, Any]:
     read_s = time.perf_counter() - t
     sample = np.zeros((H, W, 3), np.uint8)
     return {
-        "duration_s": duration_s, "resolution": f"{W}x{H}", "fps": FPS, "backend": backend,
+        "duration_s": duration_s, "resolution": f"{W}x{H}", "fps": FPS, "backend": backend, "compression": compression,
         "frames_offered": src.n, "frames_recorded": len(write_ns), "frames_decoded_back": decoded,
         "recorder_drops": stats.drops.get("recorder/queue_full", 0), "all_drops": stats.drops,
         "steps": stats.steps, "wall_s": round(stats.wall_s, 2),
@@ -152,13 +153,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of capture (default 60)")
     ap.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or null")
+    ap.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"], help="chunk compression")
     ap.add_argument("--out", default="bench/results/record_720p.json")
     ap.add_argument("--keep", metavar="FILE", help="keep the recording here (default: a temporary file, removed)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         path = Path(a.keep) if a.keep else Path(d) / "720p.mcap"
-        result = run(a.duration, path, a.backend)
-        result["writer_alone_fps"] = writer_capacity_fps(Path(d) / "capacity.mcap")
+        result = run(a.duration, path, a.backend, a.compression)
+        result["writer_alone_fps"] = writer_capacity_fps(Path(d) / "capacity.mcap", a.compression)
     report = {"machine": machine_facts(), "note": "2 shared CPU cores, loaded by other work while measured",
               "result": result}
     save_json(report, a.out)

@@ -67,6 +67,8 @@ class Recording:
         repeatable: an offline run (a lossless replay or files not paced): the log leaves out the
             host's measurements (stage timings, the clock's epoch offset), so two runs over one
             input write byte-identical files.
+        compression: chunk compression, ``zstd`` (smaller), ``lz4`` (about half the CPU: raw
+            high-resolution frames on a busy CPU) or ``none``.
 
     Example:
         >>> Recording("run.mcap", package_ref="smart_home").image_format
@@ -78,6 +80,7 @@ class Recording:
     run_config: dict[str, Any] = field(default_factory=dict)
     package_ref: str = ""
     repeatable: bool = False
+    compression: str = "zstd"
 
 
 class RunBuilder:
@@ -219,7 +222,8 @@ class RunBuilder:
         from edgefusion.logs.recorder import Recorder
 
         # a live run is put on the wall clock; a replay keeps its log's clock (and copies its clock record)
-        recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format), lossless=self.config.lossless,
+        recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format, compression=rec.compression),
+                            lossless=self.config.lossless,
                             drops=pipe.drops, repeatable=rec.repeatable, wall_clock=not self._replays)
         recorder.describe_run(package.manifest.raw, rec.run_config, sha256_file(package.path / "manifest.json"),
                               rec.package_ref)

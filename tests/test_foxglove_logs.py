@@ -127,7 +127,10 @@ def test_a_live_recording_is_on_the_wall_clock_and_replays(tmp_path, capsys):
     out = tmp_path / "live.mcap"
     before = time.time_ns()
     assert main(["record", "--camera", "synth:smart_home", "--duration", "1.5", "--record", str(out),
-                 "--image-format", "raw", "--backend", "null"]) == 0
+                 "--image-format", "raw", "--backend", "null", "--compression", "lz4"]) == 0
+    with open(out, "rb") as f:
+        summary = make_reader(f).get_summary()
+        assert summary is not None and {c.compression for c in summary.chunk_indexes} == {"lz4"}
     with LogReader(out) as r:
         clock = r.metadata()["clock"]
         first = min(m.publish_time_ns for m in r.messages(topics=["/camera"]))

@@ -51,7 +51,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                                                                          "foxglove")}
         command = {"command": a.command, "options": options} if offline else {"command": sys.argv}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
-                                 run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline))
+                                 run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline,
+                                 compression=a.compression))
     with open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, builder.build(pkg, be) as run:
         pipe = run.pipeline
         live_view_line(run)
@@ -120,6 +121,9 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
                          "(lossless: foxglove.RawImage)")
     sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
                     help="same as --image-format jpeg")
+    sp.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"],
+                    help="chunk compression of --record: zstd (default, smaller) or lz4 (about half the CPU: raw "
+                         "high-resolution frames on a busy CPU)")
     foxglove_option(sp)
     runtime_options(sp)
 
