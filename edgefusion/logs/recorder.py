@@ -253,9 +253,8 @@ class Recorder(Sink):
         """The ``clock`` metadata record: how the file's times relate to the wall clock."""
         if self._anchor is not None:
             return self._anchor
-        inherited = self.inherit_clock() if self.inherit_clock is not None else {}
-        if inherited:
-            return inherited
+        if self.inherit_clock is not None:  # a replay: the input log's clock, as it described it
+            return self.inherit_clock() or {"sample_clock": "the replayed log's own", "wall_offset_ns": "0"}
         if self.wall_clock:  # no sample came
             return {"sample_clock": "none (no samples)", "wall_offset_ns": "0"}
         return {"sample_clock": "the sources' own (from 0 for files and synthesized scenarios)",
