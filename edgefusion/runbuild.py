@@ -68,6 +68,8 @@ class Recording:
         repeatable: an offline run (a lossless replay or files not paced): the log leaves out the
             host's measurements (stage timings, the clock's epoch offset), so two runs over one
             input write byte-identical files.
+        compression: chunk compression, ``zstd`` (smaller), ``lz4`` (about half the CPU: raw
+            high-resolution frames on a busy CPU) or ``none``.
 
     Example:
         >>> Recording("run.mcap", package_ref="smart_home").image_format
@@ -79,6 +81,7 @@ class Recording:
     run_config: dict[str, Any] = field(default_factory=dict)
     package_ref: str = ""
     repeatable: bool = False
+    compression: str = "zstd"
 
 
 class RunBuilder:
@@ -106,6 +109,8 @@ class RunBuilder:
         self.retrying: dict[str, RetryingSource] = {}
         self.taps: list[Callable[[Any], None]] = []
         self.recording: Recording | None = None
+        #: ``[HOST:]PORT`` of the live view (:mod:`edgefusion.liveview`), or None
+        self.foxglove: str | None = None
         self._sinks: list[Sink | SinkFactory] = []
         self._replays: list[ReplaySource] = []
         # Unpaced files share one clock that stays at 0: their samples are stamped with their
@@ -172,6 +177,10 @@ class RunBuilder:
         """Call ``tap(sample)`` on the source threads with every raw input (keep it quick)."""
         self.taps.append(tap)
 
+    def live_view(self, address: str) -> None:
+        """Serve the run to Foxglove on ``[HOST:]PORT`` (a sink and a tap, like the recorder; never slows the run)."""
+        self.foxglove = address
+
     def record(self, recording: Recording) -> None:
         """Record the run: the recorder becomes the last sink and the last tap."""
         self.recording = recording
@@ -191,6 +200,8 @@ class RunBuilder:
         try:
             for sink in self._sinks:
                 pipe.sinks.append(sink if isinstance(sink, Sink) else sink(pipe.drops))
+            if self.foxglove is not None:
+                run.live_view = self._live_view(self.foxglove, package, pipe)
             if self.recording is not None:
                 run.recorder = self._recorder(self.recording, package, pipe)
         except BaseException:
@@ -198,12 +209,24 @@ class RunBuilder:
             raise
         return run
 
+    def _live_view(self, address: str, package: ModelPackage, pipe: Pipeline) -> Any:
+        from edgefusion.liveview import LiveView
+
+        labels = {o.kind: list(o.labels) for o in package.manifest.outputs}
+        view = LiveView(address, drops=pipe.drops, wall_clock=not self._replays,
+                        scores=labels.get("multilabel_logits"), action_scores=labels.get("class_logits"))
+        pipe.sinks.append(view)
+        pipe.taps.append(view.tap)
+        return view
+
     def _recorder(self, rec: Recording, package: ModelPackage, pipe: Pipeline) -> Recorder:
         from edgefusion.logs import LogWriter
         from edgefusion.logs.recorder import Recorder
 
-        recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format), lossless=self.config.lossless,
-                            drops=pipe.drops, repeatable=rec.repeatable)
+        # a live run is put on the wall clock; a replay keeps its log's clock (and copies its clock record)
+        recorder = Recorder(LogWriter(rec.path, image_format=rec.image_format, compression=rec.compression),
+                            lossless=self.config.lossless,
+                            drops=pipe.drops, repeatable=rec.repeatable, wall_clock=not self._replays)
         recorder.describe_run(package.manifest.raw, rec.run_config, sha256_file(package.path / "manifest.json"),
                               rec.package_ref)
         pipe.sinks.append(recorder)
@@ -212,6 +235,7 @@ class RunBuilder:
             # on the replay's own thread, in log order with its inputs: the recorder orders them with the results
             src.passthrough["/truth"] = recorder.truth
             src.passthrough["/labels"] = recorder.label
+            recorder.inherit_clock = lambda src=src: dict(getattr(src, "info", {}).get("clock", {}))
         return recorder
 
 
@@ -225,6 +249,7 @@ class Run:
     def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
         self.pipeline = pipeline
         self.recorder = recorder
+        self.live_view: Any = None  #: the :class:`~edgefusion.liveview.LiveView`, when serving one
 
     def close(self) -> list[tuple[str, EdgeFusionError]]:
         """Close every sink, also after one fails; return the failures as (sink name, error)."""

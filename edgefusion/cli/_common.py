@@ -39,6 +39,22 @@ def runtime_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
 
 
+def foxglove_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--foxglove", metavar="[HOST:]PORT",
+                    help="serve a live view to Foxglove (WebSocket; needs the 'foxglove' extra): camera, audio level, "
+                         "results and logs; HOST defaults to 127.0.0.1 (this machine only), e.g. --foxglove 8765. "
+                         "A slow viewer costs dropped view messages (counted as liveview drops), never the run's "
+                         "latency")
+
+
+def live_view_line(run: Any) -> None:
+    """Say where the live view is (stderr), when the run serves one."""
+    import sys
+
+    if getattr(run, "live_view", None) is not None:
+        print(f"live view on {run.live_view.url}: in Foxglove, Open connection, Foxglove WebSocket", file=sys.stderr)
+
+
 def require_toolchain(purpose: str) -> None:
     """Raise MissingDependencyError naming the 'train' extra when torch is absent."""
     try:

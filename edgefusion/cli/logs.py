@@ -7,7 +7,14 @@ import json
 import sys
 from typing import Any
 
-from edgefusion.cli._common import add_command, runtime_options, stage_option, stage_specs
+from edgefusion.cli._common import (
+    add_command,
+    foxglove_option,
+    live_view_line,
+    runtime_options,
+    stage_option,
+    stage_specs,
+)
 from edgefusion.errors import CheckFailed, ConfigError
 
 REPLAY_EPILOG = """examples:
@@ -16,6 +23,7 @@ REPLAY_EPILOG = """examples:
   edgefusion replay run1.mcap --check                       # regression test: same results as recorded?
   edgefusion replay run1.mcap --rate 1 --start 5 --end 15   # real time, seconds 5 to 15
   edgefusion replay other.mcap --map camera=/cam/image,audio=/mic,text=/cmd
+  edgefusion replay my_rosbag2/ --map camera=/image_raw,text=/command --model smart_home   # a ROS 2 bag folder
   edgefusion replay damaged.mcap --allow-gaps               # replay what survived a damaged chunk
 
 Two replays of one log at --rate max write byte-identical --record files (cmp them).
@@ -61,7 +69,7 @@ def _rate(text: str) -> float | None:
 
 def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.backends import open_backend
-    from edgefusion.logs import LogReader
+    from edgefusion.logs.bag import open_log
     from edgefusion.logs.check import check_against_log
     from edgefusion.package import load_package
     from edgefusion.pipeline import PipelineConfig
@@ -74,7 +82,7 @@ def cmd_replay(a: argparse.Namespace) -> None:
     rate = _rate(a.rate)
     builder.replay(a.log, rate=rate, start_s=a.start, end_s=a.end, loop=a.loop, mapping=_parse_map(a.map),
                    allow_gaps=a.allow_gaps)
-    with LogReader(a.log) as r:
+    with open_log(a.log) as r:
         meta = r.metadata()
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
     if not model:
@@ -82,15 +90,18 @@ def cmd_replay(a: argparse.Namespace) -> None:
     pkg = load_package(model)
     for spec in a.out or []:
         builder.add_sink(spec)
+    if a.foxglove:
+        builder.live_view(a.foxglove)
     if a.record:
         # the options, not argv: argv names the output file, and two replays of one log must write the same bytes
-        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command")}
+        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "foxglove")}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=model,
                                  run_config={"command": "replay", "options": options, "pipeline": cfg.__dict__},
                                  repeatable=rate is None and not a.live))
     results: list[Result] = []
     with open_stages(stage_specs(a)) as stages, open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) \
             as be, builder.build(pkg, be, on_result=results.append, stages=stages) as run:
+        live_view_line(run)
         stats = run.pipeline.run()
     e2e = stats.latency_ms.get("end_to_end", {})
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
@@ -112,9 +123,9 @@ def cmd_replay(a: argparse.Namespace) -> None:
 
 
 def cmd_log_info(a: argparse.Namespace) -> None:
-    from edgefusion.logs import LogReader
+    from edgefusion.logs.bag import open_log
 
-    with LogReader(a.file) as r:
+    with open_log(a.file) as r:
         info = r.info()
         track = r.labels() if any(c["topic"] == "/labels" for c in info.channels) else None
     labels = _label_coverage(track, info.start_ns, info.end_ns)
@@ -186,7 +197,8 @@ def register(sub: Any) -> None:
                                     "results against those recorded in it, and record the replay.", cmd_replay)
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
     sp.epilog = REPLAY_EPILOG
-    sp.add_argument("log", help="an MCAP file (from synth, record or replay --record, or mapped with --map)")
+    sp.add_argument("log", help="an MCAP file (from synth, record or replay --record, or another tool's mapped with "
+                                "--map) or a rosbag2 folder (metadata.yaml and its split .mcap files, read in order)")
     sp.add_argument("--model", help="model package (default: the one named in the log)")
     sp.add_argument("--rate", default="max", help="1 = real time, 2 = twice as fast, max = as fast as possible "
                                                   "(default)")
@@ -198,7 +210,11 @@ def register(sub: Any) -> None:
                                                          "exit non-zero on a mismatch with the results")
     sp.add_argument("--record", metavar="OUT.mcap", help="record the replayed run (inputs and results)")
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
-    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic")
+    sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
+                    help="same as --image-format jpeg (foxglove.CompressedImage; replays of it see JPEG artefacts)")
+    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic; ROS 2 "
+                                  "sensor_msgs/Image and CompressedImage, std_msgs/String and audio_common_msgs "
+                                  "AudioData (read as 16 kHz mono PCM16) and AudioStamped are decoded")
     sp.add_argument("--live", action="store_true", help="drop stale frames like a live run instead of lossless")
     sp.add_argument("--allow-gaps", action="store_true",
                     help="replay a damaged log (a chunk fails its CRC, a message cannot be decoded): skip what is "
@@ -206,6 +222,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--out", action="append", help="result sink, repeatable: jsonl:-, jsonl:PATH, "
                                                    "jsonl-actions:PATH")
     stage_option(sp)
+    foxglove_option(sp)
     runtime_options(sp)
 
     lg = add_command(sub, "log", "Inspect MCAP logs (any tool's).", lambda a: lg.print_help())
@@ -213,5 +230,5 @@ def register(sub: Any) -> None:
     sp = add_command(lsub, "info", "List channels, schemas, encodings, message counts, time range, metadata "
                                    "and attachments of an MCAP file; a truncated file is read up to its last "
                                    "complete chunk.", cmd_log_info)
-    sp.add_argument("file", help="an .mcap file")
+    sp.add_argument("file", help="an .mcap file or a rosbag2 folder (metadata.yaml and its split .mcap files)")
     sp.add_argument("--json", action="store_true", help="print as JSON")

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgefusion.cli._common import add_command, runtime_options, stage_option, stage_specs
+from edgefusion.cli._common import (
+    add_command,
+    foxglove_option,
+    live_view_line,
+    runtime_options,
+    stage_option,
+    stage_specs,
+)
 from edgefusion.errors import ConfigError
 
 EPILOG = """examples:
@@ -42,17 +49,22 @@ def cmd_run(a: argparse.Namespace) -> None:
     builder.text(a.text)
     for spec in a.out or (["jsonl:-"] if not a.record else []):
         builder.add_sink(spec)
+    if a.foxglove:
+        builder.live_view(a.foxglove)
     if a.record:
         # files as fast as possible, nothing dropped: the same results each time, so the log leaves out what
         # differs from run to run (stage timings, the clock offset, argv naming the output file)
         offline = a.no_pace and a.lossless
-        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "stats")}
+        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "stats",
+                                                                         "foxglove")}
         command = {"command": a.command, "options": options} if offline else {"command": sys.argv}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
-                                 run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline))
+                                 run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline,
+                                 compression=a.compression))
     with open_stages(stage_specs(a)) as stages, open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) \
             as be, builder.build(pkg, be, stages=stages) as run:
         pipe = run.pipeline
+        live_view_line(run)
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
                     for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -114,7 +126,14 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     sp.add_argument("--record", metavar="OUT.mcap", required=record_required,
                     help="record inputs and results to an MCAP log" + (" (required)" if record_required else ""))
     sp.add_argument("--image-format", default="jpeg", choices=["raw", "jpeg"],
-                    help="how --record stores frames: jpeg (default, small) or raw (lossless)")
+                    help="how --record stores frames: jpeg (default, small: foxglove.CompressedImage) or raw "
+                         "(lossless: foxglove.RawImage)")
+    sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
+                    help="same as --image-format jpeg")
+    sp.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"],
+                    help="chunk compression of --record: zstd (default, smaller) or lz4 (about half the CPU: raw "
+                         "high-resolution frames on a busy CPU)")
+    foxglove_option(sp)
     stage_option(sp)
     runtime_options(sp)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from edgefusion.cli._common import add_command
+from edgefusion.cli._common import add_command, foxglove_option
 
 SERVE_EPILOG = """examples:
   edgefusion config check examples/smart_home.toml
@@ -27,7 +27,7 @@ progress, restart on failure, hardened; results under its StateDirectory).
 def cmd_serve(a: argparse.Namespace) -> None:
     from edgefusion.serve import Service
 
-    sys.exit(Service(a.config).run())
+    sys.exit(Service(a.config, foxglove=a.foxglove).run())
 
 
 def cmd_config_check(a: argparse.Namespace) -> None:
@@ -56,6 +56,7 @@ def register(sub: Any) -> None:
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
     sp.epilog = SERVE_EPILOG
     sp.add_argument("--config", required=True, help="the service's TOML file (see examples/)")
+    foxglove_option(sp)
 
     cp = add_command(sub, "config", "Check or print a service config.", lambda a: cp.print_help())
     csub = cp.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from edgefusion.labels.windows import WindowLabeler
-from edgefusion.logs.reader import LogReader, decode
+from edgefusion.logs.bag import open_log
+from edgefusion.logs.reader import decode
 from edgefusion.samples import Result
 from edgefusion.scoring import score_events
 from edgefusion.sync import SECOND
@@ -109,7 +110,7 @@ def check_against_log(path: str | Path, new: list[Result], task: Task | None = N
     """
     recorded: list[dict[str, Any]] = []
     truth: list[dict[str, Any]] = []
-    with LogReader(path) as r:
+    with open_log(path) as r:
         for m in r.messages(topics=["/results", "/truth"]):
             d = decode(m)
             assert isinstance(d, dict)

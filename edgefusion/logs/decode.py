@@ -27,14 +27,15 @@ import cv2
 import numpy as np
 
 from edgefusion.errors import InputError
+from edgefusion.logs.limits import MAX_AUDIO_CHANNELS, MAX_IMAGE_BYTES, MAX_SAMPLE_RATE, MAX_SIDE, MAX_TIME_NS
 from edgefusion.samples import AudioChunk, Command, Frame
 
 if TYPE_CHECKING:
     from edgefusion.logs.reader import LogMessage
 
-__all__ = ["MAX_IMAGE_BYTES", "SUPPORTED", "decode"]
+__all__ = ["CODECS", "MAX_IMAGE_BYTES", "SUPPORTED", "decode", "register", "stream_of", "supported_for"]
 
-#: schema name -> the stream it feeds, for JSON-encoded messages
+#: schema name -> the stream it feeds, for JSON-encoded messages (the previous format's sensor channels included)
 SUPPORTED = {
     "foxglove.RawImage": "camera",
     "foxglove.CompressedImage": "camera",
@@ -45,13 +46,43 @@ SUPPORTED = {
     "edgefusion.Label": "labels",
 }
 
-#: a decoded image may hold at most this many bytes (8K video is ~100 MB; a lie is a memory bomb)
-MAX_IMAGE_BYTES = 256 << 20
-MAX_SIDE = 16384
-MAX_AUDIO_CHANNELS = 64
-MAX_SAMPLE_RATE = 768_000
-#: sample times are int64 nanoseconds on the pipeline's clocks
-MAX_TIME_NS = 2**63 - 1
+#: (message encoding, schema name) -> the stream it feeds. Another stage adds its channels with :func:`register`.
+CODECS: dict[tuple[str, str], str] = {
+    **{("json", s): k for s, k in SUPPORTED.items()},
+    ("protobuf", "foxglove.RawImage"): "camera",
+    ("protobuf", "foxglove.CompressedImage"): "camera",
+    ("protobuf", "foxglove.RawAudio"): "audio",
+    ("protobuf", "foxglove.Log"): "log",
+    # ROS 2 bags (CDR, decoded with the message definition the bag carries: edgefusion.logs.ros2)
+    ("cdr", "sensor_msgs/msg/Image"): "camera",
+    ("cdr", "sensor_msgs/msg/CompressedImage"): "camera",
+    ("cdr", "std_msgs/msg/String"): "text",
+    ("cdr", "audio_common_msgs/msg/AudioData"): "audio",
+    ("cdr", "audio_common_msgs/msg/AudioStamped"): "audio",
+}
+
+
+def register(encoding: str, schema: str, stream: str) -> None:
+    """Declare that JSON messages of ``schema`` feed ``stream`` (read back as their dict, like results).
+
+    Example:
+        >>> register("json", "edgefusion.Example", "example"); stream_of("edgefusion.Example", "json")
+        'example'
+        >>> del CODECS[("json", "edgefusion.Example")]
+    """
+    if encoding != "json":
+        raise ValueError("only JSON-encoded channels can be registered; sensor decoders are built in")
+    CODECS[(encoding, schema)] = stream
+
+
+def stream_of(schema: str, encoding: str) -> str | None:
+    """The stream a channel feeds, or None when EdgeFusion cannot decode it."""
+    return CODECS.get((encoding, schema))
+
+
+def supported_for(stream: str) -> list[str]:
+    """What a stream can be read from, as 'schema (encoding)', for an error line."""
+    return [f"{s} ({e})" for (e, s), k in CODECS.items() if k == stream]
 
 
 def _int(msg: dict[str, Any], key: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -108,12 +139,14 @@ def decode(m: LogMessage, source: str | None = None) -> Frame | AudioChunk | Com
         InputError: one line naming the message (topic, log time, byte offset) and what is wrong.
     """
     where = m.where()
+    if (m.encoding, m.schema) not in CODECS:
+        if m.encoding not in {e for e, _ in CODECS}:
+            raise InputError(f"{where}: message encoding '{m.encoding}' (schema '{m.schema}') is not supported; "
+                             f"EdgeFusion replays {', '.join(sorted(f'{s} ({e})' for e, s in CODECS))}")
+        raise InputError(f"{where}: schema '{m.schema}' ({m.encoding}) is not supported; supported: "
+                         f"{sorted(s for e, s in CODECS if e == m.encoding)}")
     if m.encoding != "json":
-        raise InputError(
-            f"{where}: message encoding '{m.encoding}' (schema '{m.schema}') is not supported; EdgeFusion "
-            f"replays JSON-encoded {', '.join(sorted(SUPPORTED))}")
-    if m.schema not in SUPPORTED:
-        raise InputError(f"{where}: schema '{m.schema}' is not supported; supported: {sorted(SUPPORTED)}")
+        return _decode_binary(m, source)
     try:
         msg = json.loads(m.data)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -126,6 +159,21 @@ def decode(m: LogMessage, source: str | None = None) -> Frame | AudioChunk | Com
         raise InputError(f"{where}: {exc}") from exc
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from exc
+
+
+def _decode_binary(m: LogMessage, source: str | None) -> Frame | AudioChunk | Command | dict[str, Any]:
+    try:
+        if m.encoding == "protobuf":
+            from edgefusion.logs.foxproto import decode_protobuf
+
+            return decode_protobuf(m, source)
+        from edgefusion.logs.ros2 import decode_cdr
+
+        return decode_cdr(m, source)
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise InputError(f"{m.where()}: {exc}") from exc
+    except InputError as exc:
+        raise InputError(f"{m.where()}: {exc}") from exc
 
 
 def _decode(m: LogMessage, msg: dict[str, Any], source: str | None) -> Frame | AudioChunk | Command | dict[str, Any]:

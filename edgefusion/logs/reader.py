@@ -50,6 +50,8 @@ class LogMessage:
     publish_time_ns: int
     data: bytes
     offset: int = -1
+    #: the channel's schema record (a ROS 2 message definition, a descriptor set, a JSON schema)
+    schema_data: bytes = field(default=b"", repr=False)
 
     def where(self) -> str:
         """Names the message for an error line: topic, log time and file offset."""
@@ -188,7 +190,8 @@ class LogReader:
             if (start_ns is not None and t < start_ns) or (end_ns is not None and t >= end_ns):
                 continue
             sch = self._m.schemas.get(ch.schema_id)
-            yield LogMessage(ch.topic, sch.name if sch else "", ch.message_encoding, t, m.publish_time, m.data, off)
+            yield LogMessage(ch.topic, sch.name if sch else "", ch.message_encoding, t, m.publish_time, m.data, off,
+                             sch.data if sch else b"")
         if self._m.truncated_at is not None and topics is None and start_ns is None and end_ns is None:
             self.recovered_messages = n
             log.warning("%s is truncated at byte %d (its writer was probably killed): recovered %d messages; the "

@@ -11,15 +11,26 @@ order itself: an input waits until the result of its frame (or of a later one) a
 and each result is written right after the frame it is for. Two lossless runs over one
 input therefore write the same messages in the same order with the same log times; with
 ``repeatable`` they leave out what the host measured (stage timings, the clock's epoch
-offset) and the files are byte-identical.
+offset) and what depends on thread timing (the run's log records), and the files are
+byte-identical.
+
+Clock: a live recording (``wall_clock``) is anchored to the wall clock at its first sample
+and written on it (the ``clock`` metadata record says how: the offset and the capture's
+start time), so Foxglove shows when it was captured; a repeatable recording or a replay
+keeps the sample clock it was given (a replay copies the input's ``clock`` record).
+
+The run's log records (``edgefusion.*`` loggers, INFO and up) go to ``/log`` as
+``foxglove.Log``, stamped with the newest sample time seen: the sample clock, not the host's.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +43,11 @@ from edgefusion.sinks import Sink
 
 __all__ = ["Recorder"]
 
+#: a sample time this close to time.monotonic_ns() is on the monotonic clock (live sources)
+_MONOTONIC_NEAR_NS = 60 * 10**9
+#: log records waiting for the writer thread; past it they are dropped and counted (recorder/log_full)
+_LOG_CAPACITY = 256
+
 
 class Recorder(Sink):
     """Records a run. Use as a sink *and* pass :meth:`tap` to the pipeline.
@@ -40,21 +56,36 @@ class Recorder(Sink):
         writer: an open :class:`LogWriter` (the recorder closes it).
         lossless: back-pressure instead of dropping when the disk falls behind.
         capacity: messages buffered before dropping (live) or blocking (lossless).
+        max_queued_bytes: live mode: image and audio bytes buffered before a new input is dropped
+            (counted as ``recorder/queue_full``): 512 raw 720p frames would be 1.4 GB.
         drops: where drops are counted (the pipeline's counter, so they are reported with the rest).
-        repeatable: an offline run: write no stage timings and no clock offset, so the same input
-            gives a byte-identical file.
+        repeatable: an offline run: write no stage timings, no clock offset and no log records, so
+            the same input gives a byte-identical file.
+        wall_clock: anchor the file to the wall clock at the first sample (a live run).
     """
 
     name = "recorder"
 
     def __init__(self, writer: LogWriter, lossless: bool = False, capacity: int = 512,
-                 drops: DropCounter | None = None, repeatable: bool = False) -> None:
+                 drops: DropCounter | None = None, repeatable: bool = False, wall_clock: bool = False,
+                 max_queued_bytes: int = 256 << 20) -> None:
         self.writer = writer
+        self.wall_clock = wall_clock and not repeatable
+        #: the ``clock`` metadata of the log being replayed, copied into this recording (set by the run builder)
+        self.inherit_clock: Callable[[], dict[str, str]] | None = None
+        self._anchor: dict[str, str] | None = None
+        self._anchor_lock = threading.Lock()
+        self._newest_ns = 0  # the newest sample time handed over: log records are stamped with it
+        self._logs: collections.deque[tuple[int, logging.LogRecord]] = collections.deque()
+        self._log_handler: logging.Handler | None = None
         self.lossless = lossless
         self.repeatable = repeatable
         # inputs waiting for the result of their frame; bounded so a stalled camera costs order, not memory
         self._pending: collections.deque[Any] = collections.deque()
         self._max_pending = 4 * capacity
+        self._max_bytes = max_queued_bytes
+        self._queued_bytes = 0  # of inputs between tap() and the writer thread (live mode's memory bound)
+        self._bytes_lock = threading.Lock()
         self.drops = drops or DropCounter()
         self._q: BoundedQueue[Any] = BoundedQueue("recorder", capacity,
                                                   Overflow.BLOCK if lossless else Overflow.REJECT, self.drops)
@@ -62,16 +93,55 @@ class Recorder(Sink):
         self.written = 0
         self._thread = threading.Thread(target=self._loop, name="sinks-recorder", daemon=True)
         self._thread.start()
+        if not repeatable:
+            self._log_handler = _LogTap(self)
+            logging.getLogger("edgefusion").addHandler(self._log_handler)
 
     def describe_run(self, manifest: dict[str, Any], config: dict[str, Any], package_sha256: str,
                      package_ref: str) -> None:
         """Store the model manifest, its hash, how it was named (path or built-in) and the resolved config."""
+        labels = {o.get("kind"): list(o.get("labels", [])) for o in manifest.get("outputs", []) if isinstance(o, dict)}
+        self.writer.describe_outputs(labels.get("multilabel_logits", []), labels.get("class_logits", []))
         self._q.put(("meta", manifest, config, package_sha256, package_ref))
 
     def tap(self, sample: Frame | AudioChunk | Command) -> None:
         """Called by source threads for every raw input."""
         self._raise_if_failed()
-        self._q.put(sample)
+        if self.wall_clock and self._anchor is None:
+            self._anchor_at(sample.t_ns)
+        self._newest_ns = max(self._newest_ns, sample.t_ns)
+        n = _nbytes(sample)
+        if not self.lossless:
+            with self._bytes_lock:
+                if self._queued_bytes + n > self._max_bytes:
+                    self.drops.add("recorder", "queue_full")
+                    return
+                self._queued_bytes += n
+        if not self._q.put(sample) and not self.lossless:
+            with self._bytes_lock:
+                self._queued_bytes -= n
+
+    def _anchor_at(self, t_ns: int) -> None:
+        """Put the file on the wall clock: exactly for a monotonic source, else its first sample is now."""
+        with self._anchor_lock:
+            if self._anchor is not None:
+                return
+            wall, mono = time.time_ns(), time.monotonic_ns()
+            monotonic = abs(mono - t_ns) < _MONOTONIC_NEAR_NS
+            offset = wall - (mono if monotonic else t_ns)
+            self.writer.time_offset_ns = offset  # before the sample is queued: the writer thread sees it first
+            self._anchor = {"sample_clock": "monotonic" if monotonic else "source (its first sample at capture start)",
+                            "wall_offset_ns": str(offset), "capture_start_ns": str(wall),
+                            "capture_start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall / 1e9))}
+
+    def _log_record(self, record: logging.LogRecord) -> None:
+        """A log record of the run (any thread but the writer's own): queued without ever blocking."""
+        if threading.current_thread() is self._thread:
+            return
+        if len(self._logs) >= _LOG_CAPACITY:
+            self.drops.add("recorder", "log_full")
+            return
+        self._logs.append((self._newest_ns, record))
 
     def truth(self, t_ns: int, msg: dict[str, Any]) -> None:
         """Copy a ground-truth record (from a replayed log) into the recording, in order."""
@@ -102,8 +172,13 @@ class Recorder(Sink):
                     item = self._q.get(timeout=0.1)
                 except QueueClosed:
                     break
+                while self._logs:
+                    self._pending.append(("log", *self._logs.popleft()))
                 if item is None:
                     continue
+                if not self.lossless and isinstance(item, (Frame, AudioChunk)):
+                    with self._bytes_lock:
+                        self._queued_bytes -= _nbytes(item)
                 if isinstance(item, Result):
                     self._release(item.t_ns)
                     self._write(item)
@@ -138,6 +213,9 @@ class Recorder(Sink):
             w.command(item, item.t_ns)
         elif isinstance(item, Result):
             w.result(item, item.t_ns, timings=not self.repeatable)
+        elif item[0] == "log":
+            _, t, rec = item
+            w.log(t, rec.levelno, rec.getMessage(), rec.name, rec.pathname, rec.lineno or 0)
         elif item[0] == "truth":
             _, t, msg = item
             w.truth(t, msg.get("action", ""), list(msg.get("events", [])), t)
@@ -159,11 +237,48 @@ class Recorder(Sink):
 
     def close(self) -> None:
         """Write what is queued, finish the file (summary and index), report the first error."""
+        if self._log_handler is not None:
+            logging.getLogger("edgefusion").removeHandler(self._log_handler)
         self._q.close()
         self._thread.join(30)
+        if not self._thread.is_alive() and self._error is None:
+            while self._logs:
+                t, rec = self._logs.popleft()
+                self._write(("log", t, rec))
+            self.writer.metadata("clock", self._clock())
         self.writer.close()
         self._raise_if_failed()
+
+    def _clock(self) -> dict[str, str]:
+        """The ``clock`` metadata record: how the file's times relate to the wall clock."""
+        if self._anchor is not None:
+            return self._anchor
+        if self.inherit_clock is not None:  # a replay: the input log's clock, as it described it
+            return self.inherit_clock() or {"sample_clock": "the replayed log's own", "wall_offset_ns": "0"}
+        if self.wall_clock:  # no sample came
+            return {"sample_clock": "none (no samples)", "wall_offset_ns": "0"}
+        return {"sample_clock": "the sources' own (from 0 for files and synthesized scenarios)",
+                "wall_offset_ns": "0"}
 
     @property
     def path(self) -> Path:
         return self.writer.path
+
+
+def _nbytes(sample: Any) -> int:
+    if isinstance(sample, Frame):
+        return int(sample.image.nbytes)
+    if isinstance(sample, AudioChunk):
+        return int(sample.samples.nbytes)
+    return 0
+
+
+class _LogTap(logging.Handler):
+    """Hands the run's log records to the recorder (``/log``)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(logging.INFO)
+        self.recorder = recorder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.recorder._log_record(record)

@@ -1,5 +1,11 @@
 """Writing EdgeFusion logs with the ``mcap`` library: chunked, compressed, log-time order.
 
+Camera frames, audio and log records are protobuf (Foxglove's official schemas); commands,
+results, truth and labels are JSON with complete schemas (:mod:`edgefusion.logs.schemas`).
+With ``time_offset_ns`` every time written (log, publish and message times, label spans)
+is the sample time plus that offset: a live recording is put on the wall clock that way, so
+Foxglove shows when it was captured, and the whole file stays on one clock.
+
 Example:
     >>> import tempfile, os
     >>> from edgefusion.samples import Command
@@ -17,14 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import cv2
-import numpy as np
 from mcap.writer import CompressionType, Writer
 
 from edgefusion import __version__
 from edgefusion.errors import ConfigError, InputError
 from edgefusion.labels import LabelTrack, Span
-from edgefusion.logs.schemas import SCHEMAS, STAGES_TOPIC, TOPICS, b64, to_time
+from edgefusion.logs import foxproto
+from edgefusion.logs.schemas import SCHEMAS, STAGES_TOPIC, TOPICS, result_schema, to_time
 from edgefusion.samples import AudioChunk, Command, Frame, Result
 
 __all__ = ["LogWriter", "encode_message"]
@@ -49,7 +54,7 @@ class LogWriter:
     """
 
     def __init__(self, path: str | Path, image_format: str = "raw", compression: str = "zstd",
-                 chunk_size: int = 1 << 20, jpeg_quality: int = 90) -> None:
+                 chunk_size: int = 1 << 20, jpeg_quality: int = 90, time_offset_ns: int = 0) -> None:
         if image_format not in ("raw", "jpeg"):
             raise ConfigError(f"image format must be 'raw' or 'jpeg', got {image_format!r}")
         comp = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
@@ -63,6 +68,9 @@ class LogWriter:
             raise InputError(f"cannot write log {self.path}: {exc}") from exc
         self._w = Writer(self._f, chunk_size=chunk_size, compression=comp[compression])
         self._w.start(profile=PROFILE, library=f"edgefusion {__version__}")
+        #: added to every time written (see the module's docstring); set before the first message
+        self.time_offset_ns = int(time_offset_ns)
+        self._json_schemas = dict(SCHEMAS)
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._seq: dict[str, int] = {}
@@ -72,46 +80,64 @@ class LogWriter:
 
     # -- records ----------------------------------------------------------------------
 
-    def _channel(self, topic: str, schema: str) -> int:
+    def describe_outputs(self, scores: list[str], action_scores: list[str]) -> None:
+        """Name the package's event and action labels in the result schema (before the first result)."""
+        self._json_schemas["edgefusion.Result"] = result_schema(scores, action_scores)
+
+    def _channel(self, topic: str, schema: str, encoding: str = "json") -> int:
         if topic not in self._channels:
             if schema not in self._schemas:
-                self._schemas[schema] = self._w.register_schema(schema, "jsonschema", SCHEMAS[schema])
-            self._channels[topic] = self._w.register_channel(topic, "json", self._schemas[schema])
+                if encoding == "protobuf":
+                    data, kind = foxproto.schema_data(schema), "protobuf"
+                else:
+                    data, kind = self._json_schemas[schema], "jsonschema"
+                self._schemas[schema] = self._w.register_schema(schema, kind, data)
+            self._channels[topic] = self._w.register_channel(topic, encoding, self._schemas[schema])
         return self._channels[topic]
 
+    def _t(self, t_ns: int) -> int:
+        return int(t_ns) + self.time_offset_ns
+
     def write(self, topic: str, schema: str, msg: dict[str, Any], log_time_ns: int, publish_time_ns: int) -> None:
-        """Write one JSON message; log times are clamped to be non-decreasing."""
-        log_time = max(int(log_time_ns), self._last_log_time)
+        """Write one JSON message (times on the sample clock); log times are clamped to be non-decreasing."""
+        self.write_encoded(topic, schema, "json", encode_message(msg), log_time_ns, publish_time_ns)
+
+    def write_encoded(self, topic: str, schema: str, encoding: str, data: bytes, log_time_ns: int,
+                      publish_time_ns: int) -> None:
+        """Write one encoded message (``json`` or ``protobuf``); times on the sample clock."""
+        log_time = max(self._t(log_time_ns), self._last_log_time)
         self._last_log_time = log_time
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
-        data = encode_message(msg)
-        self._w.add_message(self._channel(topic, schema), log_time=log_time, data=data,
-                            publish_time=int(publish_time_ns), sequence=seq)
+        self._w.add_message(self._channel(topic, schema, encoding), log_time=log_time, data=data,
+                            publish_time=self._t(publish_time_ns), sequence=seq)
         self.messages += 1
 
     def frame(self, f: Frame, log_time_ns: int, topic: str = TOPICS["camera"]) -> None:
-        img = f.image
-        if self.image_format == "jpeg":
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            if not ok:
-                raise InputError("JPEG encoding of a frame failed")
-            msg = {"timestamp": to_time(f.t_ns), "frame_id": f.source, "format": "jpeg", "data": b64(buf.tobytes())}
-            self.write(topic, "foxglove.CompressedImage", msg, log_time_ns, f.t_ns)
-        else:
-            h, w = img.shape[:2]
-            msg = {"timestamp": to_time(f.t_ns), "frame_id": f.source, "width": w, "height": h, "encoding": "bgr8",
-                   "step": w * 3, "data": b64(np.ascontiguousarray(img))}
-            self.write(topic, "foxglove.RawImage", msg, log_time_ns, f.t_ns)
+        t = self._t(f.t_ns)
+        try:
+            if self.image_format == "jpeg":
+                data = foxproto.compressed_image(t, f.source, f.image, self.jpeg_quality)
+            else:
+                data = foxproto.raw_image(t, f.source, f.image)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        schema = "foxglove.CompressedImage" if self.image_format == "jpeg" else "foxglove.RawImage"
+        self.write_encoded(topic, schema, "protobuf", data, log_time_ns, f.t_ns)
 
     def audio(self, c: AudioChunk, log_time_ns: int, topic: str = TOPICS["audio"]) -> None:
-        pcm = np.clip(np.round(c.samples * 32768.0), -32768, 32767).astype("<i2")
-        msg = {"timestamp": to_time(c.t_ns), "format": "pcm-s16", "sample_rate": int(c.sample_rate),
-               "number_of_channels": 1, "data": b64(pcm)}
-        self.write(topic, "foxglove.RawAudio", msg, log_time_ns, c.t_ns)
+        self.write_encoded(topic, "foxglove.RawAudio", "protobuf",
+                           foxproto.raw_audio(self._t(c.t_ns), c.samples, c.sample_rate), log_time_ns, c.t_ns)
+
+    def log(self, t_ns: int, level: int, message: str, name: str, file: str = "", line: int = 0,
+            topic: str = TOPICS["log"]) -> None:
+        """A log record of the run (``level`` as in :mod:`logging`) as ``foxglove.Log`` at sample time ``t_ns``."""
+        self.write_encoded(topic, "foxglove.Log", "protobuf",
+                           foxproto.log_record(self._t(t_ns), level, message, name, file, line), t_ns, t_ns)
 
     def command(self, c: Command, log_time_ns: int, topic: str = TOPICS["text"]) -> None:
-        self.write(topic, "edgefusion.Command", {"timestamp": to_time(c.t_ns), "text": c.text}, log_time_ns, c.t_ns)
+        self.write(topic, "edgefusion.Command", {"timestamp": to_time(self._t(c.t_ns)), "text": c.text}, log_time_ns,
+                   c.t_ns)
 
     def result(self, r: Result, log_time_ns: int, topic: str = TOPICS["results"], timings: bool = True) -> None:
         """A result; ``timings=False`` leaves out its stage timings (host measurements) for a repeatable file."""
@@ -121,21 +147,24 @@ class LogWriter:
             msg["stages"] = {k: {f: v for f, v in rec.items() if f != "timings_ns"} for k, rec in r.stages.items()}
             if not msg["stages"]:
                 del msg["stages"]
-        msg["timestamp"] = to_time(r.t_ns)
+        msg["t_ns"] = self._t(r.t_ns)
+        msg["timestamp"] = to_time(self._t(r.t_ns))
         self.write(topic, "edgefusion.Result", msg, log_time_ns, r.t_ns)
         for name, rec in r.stages.items():  # each model of the pipeline on its own track
-            stage = {**rec, "seq": r.seq, "timestamp": to_time(r.t_ns)}
+            stage = {**rec, "seq": r.seq, "timestamp": to_time(self._t(r.t_ns))}
             if not timings:
                 stage.pop("timings_ns", None)
             self.write(f"{STAGES_TOPIC}/{name}", "edgefusion.StageResult", stage, log_time_ns, r.t_ns)
 
     def truth(self, t_ns: int, action: str, events: list[str], log_time_ns: int) -> None:
-        msg = {"timestamp": to_time(t_ns), "action": action, "events": sorted(events)}
+        msg = {"timestamp": to_time(self._t(t_ns)), "action": action, "events": sorted(events)}
         self.write(TOPICS["truth"], "edgefusion.Truth", msg, log_time_ns, t_ns)
 
     def label(self, span: Span) -> None:
         """One label span on ``/labels``, at its start time (write spans in time order with the samples)."""
-        self.write(TOPICS["labels"], "edgefusion.Label", span.to_dict(), span.start_ns, span.start_ns)
+        d = span.to_dict()
+        d["start_ns"], d["end_ns"] = self._t(span.start_ns), self._t(span.end_ns)
+        self.write(TOPICS["labels"], "edgefusion.Label", d, span.start_ns, span.start_ns)
 
     def labels(self, track: LabelTrack) -> None:
         """Every span of a track (in time order)."""
@@ -146,7 +175,7 @@ class LogWriter:
         self._w.add_metadata(name, {k: str(v) for k, v in data.items()})
 
     def attachment(self, name: str, media_type: str, data: bytes, log_time_ns: int = 0) -> None:
-        self._w.add_attachment(create_time=int(log_time_ns), log_time=int(log_time_ns), name=name,
+        self._w.add_attachment(create_time=self._t(log_time_ns), log_time=self._t(log_time_ns), name=name,
                                media_type=media_type, data=data)
 
     # -- lifecycle --------------------------------------------------------------------

@@ -77,8 +77,9 @@ class Service:
         ConfigError: the config has problems (all of them, one line each).
     """
 
-    def __init__(self, config_path: str | Path) -> None:
+    def __init__(self, config_path: str | Path, foxglove: str | None = None) -> None:
         self.config_path = Path(config_path)
+        self.foxglove = foxglove  # [HOST:]PORT of the live view (edgefusion.liveview), or None
         self.cfg: ServiceConfig = load_checked(self.config_path)
         self.run_id = uuid.uuid4().hex[:12]
         streams = ("camera", *(n for n, u in (("audio", self.cfg.sources.audio.uri),
@@ -157,6 +158,8 @@ class Service:
         if cfg.recording.path:
             b.record(Recording(cfg.recording.path, image_format=cfg.recording.image_format,
                                run_config={"config": str(self.config_path)}, package_ref=cfg.model.package))
+        if self.foxglove:
+            b.live_view(self.foxglove)
         return b
 
     def _mqtt_sink(self, cfg: ServiceConfig, pkg: ModelPackage, drops: DropCounter,

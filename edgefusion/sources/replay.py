@@ -23,8 +23,10 @@ from typing import Any
 
 from edgefusion.clock import Clock
 from edgefusion.errors import InputError, SourceError
-from edgefusion.logs import TOPICS, Gap, LogMessage, LogReader, decode
-from edgefusion.logs.reader import SUPPORTED
+from edgefusion.logs import TOPICS, Gap, LogMessage, decode
+from edgefusion.logs.bag import BagReader, open_log
+from edgefusion.logs.decode import stream_of, supported_for
+from edgefusion.logs.reader import LogReader
 from edgefusion.samples import AudioChunk, Command, Frame
 from edgefusion.sources.base import Sample, Source, pace_until
 
@@ -54,12 +56,12 @@ class ReplaySource(Source):
         self.path = Path(path)
         self.rate, self.start_s, self.end_s, self.loop = rate, start_s, end_s, loop
         self.topics = {k: (mapping or {}).get(k, TOPICS[k]) for k in STREAMS}
-        self._reader: LogReader | None = None
+        self._reader: LogReader | BagReader | None = None
         #: topic -> callback(t_ns, decoded dict), called in log order (e.g. copying /truth into a recording)
         self.passthrough: dict[str, Callable[[int, dict[str, Any]], None]] = {}
 
     def open(self) -> None:
-        self._reader = LogReader(self.path, warn=False)  # its damage is reported below, in one line
+        self._reader = open_log(self.path, warn=False)  # its damage is reported below, in one line
         info = self._reader.info()  # reads every chunk once: damage is known before the first sample
         gaps = self._reader.gaps
         if gaps:
@@ -73,23 +75,28 @@ class ReplaySource(Source):
             ch = by_topic.get(topic)
             if ch is None:
                 continue
-            if ch["message_encoding"] != "json" or SUPPORTED.get(ch["schema"]) != stream:
+            if stream_of(ch["schema"], ch["message_encoding"]) != stream:
                 raise SourceError(
                     f"{self.path}: topic {topic} ({stream}) has schema '{ch['schema']}' with message encoding "
-                    f"'{ch['message_encoding']}'; EdgeFusion replays JSON-encoded "
-                    f"{[s for s, k in SUPPORTED.items() if k == stream]} for {stream}. Map another topic with "
-                    f"--map {stream}=/topic")
+                    f"'{ch['message_encoding']}'; EdgeFusion replays {', '.join(supported_for(stream))} for "
+                    f"{stream}. Map another topic with --map {stream}=/topic")
             present[stream] = topic
         if "camera" not in present:
             listing = ", ".join(f"{c['topic']} ({c['schema']}, {c['message_encoding']})" for c in info.channels)
+            # suggest only a mapping that can work: the topics whose type feeds each stream
+            usable = {k: [c["topic"] for c in info.channels if stream_of(c["schema"], c["message_encoding"]) == k]
+                      for k in STREAMS}
+            hint = (f"Use --map {','.join(f'{k}={v[0]}' for k, v in usable.items() if v)}" if usable["camera"] else
+                    f"none of them is a camera type EdgeFusion decodes ({', '.join(supported_for('camera'))})")
             raise SourceError(f"{self.path}: no camera topic '{self.topics['camera']}' to drive the replay; "
-                             f"channels: {listing or 'none'}. Use --map camera=/topic")
+                              f"channels: {listing or 'none'}. {hint}")
         self.present = present
         self._all_topics = set(by_topic)
         self.first_ns = info.start_ns or 0
         self.info = {"path": str(self.path), "topics": present, "complete": info.complete,
                      "messages": info.messages, "duration_s": ((info.end_ns or 0) - self.first_ns) / 1e9,
-                     "gaps": len(gaps), "lost_messages": sum(g.messages or 0 for g in gaps)}
+                     "gaps": len(gaps), "lost_messages": sum(g.messages or 0 for g in gaps),
+                     "clock": info.metadata.get("clock", {})}
 
     def __iter__(self) -> Iterator[Sample]:
         if self._reader is None:
