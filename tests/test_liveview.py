@@ -79,7 +79,8 @@ def test_a_websocket_client_subscribes_and_receives_camera_and_results():
     result = json.loads(got["/results"][0])
     assert {"action", "scores", "seq", "timestamp"} <= set(result)
     assert abs(result["timestamp"]["sec"] - time.time()) < 120  # on the wall clock, not the monotonic one
-    assert stats[0].steps == 90
+    # a live run drops frames when this shared machine is busy: every frame is either a step or a counted drop
+    assert stats[0].steps + stats[0].drops.get("frames/queue_full", 0) == 90
 
 
 def test_a_viewer_that_cannot_keep_up_costs_counted_drops_not_the_caller():
