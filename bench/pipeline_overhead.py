@@ -8,20 +8,22 @@ and each figure is the median over ``--rounds``):
 - pipeline, lossless at max rate: throughput (steps/s), its ratio to the loop, INT8 / FP32;
 - pipeline paced at 30 fps: per-step overhead = end to end - inference, and the machinery
   part of it (end to end - inference - preprocess: queues, sync, decoding/policy) plus the sink;
+- the lossless run again with ONNX Runtime's spinning threads (``spin=True``), against the default;
 - pipeline with the ``null`` backend: throughput of everything but the model;
-- model only (:func:`edgefusion.benchmark.model_only.model_only`, as ``edgefusion bench
-  --model-only``): INT8 vs FP32 at batch 1 and 8, and 2 threads vs 1;
+- model only (the rows of ``edgefusion bench --model-only``, the sessions taking turns call by
+  call): INT8 vs FP32 at batch 1 and 8, and 2 threads vs 1;
 - ``replay --rate max`` of a 60 s MCAP log (INT8): times real time.
 The JSON's ``table`` holds one row per measure with its goal and whether it was met;
 ``bench/hotpath_table.py`` writes it into the README. Machine load is recorded (loadavg before
 and after): on a shared machine the ratios are the figures to read, not the absolute times.
 
-    python bench/pipeline_overhead.py [--packages smart_home driving] [--duration 20] [--threads 2] [--rounds 3]
+    python bench/pipeline_overhead.py [--packages smart_home driving] [--duration 10] [--threads 2] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgefusion import load_package, open_backend
-from edgefusion.benchmark.model_only import model_only, model_only_ratios
+from edgefusion.benchmark.model_only import model_only_ratios
 from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.benchmark.runner import BenchConfig
 from edgefusion.demo import timeline_windows
@@ -68,9 +70,10 @@ def _loadavg() -> list[float]:
         return []
 
 
-def _pipeline(pkg: Any, backend: str, variant: str, threads: int, tl: Any, paced: bool) -> dict[str, Any]:
+def _pipeline(pkg: Any, backend: str, variant: str, threads: int, tl: Any, paced: bool,
+              **options: Any) -> dict[str, Any]:
     rows: list[tuple[int, int, int]] = []
-    with open_backend(backend, pkg, variant=variant, threads=threads) as be:
+    with open_backend(backend, pkg, variant=variant, threads=threads, **options) as be:
         pipe = Pipeline(pkg, be, [TimelineSource(tl, pace=paced)], [], PipelineConfig(lossless=not paced),
                         on_result=lambda r: rows.append((r.timings_ns["end_to_end"], r.timings_ns["inference"],
                                                          r.timings_ns["preprocess"])))
@@ -133,12 +136,41 @@ def _replay(pkg: Any, variant: str, threads: int, seconds: float, tmp: Path) -> 
             "x_realtime": round(seconds / stats.wall_s, 2)}
 
 
+def _model_only(pkg: Any, variants: list[str], threads: int, builder: Any, windows: list[Any],
+                iters: int) -> list[dict[str, Any]]:
+    """The bare model call of every variant at 1 and ``threads`` threads, batch 1 and 8, interleaved call by call.
+
+    The rows are those of ``edgefusion bench --model-only`` (``edgefusion.benchmark.model_only``), but the
+    sessions take turns on every iteration, so a load change on a shared machine hits them
+    all alike instead of whichever configuration happened to run then.
+    """
+    counts = sorted({1, threads})
+    with contextlib.ExitStack() as stack:
+        sessions = {(v, t): stack.enter_context(open_backend("onnxruntime", pkg, variant=v, threads=t))
+                    for v in variants for t in counts}
+        rows = []
+        for b in (1, 8):
+            feeds, _ = builder.build([windows[i % len(windows)] for i in range(b)])
+            times: dict[tuple[str, int], list[int]] = {k: [] for k in sessions}
+            for it in range(iters + 10):
+                for k, be in sessions.items():
+                    t0 = time.perf_counter_ns()
+                    be.infer(feeds)
+                    if it >= 10:  # the first ten calls of each session are its warm-up
+                        times[k].append(time.perf_counter_ns() - t0)
+            for (v, t), ns in times.items():
+                lat = percentiles_ms(ns)
+                rows.append({"config": BenchConfig("onnxruntime", v, t).label, "batch": b, "latency_ms": lat,
+                             "samples_per_s": round(b / (lat["p50"] / 1e3), 1)})
+    return rows
+
+
 def _med(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
 
 def bench(name: str, duration: float, paced_s: float, threads: int, rounds: int, replay_s: float,
-          tmp: Path) -> dict[str, Any]:
+          tmp: Path, iters: int) -> dict[str, Any]:
     pkg = load_package(name)
     tl = generate_timeline(get_scenario(pkg.manifest.scenario or pkg.name), duration, seed=11)
     paced_tl = generate_timeline(get_scenario(pkg.manifest.scenario or pkg.name), paced_s, seed=12)
@@ -152,10 +184,10 @@ def bench(name: str, duration: float, paced_s: float, threads: int, rounds: int,
         for v in (variants if i % 2 == 0 else variants[::-1]):
             rnd["variants"][v] = {"loop": _loop(pkg, v, threads, builder, windows, feeds),
                                   "lossless": _pipeline(pkg, "onnxruntime", v, threads, tl, paced=False)}
+        # the same lossless run with ONNX Runtime's spinning worker threads (the backend's default is off)
+        rnd["spin_on"] = _pipeline(pkg, "onnxruntime", variants[-1], threads, tl, paced=False, spin=True)
         rnd["null"] = _pipeline(pkg, "null", "fp32", threads, tl, paced=False)
-        cfgs = [BenchConfig("onnxruntime", v, t) for v in variants for t in (1, 2)]
-        rnd["model_only"] = [r for c in (cfgs if i % 2 == 0 else cfgs[::-1])
-                             for r in model_only(pkg, c, windows[:64], iters=100, warmup=10)]
+        rnd["model_only"] = _model_only(pkg, variants, threads, builder, windows[:64], iters)
         out["rounds"].append(rnd)
         print(json.dumps({"package": pkg.name, "round": i + 1, "load": _loadavg()}), flush=True)
     # once: real-time runs (paced 30 fps) and the replay are long; they are not throughput races
@@ -180,6 +212,8 @@ def _summary(out: dict[str, Any], variants: list[str], replay_variant: str) -> d
                                   / r["variants"][main]["loop"]["preprocess_infer_steps_per_s"] for r in rounds]),
         "null_steps_per_s": _med([r["null"]["steps_per_s"] for r in rounds]),
         "replay_x_realtime": out["replay"][replay_variant]["x_realtime"],
+        "spin_off_vs_on": _med([r["variants"][main]["lossless"]["steps_per_s"] / r["spin_on"]["steps_per_s"]
+                                for r in rounds]),
         "steps_per_s": {v: _med([r["variants"][v]["lossless"]["steps_per_s"] for r in rounds]) for v in variants},
     }
     if "int8" in variants and "fp32" in variants:
@@ -210,16 +244,18 @@ def table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--packages", nargs="+", default=["smart_home", "driving"])
-    ap.add_argument("--duration", type=float, default=20.0, help="timeline seconds for the throughput runs (20)")
+    ap.add_argument("--duration", type=float, default=10.0, help="timeline seconds for the throughput runs (10)")
     ap.add_argument("--paced", type=float, default=10.0, help="timeline seconds for the real-time 30 fps run (10)")
     ap.add_argument("--replay", type=float, default=60.0, help="seconds of the replayed log (60)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the throughput measures; medians reported (3)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the throughput measures; medians reported (5)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=60, help="model-only calls per configuration and round (60)")
     ap.add_argument("--out", default="bench/results/pipeline_overhead.json")
     a = ap.parse_args()
     load0, t0 = _loadavg(), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edgefusion-hotpath-") as tmp:
-        results = [bench(p, a.duration, a.paced, a.threads, a.rounds, a.replay, Path(tmp)) for p in a.packages]
+        results = [bench(p, a.duration, a.paced, a.threads, a.rounds, a.replay, Path(tmp), a.iters)
+                   for p in a.packages]
     report = {"machine": machine_facts(), "loadavg_before": load0, "loadavg_after": _loadavg(),
               "elapsed_s": round(time.monotonic() - t0, 1), "threads": a.threads, "rounds": a.rounds,
               "table": table(results), "results": results}
