@@ -1,12 +1,12 @@
 """The README's hot-path table (issue 20), regenerated from bench/pipeline_overhead.py's JSON.
 
-Reads the ``table`` of a pipeline_overhead.json (and of an earlier one with ``--before``) and
+Reads the ``table`` of pipeline_overhead.json files (and of earlier ones with ``--before``) and
 writes a Markdown table between the ``<!-- hotpath-table:begin -->`` and
 ``<!-- hotpath-table:end -->`` markers of the README (``--print``: to stdout instead).
 Values are ``smart_home / driving`` (the packages in the JSON, in order).
 
-    python bench/hotpath_table.py [--json bench/results/pipeline_overhead.json]
-        [--before bench/results/pipeline_overhead.before.json] [--readme README.md | --print]
+    python bench/hotpath_table.py [--json bench/results/pipeline_overhead.json ...]
+        [--before bench/results/pipeline_overhead.before.json ...] [--readme README.md | --print]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ BEGIN, END = "<!-- hotpath-table:begin -->", "<!-- hotpath-table:end -->"
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
-    if isinstance(v, float) and abs(v) >= 1000:
+    if isinstance(v, float) and abs(v) >= 100:
         return f"{v:,.0f}"
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
@@ -32,11 +32,29 @@ def _values(row: dict[str, Any] | None) -> str:
     return " / ".join(_fmt(v) for v in row["values"].values()) if row else "-"
 
 
-def _load(path: str) -> dict[str, Any]:
+def _read(path: str) -> dict[str, Any]:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         sys.exit(f"cannot read {path}: {exc}")
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reports of the same script on different packages as one (a row is met when it is met in every report)."""
+    out = dict(reports[0], results=[r for rep in reports for r in rep["results"]])
+    rows = {row["key"]: dict(row, values=dict(row["values"])) for row in reports[0]["table"]}
+    for rep in reports[1:]:
+        for row in rep["table"]:
+            mine = rows.setdefault(row["key"], dict(row, values={}))
+            mine["values"].update(row["values"])
+            if mine["met"] is not None:
+                mine["met"] = bool(mine["met"] and row["met"])
+    out["table"] = list(rows.values())
+    return out
+
+
+def _load(paths: list[str]) -> dict[str, Any]:
+    return merge([_read(p) for p in paths])
 
 
 def _describe(report: dict[str, Any]) -> str:
@@ -56,8 +74,9 @@ def render(now: dict[str, Any], before: dict[str, Any] | None = None) -> str:
              + ". Regenerate: `make hotpath`.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in now["table"]:
-        cells = [row["measure"], *([_values(old.get(row["key"]))] if before else []), _values(row), row["goal"],
-                 "yes" if row["met"] else "no"]
+        met = "" if row["met"] is None else "yes" if row["met"] else "no"
+        cells = [row["measure"], *([_values(old.get(row["key"]))] if before else []), _values(row),
+                 row["goal"] or "(not a goal)", met]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -73,8 +92,9 @@ def splice(text: str, table: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", default="bench/results/pipeline_overhead.json")
-    ap.add_argument("--before", help="an earlier pipeline_overhead.json, shown as a 'before' column")
+    ap.add_argument("--json", nargs="+", default=["bench/results/pipeline_overhead.json"],
+                    help="pipeline_overhead.json files (one per package run, or one for all)")
+    ap.add_argument("--before", nargs="+", help="earlier pipeline_overhead.json files, shown as a 'before' column")
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--print", action="store_true", help="print the table instead of writing the README")
     a = ap.parse_args()

@@ -92,6 +92,9 @@ def test_model_only_reports_int8_and_thread_ratios_that_validate(timeline):
     assert ratios[("int8", "fp32", 8, 2)] == pytest.approx(want, rel=1e-3)
     want = p50[("onnxruntime:int8/1t", 1)] / p50[("onnxruntime:int8/2t", 1)]
     assert ratios[("int8", "1 thread", 1, 2)] == pytest.approx(want, rel=1e-3)
+    from edgefusion.benchmark.report import markdown
+
+    assert f"| int8 | fp32 | 8 | 2 | {ratios[('int8', 'fp32', 8, 2)]}× |" in markdown(report)
 
 
 def test_hotpath_table_renders_every_measure_and_splices_between_the_markers():
@@ -121,5 +124,12 @@ def test_hotpath_table_renders_every_measure_and_splices_between_the_markers():
     assert mod.splice(out, text) == out  # idempotent
     with pytest.raises(ValueError, match="markers"):
         mod.splice("no markers", text)
+    a, b = report(6000.0), report(3000.0)
+    b["results"] = [{"package": "c"}]
+    b["table"][0]["values"] = {"c": 3000.0}
+    merged = mod.merge([a, b])
+    assert [r["package"] for r in merged["results"]] == ["a", "b", "c"]
+    assert merged["table"][0]["values"] == {"a": 6000.0, "b": 12000.0, "c": 3000.0}
+    assert merged["table"][0]["met"] is False  # met in one report, missed in the other
     readme_text = (path.parents[1] / "README.md").read_text()
     assert mod.BEGIN in readme_text and mod.END in readme_text  # the README has the table's place
