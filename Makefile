@@ -18,7 +18,7 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 	$(RUNTIME_VENV)/bin/python -m pip install -q .
 	touch $@
 
-.PHONY: demo test test-fast lint bench corpus robustness
+.PHONY: demo test test-fast lint bench hotpath corpus robustness
 demo: $(RUNTIME_VENV)/.installed
 	$(RUNTIME_VENV)/bin/edgefusion demo $(ARGS)
 
@@ -40,6 +40,12 @@ bench: $(VENV)/.installed
 	  $(VENV)/bin/edgefusion bench $$p --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32 --threads 2 \
 	    --peak --out bench/out/$$p || exit 1; \
 	done
+
+# Issue 20's hot-path measures side by side (bench/results/pipeline_overhead.json), then the README's table from it
+hotpath: $(VENV)/.installed
+	$(VENV)/bin/python bench/pipeline_overhead.py
+	$(VENV)/bin/python bench/hotpath_table.py $(if $(wildcard bench/results/pipeline_overhead.before.json),\
+	  --before bench/results/pipeline_overhead.before.json)
 
 # Real recordings (Debian sound packages + espeak-ng speech) into runs/corpus: 16 kHz WAV + provenance.json
 corpus: $(VENV)/.installed

@@ -167,7 +167,7 @@ def quantize_model(pre_path: Path, out_path: Path, recipe: Recipe, source: Calib
         try:
             quantize_static(
                 str(pre_path), str(out_path), _reader(source, bar), quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(recipe.op_types), per_channel=recipe.per_channel,
+                op_types_to_quantize=recipe.quantizer_op_types, per_channel=recipe.per_channel,
                 reduce_range=recipe.reduce_range, activation_type=getattr(QuantType, recipe.activation_type),
                 weight_type=getattr(QuantType, recipe.weight_type), calibrate_method=methods[method],
                 extra_options=recipe.extra_options(method))

@@ -150,6 +150,30 @@ def test_onnxruntime_matches_across_thread_counts(pkg):
         np.testing.assert_allclose(a.infer(feeds)["action_logits"], b.infer(feeds)["action_logits"], atol=1e-5)
 
 
+def test_threads_auto_times_each_count_and_keeps_the_fastest(pkg, monkeypatch):
+    monkeypatch.setattr(ort_backend.os, "cpu_count", lambda: 2)
+    feeds = _feeds(pkg, 2)
+    with open_backend("onnxruntime", pkg, threads="auto") as auto, open_backend("onnxruntime", pkg, threads=1) as one:
+        assert sorted(auto.auto_threads) == [1, 2] and all(ms > 0 for ms in auto.auto_threads.values())
+        assert auto.threads == min(auto.auto_threads, key=auto.auto_threads.__getitem__)
+        assert f"{auto.threads} threads" in str(auto.info)
+        np.testing.assert_allclose(auto.infer(feeds)["action_logits"], one.infer(feeds)["action_logits"], atol=1e-5)
+    with open_backend("null", pkg, threads="auto") as be:
+        assert be.threads is None  # nothing to measure
+    with pytest.raises(ConfigError, match="threads 'auto' is measured by the ONNX Runtime backends only"):
+        open_backend("tensorrt", pkg, threads="auto")
+
+
+@pytest.mark.parametrize("spin", [True, False])
+def test_spinning_is_a_session_option_and_changes_no_output(pkg, spin):
+    feeds = _feeds(pkg, 2)
+    with open_backend("onnxruntime", pkg, threads=2, spin=spin) as be, \
+            open_backend("onnxruntime", pkg, threads=1) as ref:
+        opts = be.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        assert opts == ("1" if spin else "0")
+        np.testing.assert_allclose(be.infer(feeds)["action_logits"], ref.infer(feeds)["action_logits"], atol=1e-5)
+
+
 def test_requested_gpu_provider_is_never_silently_replaced(pkg):
     with pytest.raises(BackendError, match="TensorrtExecutionProvider was requested but"):
         open_backend("onnxruntime", pkg, provider="tensorrt")

@@ -73,3 +73,63 @@ def test_torch_config_says_what_to_install_when_torch_is_missing(monkeypatch, ti
 
     with pytest.raises(EdgeFusionError, match=r"pip install 'edgefusion\[train\]'"):
         run_once(load_package("smart_home"), BenchConfig("torch", "fp32", 1), timeline, None, 0.0)
+
+
+def test_model_only_reports_int8_and_thread_ratios_that_validate(timeline):
+    from edgefusion.benchmark.runner import parse_configs
+    from edgefusion.benchmark.suite import run_suite
+
+    pkg = load_package("smart_home")
+    report = run_suite(pkg, timeline, "4 s timeline", parse_configs("onnxruntime:fp32,onnxruntime:int8", "1,2"),
+                       None, 0.0, model_only_mode=True)
+    jsonschema.validate(report, SCHEMA)
+    p50 = {(r["config"], r["batch"]): r["latency_ms"]["p50"] for r in report["model_only"]}
+    ratios = {(r["variant"], r["vs"], r["batch"], r["threads"]): r["speedup"] for r in report["model_only_ratios"]}
+    # every int8 row against fp32 at the same batch and threads, and every variant's 2 threads against 1
+    assert set(ratios) == {("int8", "fp32", b, t) for b in (1, 8) for t in (1, 2)} | \
+        {(v, "1 thread", b, 2) for v in ("fp32", "int8") for b in (1, 8)}
+    want = p50[("onnxruntime:fp32/2t", 8)] / p50[("onnxruntime:int8/2t", 8)]
+    assert ratios[("int8", "fp32", 8, 2)] == pytest.approx(want, rel=1e-3)
+    want = p50[("onnxruntime:int8/1t", 1)] / p50[("onnxruntime:int8/2t", 1)]
+    assert ratios[("int8", "1 thread", 1, 2)] == pytest.approx(want, rel=1e-3)
+    from edgefusion.benchmark.report import markdown
+
+    assert f"| int8 | fp32 | 8 | 2 | {ratios[('int8', 'fp32', 8, 2)]}× |" in markdown(report)
+
+
+def test_hotpath_table_renders_every_measure_and_splices_between_the_markers():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "hotpath_table.py"
+    spec = importlib.util.spec_from_file_location("hotpath_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    machine = {"cpu": "CPU X", "cores": 2}
+
+    def report(v):
+        table = [{"key": "null_steps_per_s", "measure": "null steps/s", "values": {"a": v, "b": 2 * v},
+                  "goal": "≥ 5,000", "met": v >= 5000},
+                 {"key": "throughput_ratio", "measure": "ratio", "values": {"a": 0.5, "b": None}, "goal": "≥ 0.9",
+                  "met": False}]
+        return {"machine": machine, "loadavg_before": [1.5, 1.0, 0.5], "rounds": 3, "threads": 2,
+                "results": [{"package": "a"}, {"package": "b"}], "table": table}
+
+    text = mod.render(report(3000.0), report(1000.0))
+    assert "| null steps/s | 1,000 / 2,000 | 3,000 / 6,000 | ≥ 5,000 | no |" in text
+    assert "| ratio | 0.50 / - | 0.50 / - | ≥ 0.9 | no |" in text
+    assert "load average 1.5/1.0/0.5" in text
+    readme = f"intro\n{mod.BEGIN}\nold table\n{mod.END}\nrest\n"
+    out = mod.splice(readme, text)
+    assert out.startswith("intro\n") and out.endswith(f"{mod.END}\nrest\n") and "old table" not in out
+    assert mod.splice(out, text) == out  # idempotent
+    with pytest.raises(ValueError, match="markers"):
+        mod.splice("no markers", text)
+    a, b = report(6000.0), report(3000.0)
+    b["results"] = [{"package": "c"}]
+    b["table"][0]["values"] = {"c": 3000.0}
+    merged = mod.merge([a, b])
+    assert [r["package"] for r in merged["results"]] == ["a", "b", "c"]
+    assert merged["table"][0]["values"] == {"a": 6000.0, "b": 12000.0, "c": 3000.0}
+    assert merged["table"][0]["met"] is False  # met in one report, missed in the other
+    readme_text = (path.parents[1] / "README.md").read_text()
+    assert mod.BEGIN in readme_text and mod.END in readme_text  # the README has the table's place

@@ -59,3 +59,14 @@ def test_synth_writes_an_mcap_that_replays(tmp_path, capsys):
     assert main(["replay", str(out), "--check", "--threads", "1"]) == 0
     assert "the log holds no recorded results" in capsys.readouterr().out
     assert main(["synth", "--scenario", "driving", "--out", str(tmp_path / "t.npz")]) == 2
+
+
+def test_threads_takes_a_positive_count_or_auto():
+    import argparse
+
+    from edgefusion.cli._common import threads_arg
+
+    assert threads_arg("2") == 2 and threads_arg("auto") == "auto"
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive number of threads or 'auto'"):
+            threads_arg(bad)

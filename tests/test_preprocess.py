@@ -146,3 +146,36 @@ def test_feed_builder_masks_missing_modalities():
 def test_feed_builder_rejects_unknown_kind():
     with pytest.raises(ConfigError, match="input 'x': unknown preprocess kind 'depth'"):
         FeedBuilder([("x", {"kind": "depth"})])
+
+
+def _logmel_complex_dft(x: np.ndarray, p: AudioParams) -> np.ndarray:
+    """The previous implementation (complex DFT output, then re^2 + im^2), kept as the parity reference."""
+    import cv2
+
+    from edgefusion.preprocess.audio import _hann, _mel_filterbank
+
+    x = np.asarray(x, np.float32)[-p.window_samples :]
+    frames = np.lib.stride_tricks.sliding_window_view(x, p.n_fft)[:: p.hop][: p.n_frames]
+    spec = cv2.dft(frames * _hann(p.n_fft), flags=cv2.DFT_ROWS | cv2.DFT_COMPLEX_OUTPUT)
+    half = spec[:, : p.n_fft // 2 + 1]
+    power = half[..., 0] ** 2 + half[..., 1] ** 2
+    fb = _mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax)
+    return np.log(power @ fb.T + 1e-6).astype(np.float32)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(512, 320), (400, 160), (401, 200)])
+def test_logmel_packed_dft_matches_the_complex_dft_formula(n_fft, hop):
+    from edgefusion.preprocess.audio import logmel
+
+    p = AudioParams(n_fft=n_fft, hop=hop, mean=-3.0, std=2.5)
+    rng = np.random.default_rng(7)
+    for scale in (1e-4, 0.1, 1.0):  # near-silence too: the log amplifies rounding there
+        x = (rng.standard_normal(16000) * scale).astype(np.float32)
+        want = _logmel_complex_dft(x, p)
+        got = logmel(x, p)
+        assert got.dtype == np.float32 and got.shape == (p.n_frames, p.n_mels)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+        # normalization in place: bit for bit the (feats - mean) / std of the same features
+        norm = preprocess_audio(x, 16000, p)
+        np.testing.assert_array_equal(norm, (got - np.float32(-3.0)) / np.float32(2.5))
+        assert not np.shares_memory(norm, preprocess_audio(x, 16000, p))  # every call returns a fresh array

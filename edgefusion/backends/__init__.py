@@ -23,7 +23,7 @@ import importlib
 from typing import Any
 
 from edgefusion.backends.base import Backend, BackendInfo, check_feeds
-from edgefusion.errors import MissingDependencyError, unknown_name
+from edgefusion.errors import ConfigError, MissingDependencyError, unknown_name
 from edgefusion.package import ModelPackage
 
 __all__ = ["BACKENDS", "BACKEND_OPTIONS", "EXTRAS", "Backend", "BackendInfo", "availability", "check_feeds",
@@ -99,16 +99,23 @@ def availability(package: ModelPackage) -> list[tuple[str, str, bool, str]]:
     return rows
 
 
-def open_backend(name: str, package: ModelPackage, variant: str = "fp32", threads: int | None = None,
+def open_backend(name: str, package: ModelPackage, variant: str = "fp32", threads: int | str | None = None,
                  **options: Any) -> Backend:
     """Open a session of backend ``name`` on ``package``'s ``variant``.
 
+    ``threads="auto"`` (the ONNX Runtime backends only) times each thread count and keeps the fastest.
+
     Raises:
-        ConfigError: ``name`` is not a registered backend.
+        ConfigError: ``name`` is not a registered backend, or ``threads="auto"`` for a backend that cannot measure.
         MissingDependencyError: the backend's module needs an extra that is not installed.
     """
     if name not in BACKENDS:
         raise unknown_name("backend", name, BACKENDS)
+    if threads == "auto" and not name.startswith("onnxruntime"):
+        if name != "null":
+            raise ConfigError(f"threads 'auto' is measured by the ONNX Runtime backends only; give the '{name}' "
+                              "backend a number of threads")
+        threads = None  # nothing to measure
     module, cls = BACKENDS[name].split(":")
     try:
         found = importlib.import_module(module)
@@ -117,4 +124,6 @@ def open_backend(name: str, package: ModelPackage, variant: str = "fp32", thread
             raise  # a missing name inside edgefusion is a bug, not a missing extra
         raise MissingDependencyError(exc.name or module, EXTRAS[name], f"the '{name}' backend") from exc
     backend_cls: type[Backend] = getattr(found, cls)
-    return backend_cls(package, variant=variant, threads=threads, **{**BACKEND_OPTIONS.get(name, {}), **options})
+    # "auto" reaches the ONNX Runtime backend only (checked above), whose threads take it
+    return backend_cls(package, variant=variant, threads=threads,  # type: ignore[arg-type]
+                       **{**BACKEND_OPTIONS.get(name, {}), **options})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import lru_cache
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -35,6 +36,11 @@ class BackendInfo:
         return f"{self.backend} ({self.provider}, {self.precision}{t})"
 
 
+@lru_cache(maxsize=64)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
+
+
 def check_feeds(inputs: list[InputSpec], feeds: dict[str, np.ndarray]) -> None:
     """Raise FeedError naming the input, expected and actual shape/dtype, on any mismatch."""
     names = {i.name for i in inputs}
@@ -48,13 +54,14 @@ def check_feeds(inputs: list[InputSpec], feeds: dict[str, np.ndarray]) -> None:
         x = feeds[spec.name]
         if not isinstance(x, np.ndarray):
             raise FeedError(f"input '{spec.name}': expected a numpy array, got {type(x).__name__}")
-        expected = f"{spec.dtype} {list(spec.shape)}"
-        got = f"{x.dtype} {list(x.shape)}"
-        if x.dtype != np.dtype(spec.dtype) or x.ndim != len(spec.shape):
-            raise FeedError(f"input '{spec.name}': expected {expected}, got {got}")
+        # the messages are built only on a mismatch: this runs on every inference call
+        if x.dtype != _dtype(spec.dtype) or x.ndim != len(spec.shape):
+            raise FeedError(f"input '{spec.name}': expected {spec.dtype} {list(spec.shape)}, got {x.dtype} "
+                            f"{list(x.shape)}")
         for dim, (want, have) in enumerate(zip(spec.shape, x.shape)):
             if isinstance(want, int) and want != have:
-                raise FeedError(f"input '{spec.name}': expected {expected}, got {got} (dimension {dim})")
+                raise FeedError(f"input '{spec.name}': expected {spec.dtype} {list(spec.shape)}, got {x.dtype} "
+                                f"{list(x.shape)} (dimension {dim})")
             if isinstance(want, str):
                 if want in sym and sym[want][0] != have:
                     raise FeedError(f"input '{spec.name}': dimension '{want}' is {have} here but "

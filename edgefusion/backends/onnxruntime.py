@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,19 @@ class OnnxRuntimeBackend(Backend):
     Args:
         package: the loaded model package.
         variant: artifact to run (``fp32``; ``int8`` once quantized; ``int8_trt`` on the TensorRT provider).
-        threads: intra-op threads (None: ONNX Runtime's default).
+        threads: intra-op threads (None: ONNX Runtime's default); ``"auto"``: open a session with
+            each count from 1 to the number of cores (at most 4), time a few calls on zero inputs
+            of the package's shapes, and keep the fastest (:attr:`auto_threads` has the timings).
         provider: ``cpu`` (default), ``cuda`` or ``tensorrt``; it must be available.
         providers: an ordered preference instead, e.g. ``["tensorrt", "cuda", "cpu"]``.
         provider_options: options of the leading provider, over the defaults (``device_id``; for
             TensorRT an engine cache in :func:`trt_cache_dir`).
         device: the GPU the CUDA and TensorRT providers run on.
+        spin: whether idle intra-op threads spin between operators (True, ONNX Runtime's own
+            default) or sleep (False, the default here: on a 2-core machine a spinning worker takes
+            the core the pipeline's preprocessing needs: the lossless INT8 pipeline made a median
+            1.7-1.8x the steps/s without it, bench/pipeline_overhead.py; a bare model call at
+            batch 1 on an idle machine is faster with spinning).
 
     Example:
         >>> from edgefusion.package import load_package
@@ -113,27 +121,23 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, package: ModelPackage, variant: str = "fp32", threads: int | None = None,
+    def __init__(self, package: ModelPackage, variant: str = "fp32", threads: int | str | None = None,
                  provider: str | None = None, providers: Sequence[str] | None = None,
-                 provider_options: dict[str, Any] | None = None, device: int = 0, **options: Any) -> None:
-        super().__init__(package, variant, threads, **options)
+                 provider_options: dict[str, Any] | None = None, device: int = 0, spin: bool = False,
+                 **options: Any) -> None:
+        super().__init__(package, variant, threads if isinstance(threads, int) else None, **options)
         names = resolve_providers(ort.get_available_providers(), provider, providers)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        so.log_severity_level = 3
         path = package.artifact(variant)
         chain: list[Any] = [(PROVIDERS[n], self._options(n, device, provider_options if i == 0 else None))
                             for i, n in enumerate(names)]
         if "cpu" not in names:
             chain.append(PROVIDERS["cpu"])  # for the operators no GPU provider runs
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=chain)
-        except Exception as exc:  # onnxruntime raises several untyped errors
-            raise BackendError(f"ONNX Runtime could not open {path}: {exc}") from exc
+        #: with ``threads="auto"``: median ms of a batch-1 call per thread count tried
+        self.auto_threads: dict[int, float] = {}
+        if threads == "auto":
+            self.session, self.threads = self._fastest(path, chain, spin)
+        else:
+            self.session = self._open(path, chain, self.threads, spin)
         #: the providers the open session registered, leader first (ONNX Runtime's CPU last)
         self.providers: list[str] = list(self.session.get_providers())
         # one provider must lead as asked; from a preference, the first that really started leads
@@ -150,6 +154,42 @@ class OnnxRuntimeBackend(Backend):
             self.session.disable_fallback()  # a failed GPU run must raise, not quietly rerun on the CPU
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._provider = self.providers[0]
+
+    def _open(self, path: Path, chain: list[Any], threads: int | None, spin: bool) -> ort.InferenceSession:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(path), sess_options=so, providers=chain)
+        except Exception as exc:  # onnxruntime raises several untyped errors
+            raise BackendError(f"ONNX Runtime could not open {path}: {exc}") from exc
+
+    def _fastest(self, path: Path, chain: list[Any], spin: bool, calls: int = 15) -> tuple[Any, int]:
+        """``threads="auto"``: the session with the thread count whose batch-1 call is fastest here, now."""
+        feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.dtype(i.dtype))
+                 for i in self.package.inputs}
+        best: tuple[float, int, Any] | None = None
+        for n in range(1, min(os.cpu_count() or 1, 4) + 1):
+            sess = self._open(path, chain, n, spin)
+            for _ in range(3):
+                sess.run(None, feeds)
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter_ns()
+                sess.run(None, feeds)
+                times.append(time.perf_counter_ns() - t0)
+            ms = float(np.median(times)) / 1e6
+            self.auto_threads[n] = round(ms, 4)
+            if best is None or ms < best[0]:
+                best = (ms, n, sess)
+        assert best is not None
+        log.info("threads auto: %s ms per call by thread count; using %d", self.auto_threads, best[1])
+        return best[2], best[1]
 
     def _options(self, name: str, device: int, given: dict[str, Any] | None) -> dict[str, Any]:
         opts: dict[str, Any] = {}

@@ -99,6 +99,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Model only", "", "| config | batch | p50 ms | p99 ms | samples/s |", "|---|---|---|---|---|"]
         lines += [f"| {r['config']} | {r['batch']} | {r['latency_ms'].get('p50')} | {r['latency_ms'].get('p99')} | "
                   f"{r['samples_per_s']} |" for r in report["model_only"]]
+    if report.get("model_only_ratios"):
+        lines += ["", "| variant | vs | batch | threads | speed-up (p50) |", "|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | {r['vs']} | {r['batch']} | {r['threads']} | {r['speedup']}× |"
+                  for r in report["model_only_ratios"]]
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from edgefusion.benchmark.model_only import model_only
+from edgefusion.benchmark.model_only import model_only, model_only_ratios
 from edgefusion.benchmark.peak import peak_rate
 from edgefusion.benchmark.report import SCHEMA_VERSION, machine_facts
 from edgefusion.benchmark.runner import BenchConfig, run_once
@@ -94,5 +94,7 @@ def run_suite(pkg: ModelPackage, timeline: Timeline, description: str, configs: 
             report["skipped"].append({"config": cfg.label, "reason": str(exc)})
             if on_skip is not None:
                 on_skip(cfg, str(exc))
+    if report["model_only"]:
+        report["model_only_ratios"] = model_only_ratios(report["model_only"])
     report["elapsed_s"] = round(time.monotonic() - t0, 1)
     return report

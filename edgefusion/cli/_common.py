@@ -36,7 +36,18 @@ def runtime_options(sp: argparse.ArgumentParser) -> None:
                     help="onnxruntime (default; the CPU), onnxruntime-cuda or onnxruntime-trt (ONNX Runtime's CUDA "
                          "or TensorRT provider; needs onnxruntime-gpu), tensorrt (engines from build-engine) or null")
     sp.add_argument("--variant", default="fp32", help="artifact of the package to run (default fp32)")
-    sp.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+    sp.add_argument("--threads", type=threads_arg, default=2,
+                    help="inference threads (default 2); auto: time 1 to 4 threads at start-up (ONNX Runtime "
+                         "backends) and keep the fastest")
+
+
+def threads_arg(text: str) -> int | str:
+    """``--threads``: a positive count, or ``auto`` (the ONNX Runtime backends measure and choose)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of threads or 'auto', got {text!r}")
+    return int(text)
 
 
 def foxglove_option(sp: argparse.ArgumentParser) -> None:

@@ -196,20 +196,40 @@ def _hann(n: int) -> np.ndarray:
     return np.hanning(n + 1)[:-1].astype(np.float32)
 
 
+def _ccs_power(ccs: np.ndarray, n_fft: int) -> np.ndarray:
+    """Power spectrum (rows, n_fft // 2 + 1) of OpenCV's packed real DFT rows (CCS layout).
+
+    A CCS row holds ``[Re0, Re1, Im1, ..., Re(k), Im(k), ...]`` and, when ``n_fft`` is even,
+    ``Re(n_fft / 2)`` last (it has no imaginary part, nor has ``Re0``).
+    """
+    sq = np.square(ccs, out=ccs)
+    half = n_fft // 2
+    power = np.empty((len(ccs), half + 1), np.float32)
+    power[:, 0] = sq[:, 0]
+    pairs = (n_fft - 1) // 2  # bins with a real and an imaginary part
+    np.add(sq[:, 1 : 2 * pairs : 2], sq[:, 2 : 2 * pairs + 1 : 2], out=power[:, 1 : pairs + 1])
+    if n_fft % 2 == 0:
+        power[:, half] = sq[:, n_fft - 1]
+    return power
+
+
 def logmel(x: np.ndarray, params: AudioParams) -> np.ndarray:
     """Natural-log mel power spectrogram, (frames, n_mels), float32, not normalized."""
     n = params.window_samples
     x = np.asarray(x, np.float32)
     if len(x) < n:  # pad at the start: the window ends at the frame's time
         x = np.concatenate([np.zeros(n - len(x), np.float32), x])
-    x = x[-n:]
-    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop][: params.n_frames]
-    # OpenCV's row-wise DFT: the same spectrum as np.fft.rfft to float32 rounding, ~8x faster
-    spec = cv2.dft(frames * _hann(params.n_fft), flags=cv2.DFT_ROWS | cv2.DFT_COMPLEX_OUTPUT)
-    half = spec[:, : params.n_fft // 2 + 1]
-    power = half[..., 0] ** 2 + half[..., 1] ** 2
+    x = np.ascontiguousarray(x[-n:])
+    # the overlapping frames as a strided view of x (what sliding_window_view gives, without its Python overhead)
+    frames = np.ndarray((params.n_frames, params.n_fft), np.float32, buffer=x,
+                        strides=(params.hop * x.itemsize, x.itemsize))
+    # OpenCV's row-wise real DFT in its packed (CCS) layout: the spectrum of np.fft.rfft to float32
+    # rounding, ~8x faster than numpy and several times faster than OpenCV's complex output
+    spec = cv2.dft(np.multiply(frames, _hann(params.n_fft)), flags=cv2.DFT_ROWS)
     fb = _mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
-    return np.log(power @ fb.T + 1e-6).astype(np.float32)
+    mel = _ccs_power(spec, params.n_fft) @ fb.T
+    mel += np.float32(1e-6)
+    return np.log(mel, out=mel)
 
 
 def preprocess_audio(x: np.ndarray, rate: int, params: AudioParams) -> np.ndarray:
@@ -217,7 +237,9 @@ def preprocess_audio(x: np.ndarray, rate: int, params: AudioParams) -> np.ndarra
     if rate != params.sample_rate:
         x = resample(x, rate, params.sample_rate)
     feats = logmel(x, params)
-    return ((feats - np.float32(params.mean)) / np.float32(params.std)).astype(np.float32)
+    feats -= np.float32(params.mean)  # in place: the same float32 operations as (feats - mean) / std
+    feats /= np.float32(params.std)
+    return feats
 
 
 
@@ -239,11 +261,16 @@ def band_energies(x: np.ndarray, rate: int, cutoff_hz: float = 4000.0) -> tuple[
     x = np.asarray(x, np.float64)
     if len(x) < 2:
         return 0.0, 0.0, 0.0
-    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
-    f = np.fft.rfftfreq(len(x), 1.0 / rate)
-    high = float(power[f > 1.1 * cutoff_hz].sum())
-    mid = float(power[(f > 0.6 * cutoff_hz) & (f < 0.95 * cutoff_hz)].sum())
-    return high, mid, float(power.sum())
+    window, high_band, mid_band = _band_setup(len(x), rate, cutoff_hz)
+    power = np.abs(np.fft.rfft(x * window)) ** 2
+    return float(power[high_band].sum()), float(power[mid_band].sum()), float(power.sum())
+
+
+@lru_cache(maxsize=16)
+def _band_setup(n: int, rate: int, cutoff_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Hann window and the two band masks of :func:`band_energies` for ``n`` samples (chunks repeat sizes)."""
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    return np.hanning(n), f > 1.1 * cutoff_hz, (f > 0.6 * cutoff_hz) & (f < 0.95 * cutoff_hz)
 
 
 class BandLimitDetector:
