@@ -17,6 +17,7 @@ REPLAY_EPILOG = """examples:
   edgefusion replay run1.mcap --rate 1 --start 5 --end 15   # real time, seconds 5 to 15
   edgefusion replay other.mcap --map camera=/cam/image,audio=/mic,text=/cmd
   edgefusion replay damaged.mcap --allow-gaps               # replay what survived a damaged chunk
+  edgefusion replay talk.mcap --speech                      # recognize the commands spoken in its audio
 
 Two replays of one log at --rate max write byte-identical --record files (cmp them).
 exit status: 0 ok, 1 --check found a mismatch, 2 usage or input error (a damaged log without
@@ -79,6 +80,10 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
     pkg = load_package(model)
+    if a.speech:
+        from edgefusion.sources.speech import speech_task
+
+        builder.speech(speech_task(pkg))
     for spec in a.out or []:
         builder.add_sink(spec)
     if a.record:
@@ -95,6 +100,10 @@ def cmd_replay(a: argparse.Namespace) -> None:
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
           file=sys.stderr)
+    from edgefusion.sources.speech import speech_summary
+
+    if (line := speech_summary(stats.sources)) is not None:
+        print(line, file=sys.stderr)
     rejected = {k: v for k, v in stats.rejected.get("replay", {}).items() if v}
     if rejected:
         print(f"skipped from {a.log}: {rejected}", file=sys.stderr)
@@ -197,7 +206,11 @@ def register(sub: Any) -> None:
                                                          "exit non-zero on a mismatch with the results")
     sp.add_argument("--record", metavar="OUT.mcap", help="record the replayed run (inputs and results)")
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
-    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic")
+    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic,speech=/topic")
+    sp.add_argument("--speech", action="store_true",
+                    help="spoken commands: a log recorded with --speech replays its /speech channel (always, with "
+                         "or without this flag); a log without one is listened to: its audio is recognized "
+                         "(PocketSphinx, the 'speech' extra)")
     sp.add_argument("--live", action="store_true", help="drop stale frames like a live run instead of lossless")
     sp.add_argument("--allow-gaps", action="store_true",
                     help="replay a damaged log (a chunk fails its CRC, a message cannot be decoded): skip what is "

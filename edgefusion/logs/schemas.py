@@ -37,6 +37,10 @@ SCHEMAS: dict[str, bytes] = {
         "timestamp": _TIME, "level": {"type": "integer"}, "message": {"type": "string"}, "name": {"type": "string"},
         "file": {"type": "string"}, "line": {"type": "integer"}}),
     "edgefusion.Command": _obj("edgefusion.Command", {"timestamp": _TIME, "text": {"type": "string"}}),
+    # a spoken command: the utterance spans start .. end; timestamp is when the command was issued
+    "edgefusion.Speech": _obj("edgefusion.Speech", {
+        "timestamp": _TIME, "start": _TIME, "end": _TIME, "text": {"type": "string"}, "intent": {"type": "string"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1}}),
     "edgefusion.Result": _obj("edgefusion.Result", {
         "timestamp": _TIME, "seq": {"type": "integer"}, "action": {"type": "string"},
         "emitted": {"type": "boolean"}, "events": {"type": "array"}, "scores": {"type": "object"},
@@ -65,8 +69,8 @@ SCHEMAS: dict[str, bytes] = {
 }
 
 #: default topic per stream
-TOPICS = {"camera": "/camera", "audio": "/audio", "text": "/text", "results": "/results", "truth": "/truth",
-          "labels": "/labels", "log": "/log"}
+TOPICS = {"camera": "/camera", "audio": "/audio", "text": "/text", "speech": "/speech", "results": "/results",
+          "truth": "/truth", "labels": "/labels", "log": "/log"}
 
 
 def to_time(t_ns: int) -> dict[str, int]:
