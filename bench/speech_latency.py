@@ -13,7 +13,7 @@ on a shared machine the numbers are inflated, and the JSON keeps the load averag
 
 Writes JSON (default bench/results/speech_latency.json).
 
-    python bench/speech_latency.py [--tasks smart_home driving] [--per-task 12] [--window-ms 300]
+    python bench/speech_latency.py [--tasks smart_home driving] [--per-task 12] [--window-ms 300] [--vad-mode 0]
 """
 
 from __future__ import annotations
@@ -119,10 +119,11 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=["smart_home", "driving"])
     ap.add_argument("--per-task", type=int, default=12, help="phrases per task (default 12)")
     ap.add_argument("--window-ms", type=int, default=SpeechConfig.window_ms, help="the endpointer's window")
+    ap.add_argument("--vad-mode", type=int, default=SpeechConfig.vad_mode, help="voice activity aggressiveness 0-3")
     ap.add_argument("--gap-s", type=float, default=1.0, help="pause between utterances")
     ap.add_argument("--out", default="bench/results/speech_latency.json")
     a = ap.parse_args()
-    config = SpeechConfig(window_ms=a.window_ms)
+    config = SpeechConfig(window_ms=a.window_ms, vad_mode=a.vad_mode)
     report: dict[str, Any] = {"machine": machine_facts(), "load_average": os.getloadavg(), "goal_ms": 500,
                               "config": config.__dict__, "tasks": {}}
     for task in a.tasks:

@@ -82,19 +82,21 @@ class SpeechConfig:
 
     Args:
         vad_mode: aggressiveness of the voice activity detector, 0 (keeps most sound) to 3.
-        window_ms: the endpointer's decision window: speech starts and ends after this much
-            voiced (or unvoiced) audio, so an utterance is closed about this long after it ends.
+        window_ms: the endpointer's decision window: speech starts and ends after 90% of this
+            much voiced (or unvoiced) audio. An utterance is closed about this long plus the voice
+            activity detector's own hangover (~0.4 s in all at 210 ms) after the voice stops; a
+            longer window bridges longer pauses inside a command.
         min_speech_ms: utterances shorter than this are ignored (clicks, a cough).
         max_utterance_s: an utterance is cut (and decoded) after this long.
         min_confidence: utterances recognized with less confidence make no command.
 
     Example:
         >>> SpeechConfig().window_ms
-        300
+        210
     """
 
     vad_mode: int = 0
-    window_ms: int = 300
+    window_ms: int = 210
     min_speech_ms: int = 200
     max_utterance_s: float = 5.0
     min_confidence: float = 0.15
