@@ -28,6 +28,7 @@ from typing import Any
 from edgefusion.errors import ConfigError
 from edgefusion.pipeline import PipelineConfig
 from edgefusion.postprocess import PostConfig
+from edgefusion.sources.speech_asr import SpeechConfig
 from edgefusion.stages import StageSpec, stage_tables
 from edgefusion.sync import MissingPolicy, SyncConfig
 
@@ -37,7 +38,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 __all__ = ["ServiceConfig", "dump_toml", "load", "loads", "parse", "pipeline_config", "problems_error", "read",
-           "redacted"]
+           "redacted", "speech_config"]
 
 MS = 1_000_000
 
@@ -74,10 +75,23 @@ class TextSection:
 
 
 @dataclass(frozen=True)
+class SpeechSection:
+    """Spoken commands heard in the audio stream (needs the 'speech' extra); see SpeechConfig."""
+
+    enabled: bool = False
+    vad_mode: int = SpeechConfig.vad_mode  # the runtime's defaults, so the two cannot drift apart
+    window_ms: int = SpeechConfig.window_ms
+    min_speech_ms: int = SpeechConfig.min_speech_ms
+    max_utterance_s: float = SpeechConfig.max_utterance_s
+    min_confidence: float = SpeechConfig.min_confidence
+
+
+@dataclass(frozen=True)
 class SourcesSection:
     camera: CameraSection = field(default_factory=CameraSection)
     audio: AudioSection = field(default_factory=AudioSection)
     text: TextSection = field(default_factory=TextSection)
+    speech: SpeechSection = field(default_factory=SpeechSection)
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
 
@@ -186,6 +200,7 @@ CHOICES = {
     "recording.image_format": ("raw", "jpeg"),
     "logging.level": ("debug", "info", "warning", "error"),
     "sinks.mqtt.qos": (0, 1, 2),
+    "sources.speech.vad_mode": (0, 1, 2, 3),
 }
 
 #: (lowest, highest, lowest allowed itself?) of numeric keys; every other number must not be negative
@@ -196,6 +211,10 @@ RANGES: dict[str, tuple[float, float | None, bool]] = {
     "sources.audio.max_age_ms": (1, None, True),
     "sources.retry_initial_s": (0, 3600, False),
     "sources.retry_max_s": (0, 3600, False),
+    "sources.speech.window_ms": (90, 3000, True),
+    "sources.speech.min_speech_ms": (0, 10000, True),
+    "sources.speech.max_utterance_s": (0.5, 60, True),
+    "sources.speech.min_confidence": (0, 1, True),
     "post.on": (0, 1, True),
     "post.off": (0, 1, True),
     "post.event_min_steps": (1, None, True),
@@ -283,6 +302,9 @@ def _cross_checks(cfg: ServiceConfig) -> list[str]:
         out.append("sources.camera.uri is required (a device index, file, URL, GStreamer pipeline or synth:SCENARIO)")
     if cfg.post.off > cfg.post.on:
         out.append(f"post.off ({cfg.post.off}) must not be above post.on ({cfg.post.on}): events would flicker")
+    if cfg.sources.speech.enabled and cfg.sources.audio.uri == "none":
+        out.append("sources.speech.enabled: spoken commands are heard in the audio stream, and sources.audio.uri is "
+                   "'none'; set it to default (the microphone), device:N or audio files")
     if cfg.sources.retry_max_s < cfg.sources.retry_initial_s:
         out.append(f"sources.retry_max_s ({cfg.sources.retry_max_s}) must not be below sources.retry_initial_s "
                    f"({cfg.sources.retry_initial_s})")
@@ -415,3 +437,15 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def speech_config(cfg: ServiceConfig) -> SpeechConfig:
+    """The speech source's settings from ``[sources.speech]``.
+
+    Example:
+        >>> speech_config(loads('[sources.camera]\\nuri = "0"\\n[sources.speech]\\nwindow_ms = 450')).window_ms
+        450
+    """
+    sp = cfg.sources.speech
+    return SpeechConfig(vad_mode=sp.vad_mode, window_ms=sp.window_ms, min_speech_ms=sp.min_speech_ms,
+                        max_utterance_s=sp.max_utterance_s, min_confidence=sp.min_confidence)

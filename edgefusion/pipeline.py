@@ -97,7 +97,7 @@ class _Ready:
 def _text_source(sources: Sequence[Source]) -> bool | None:
     """Whether commands can arrive: yes with a text or MQTT source, unknown with a log or timeline."""
     names = {s.name for s in sources}
-    if names & {"text", "mqtt"}:
+    if names & {"text", "mqtt"} or any(s.delivers_commands for s in sources):
         return True
     return None if names & {"replay", "timeline"} or not names <= {"camera", "audio"} else False
 

@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from edgefusion.backends import Backend
 from edgefusion.clock import ManualClock
-from edgefusion.errors import EdgeFusionError
+from edgefusion.errors import ConfigError, EdgeFusionError
 from edgefusion.package import ModelPackage, sha256_file
 from edgefusion.pipeline import Pipeline, PipelineConfig
 from edgefusion.queues import DropCounter
 from edgefusion.samples import Result
 from edgefusion.sinks import Sink, open_sink
 from edgefusion.sources import RetryingSource, RetryPolicy, Source, SourceFactory
+from edgefusion.sources.speech_asr import SpeechConfig
 from edgefusion.sources.uri import audio_factory, camera_factory, text_factory
 from edgefusion.stages import Stage
 
@@ -152,6 +153,40 @@ class RunBuilder:
         self._replays.append(src)
         self.sources.append(src)
         return src
+
+    def speech(self, task: str, config: SpeechConfig | None = None) -> Source:
+        """Listen for spoken commands in the run's audio (needs the 'speech' extra).
+
+        The stream that carries the audio is wrapped in a
+        :class:`~edgefusion.sources.speech.SpeechSource`: the audio source if there is one, else
+        a replayed log (its recorded ``/speech``, when it has one, is replayed instead), else a
+        synthesized timeline. Add the sources first.
+
+        Raises:
+            ConfigError: no stream carries audio.
+            MissingDependencyError: PocketSphinx is not installed (names the extra).
+        """
+        from edgefusion.sources.speech import SpeechSource, check_speech_available
+
+        check_speech_available()
+        carriers = [s for s in self.sources if s.name == "audio"] or \
+            [s for s in self.sources if s.name in ("replay", "timeline")]
+        if not carriers:
+            raise ConfigError("--speech listens to the run's audio, and this run has none: add --audio (default "
+                              "for the microphone, or audio files), or replay a log that holds audio")
+        inner = carriers[0]
+        i = self.sources.index(inner)
+        if isinstance(inner, RetryingSource):
+            factory = inner.factory
+
+            def spoken() -> Source:
+                return SpeechSource(factory(), task, config)
+
+            inner.factory = spoken
+            inner.delivers_commands = True
+            return inner
+        self.sources[i] = SpeechSource(inner, task, config)
+        return self.sources[i]
 
     def add_source(self, source: Source) -> Source:
         """Add a source as it is (never wrapped for retrying)."""

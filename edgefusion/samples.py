@@ -31,6 +31,7 @@ __all__ = [
     "Frame",
     "FusionWindow",
     "Result",
+    "SpokenCommand",
 ]
 
 MODALITIES = ("image", "audio", "text")
@@ -132,6 +133,42 @@ class Command:
                 "Send one short command per line"
             )
         object.__setattr__(self, "text", text)
+
+
+@dataclass(frozen=True)
+class SpokenCommand(Command):
+    """A command heard by the speech source: the recognized text, its intent and confidence.
+
+    The utterance spans ``start_ns`` .. ``end_ns`` on the audio's clock; ``t_ns`` is when the
+    command was issued: the end of the audio that closed the utterance (voice activity
+    detection needs a moment of silence to know it ended), so ``start_ns <= end_ns <= t_ns``.
+    It takes the same path as a typed command (the model's text input); intent and confidence
+    are kept for the recording (``/speech``) and for whoever reads the samples.
+
+    Example:
+        >>> c = SpokenCommand(t_ns=9, text="lights on", intent="lights_on", confidence=0.8, start_ns=2, end_ns=6)
+        >>> c.source, c.intent
+        ('speech', 'lights_on')
+    """
+
+    source: str = "speech"
+    intent: str = ""
+    confidence: float = 0.0
+    start_ns: int = 0
+    end_ns: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_time(self.start_ns, "SpokenCommand.start")
+        _check_time(self.end_ns, "SpokenCommand.end")
+        c = self.confidence
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or not 0.0 <= float(c) <= 1.0:
+            raise SampleError(f"SpokenCommand.confidence must be a number from 0 to 1, got {c!r}")
+        if not isinstance(self.intent, str):
+            raise SampleError(f"SpokenCommand.intent must be a str, got {type(self.intent).__name__}")
+        if not self.start_ns <= self.end_ns <= self.t_ns:
+            raise SampleError(f"SpokenCommand: expected start_ns <= end_ns <= t_ns, got {self.start_ns}, "
+                              f"{self.end_ns} and {self.t_ns}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ REPLAY_EPILOG = """examples:
   edgefusion replay other.mcap --map camera=/cam/image,audio=/mic,text=/cmd
   edgefusion replay my_rosbag2/ --map camera=/image_raw,text=/command --model smart_home   # a ROS 2 bag folder
   edgefusion replay damaged.mcap --allow-gaps               # replay what survived a damaged chunk
+  edgefusion replay talk.mcap --speech                      # recognize the commands spoken in its audio
 
 Two replays of one log at --rate max write byte-identical --record files (cmp them).
 exit status: 0 ok, 1 --check found a mismatch, 2 usage or input error (a damaged log without
@@ -88,6 +89,10 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
     pkg = load_package(model)
+    if a.speech:
+        from edgefusion.sources.speech import speech_task
+
+        builder.speech(speech_task(pkg))
     for spec in a.out or []:
         builder.add_sink(spec)
     if a.foxglove:
@@ -107,6 +112,10 @@ def cmd_replay(a: argparse.Namespace) -> None:
     print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
           file=sys.stderr)
+    from edgefusion.sources.speech import speech_summary
+
+    if (line := speech_summary(stats.sources)) is not None:
+        print(line, file=sys.stderr)
     rejected = {k: v for k, v in stats.rejected.get("replay", {}).items() if v}
     if rejected:
         print(f"skipped from {a.log}: {rejected}", file=sys.stderr)
@@ -212,9 +221,13 @@ def register(sub: Any) -> None:
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
     sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
                     help="same as --image-format jpeg (foxglove.CompressedImage; replays of it see JPEG artefacts)")
-    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic; ROS 2 "
-                                  "sensor_msgs/Image and CompressedImage, std_msgs/String and audio_common_msgs "
+    sp.add_argument("--map", help="topics of a foreign log: camera=/topic,audio=/topic,text=/topic,speech=/topic; "
+                                  "ROS 2 sensor_msgs/Image and CompressedImage, std_msgs/String and audio_common_msgs "
                                   "AudioData (read as 16 kHz mono PCM16) and AudioStamped are decoded")
+    sp.add_argument("--speech", action="store_true",
+                    help="spoken commands: a log recorded with --speech replays its /speech channel (always, with "
+                         "or without this flag); a log without one is listened to: its audio is recognized "
+                         "(PocketSphinx, the 'speech' extra)")
     sp.add_argument("--live", action="store_true", help="drop stale frames like a live run instead of lossless")
     sp.add_argument("--allow-gaps", action="store_true",
                     help="replay a damaged log (a chunk fails its CRC, a message cannot be decoded): skip what is "

@@ -25,6 +25,7 @@ EPILOG = """examples:
   edgefusion run --camera 'nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! \\
       video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1' --audio default
   echo "turn on the lights" | nc 127.0.0.1 7000       # send a command while it runs
+  edgefusion run --camera 0 --audio default --speech   # say "turn on the lights" (needs edgefusion[speech])
 
 Stop with Ctrl-C or SIGTERM: in-flight steps finish, sinks are flushed, a summary goes to stderr.
 """
@@ -47,6 +48,10 @@ def cmd_run(a: argparse.Namespace) -> None:
     builder.camera(a.camera, pace=not a.no_pace, loop=a.loop, max_frames=a.max_frames)
     builder.audio(a.audio, pace=not a.no_pace, loop=a.loop)
     builder.text(a.text)
+    if a.speech:
+        from edgefusion.sources.speech import speech_task
+
+        builder.speech(speech_task(pkg))
     for spec in a.out or (["jsonl:-"] if not a.record else []):
         builder.add_sink(spec)
     if a.foxglove:
@@ -81,6 +86,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     if a.stats:
         Path(a.stats).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     e2e = stats.latency_ms.get("end_to_end", {})
+    _print_speech(stats.sources)
     if run.recorder is not None:
         lost = stats.drops.get("recorder/queue_full", 0)
         print(f"recorded {run.recorder.written} messages to {run.recorder.path}; {lost} dropped (disk too slow)",
@@ -111,6 +117,10 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
                                                     "'device:N', audio file(s) separated by commas (played back "
                                                     "to back), or 'none' (default)")
     sp.add_argument("--text", default="none", help="'stdin', 'tcp://127.0.0.1:PORT', 'unix:///PATH' or 'none'")
+    sp.add_argument("--speech", action="store_true",
+                    help="listen for spoken commands in the audio (--audio, or a synth: camera's): voice activity "
+                         "gating and offline recognition (PocketSphinx, the 'speech' extra) of the task's command "
+                         "phrases; what is heard is a command like a typed one, and --record keeps it on /speech")
     sp.add_argument("--out", action="append", help="sink, repeatable: jsonl:- (default), jsonl:PATH, "
                                                    "jsonl-actions:PATH (emitted actions only)")
     sp.add_argument("--lossless", action="store_true", help="back-pressure instead of dropping stale frames "
@@ -136,6 +146,14 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     foxglove_option(sp)
     stage_option(sp)
     runtime_options(sp)
+
+
+def _print_speech(sources: dict[str, Any]) -> None:
+    from edgefusion.sources.speech import speech_summary
+
+    line = speech_summary(sources)
+    if line:
+        print(line, file=sys.stderr)
 
 
 def _validate(a: argparse.Namespace) -> None:

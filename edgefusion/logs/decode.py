@@ -28,7 +28,7 @@ import numpy as np
 
 from edgefusion.errors import InputError
 from edgefusion.logs.limits import MAX_AUDIO_CHANNELS, MAX_IMAGE_BYTES, MAX_SAMPLE_RATE, MAX_SIDE, MAX_TIME_NS
-from edgefusion.samples import AudioChunk, Command, Frame
+from edgefusion.samples import AudioChunk, Command, Frame, SpokenCommand
 
 if TYPE_CHECKING:
     from edgefusion.logs.reader import LogMessage
@@ -41,6 +41,7 @@ SUPPORTED = {
     "foxglove.CompressedImage": "camera",
     "foxglove.RawAudio": "audio",
     "edgefusion.Command": "text",
+    "edgefusion.Speech": "speech",
     "edgefusion.Result": "results",
     "edgefusion.Truth": "truth",
     "edgefusion.Label": "labels",
@@ -210,6 +211,14 @@ def _decode(m: LogMessage, msg: dict[str, Any], source: str | None) -> Frame | A
         return AudioChunk(t_ns=t, samples=x, sample_rate=rate, source=source or "audio")
     if m.schema == "edgefusion.Command":
         return Command(t_ns=t, text=_str(msg, "text"), source=source or "text")
+    if m.schema == "edgefusion.Speech":
+        conf = msg.get("confidence")
+        if not isinstance(conf, (int, float)) or isinstance(conf, bool):
+            raise ValueError(f"confidence must be a number from 0 to 1, got {conf!r:.40}")
+        end = _time({"timestamp": msg["end"]} if "end" in msg else {}, t)
+        start = _time({"timestamp": msg["start"]} if "start" in msg else {}, end)
+        return SpokenCommand(t_ns=t, text=_str(msg, "text"), intent=_str(msg, "intent"), confidence=float(conf),
+                             start_ns=start, end_ns=end, source=source or "speech")
     if m.schema == "edgefusion.Result":
         _str(msg, "action")
         _strings(msg, "events")

@@ -38,7 +38,7 @@ from edgefusion.errors import EdgeFusionError
 from edgefusion.labels import Span
 from edgefusion.logs.writer import LogWriter
 from edgefusion.queues import BoundedQueue, DropCounter, Overflow, QueueClosed
-from edgefusion.samples import AudioChunk, Command, Frame, Result
+from edgefusion.samples import AudioChunk, Command, Frame, Result, SpokenCommand
 from edgefusion.sinks import Sink
 
 __all__ = ["Recorder"]
@@ -200,8 +200,16 @@ class Recorder(Sink):
         if not frames:
             return
         last = next((i for i in frames if self._pending[i].t_ns == t_ns), frames[0])
-        for _ in range(last + 1):
-            self._write(self._pending.popleft())
+        items = [self._pending.popleft() for _ in range(last + 1)]
+        # A spoken command comes from the audio's thread, which can run behind the camera's: one issued
+        # by the frame's time but handed over after it is written before it, so a replay (one thread, in
+        # log order) has it for this frame as surely as the recorded run had it.
+        spoken = [x for x in self._pending if isinstance(x, SpokenCommand) and x.t_ns <= items[-1].t_ns]
+        if spoken:
+            self._pending = collections.deque(x for x in self._pending if not any(x is y for y in spoken))
+            items[-1:-1] = spoken
+        for item in items:
+            self._write(item)
 
     def _write(self, item: Any) -> None:
         w = self.writer
@@ -209,6 +217,8 @@ class Recorder(Sink):
             w.frame(item, item.t_ns)
         elif isinstance(item, AudioChunk):
             w.audio(item, item.t_ns)
+        elif isinstance(item, SpokenCommand):
+            w.speech(item, item.t_ns)
         elif isinstance(item, Command):
             w.command(item, item.t_ns)
         elif isinstance(item, Result):

@@ -78,6 +78,10 @@ def result_schema(scores: list[str] | None = None, action_scores: list[str] | No
 SCHEMAS: dict[str, bytes] = {
     "edgefusion.Command": obj("edgefusion.Command", "A text command as the text source delivered it",
                               {"timestamp": _TIME, "text": {"type": "string"}}),
+    # a spoken command: the utterance spans start .. end; timestamp is when the command was issued
+    "edgefusion.Speech": obj("edgefusion.Speech", "A spoken command as the speech source recognized it", {
+        "timestamp": _TIME, "start": _TIME, "end": _TIME, "text": {"type": "string"}, "intent": {"type": "string"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1}}),
     "edgefusion.Result": result_schema(),
     # one model stage of a multi-model pipeline, per window, on /stages/<name> (the main Result holds it too)
     "edgefusion.StageResult": obj("edgefusion.StageResult", "One model stage's outcome for one window", {
@@ -115,8 +119,8 @@ SCHEMAS: dict[str, bytes] = {
 STAGES_TOPIC = "/stages"
 
 #: default topic per stream
-TOPICS = {"camera": "/camera", "audio": "/audio", "text": "/text", "results": "/results", "truth": "/truth",
-          "labels": "/labels", "log": "/log"}
+TOPICS = {"camera": "/camera", "audio": "/audio", "text": "/text", "speech": "/speech", "results": "/results",
+          "truth": "/truth", "labels": "/labels", "log": "/log"}
 
 
 def to_time(t_ns: int) -> dict[str, int]:

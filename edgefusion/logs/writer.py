@@ -30,7 +30,7 @@ from edgefusion.errors import ConfigError, InputError
 from edgefusion.labels import LabelTrack, Span
 from edgefusion.logs import foxproto
 from edgefusion.logs.schemas import SCHEMAS, STAGES_TOPIC, TOPICS, result_schema, to_time
-from edgefusion.samples import AudioChunk, Command, Frame, Result
+from edgefusion.samples import AudioChunk, Command, Frame, Result, SpokenCommand
 
 __all__ = ["LogWriter", "encode_message"]
 
@@ -138,6 +138,13 @@ class LogWriter:
     def command(self, c: Command, log_time_ns: int, topic: str = TOPICS["text"]) -> None:
         self.write(topic, "edgefusion.Command", {"timestamp": to_time(self._t(c.t_ns)), "text": c.text}, log_time_ns,
                    c.t_ns)
+
+    def speech(self, c: SpokenCommand, log_time_ns: int, topic: str = TOPICS["speech"]) -> None:
+        """A spoken command: the recognized text, its intent and confidence, the utterance's span."""
+        msg = {"timestamp": to_time(self._t(c.t_ns)), "start": to_time(self._t(c.start_ns)),
+               "end": to_time(self._t(c.end_ns)), "text": c.text,
+               "intent": c.intent, "confidence": float(c.confidence)}
+        self.write(topic, "edgefusion.Speech", msg, log_time_ns, c.t_ns)
 
     def result(self, r: Result, log_time_ns: int, topic: str = TOPICS["results"], timings: bool = True) -> None:
         """A result; ``timings=False`` leaves out its stage timings (host measurements) for a repeatable file."""

@@ -167,11 +167,32 @@ def _mqtt(cfg: ServiceConfig) -> list[str]:
     return out
 
 
+def _speech(cfg: ServiceConfig) -> list[str]:
+    from edgefusion.package import load_package
+    from edgefusion.sources.speech import check_speech_available, speech_task
+
+    out = []
+    try:
+        check_speech_available()
+    except EdgeFusionError as exc:
+        out.append(f"sources.speech.enabled: {exc}")
+    try:
+        pkg = load_package(cfg.model.package)
+    except EdgeFusionError:
+        return out  # model.package reports it
+    try:
+        speech_task(pkg)
+    except EdgeFusionError as exc:
+        out.append(f"sources.speech.enabled: {exc}")
+    return out
+
+
 def check_config(cfg: ServiceConfig) -> list[str]:
     """Every problem ``serve`` would meet with ``cfg`` on this machine, one line each ([] when none)."""
     s = cfg.sources
     return [*_model(cfg), *_stages(cfg), *(_camera(s.camera.uri) if s.camera.uri else []), *_audio(s.audio.uri),
-            *_text(s.text.uri), *_outputs(cfg), *(_mqtt(cfg) if cfg.sinks.mqtt.enabled else [])]
+            *_text(s.text.uri), *(_speech(cfg) if s.speech.enabled else []), *_outputs(cfg),
+            *(_mqtt(cfg) if cfg.sinks.mqtt.enabled else [])]
 
 
 def load_checked(path: str | Path) -> ServiceConfig:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from edgefusion.backends import Backend, open_backend
-from edgefusion.config import ServiceConfig, pipeline_config
+from edgefusion.config import ServiceConfig, pipeline_config, speech_config
 from edgefusion.engine import FusionStep
 from edgefusion.errors import EdgeFusionError
 from edgefusion.package import ModelPackage, load_package
@@ -146,6 +146,10 @@ class Service:
         b.camera(s.camera.uri, pace=s.camera.pace, loop=s.camera.loop)
         b.audio(s.audio.uri, loop=s.audio.loop)
         b.text(s.text.uri)
+        if s.speech.enabled:
+            from edgefusion.sources.speech import speech_task
+
+            b.speech(speech_task(pkg), speech_config(cfg))
         self.sources = b.retrying
         b.add_tap(self._seen)
         if cfg.sinks.jsonl:

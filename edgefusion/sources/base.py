@@ -30,6 +30,8 @@ class Source(ABC):
     name: str = "source"
     #: the source ends the run when it ends (the camera: it triggers steps)
     drives_run: bool = False
+    #: the source may deliver commands (besides text sources: one that listens for spoken commands)
+    delivers_commands: bool = False
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or MonotonicClock()

@@ -15,6 +15,7 @@ a sample older than the one before it on its stream is dropped and counted as
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -27,14 +28,14 @@ from edgefusion.logs import TOPICS, Gap, LogMessage, decode
 from edgefusion.logs.bag import BagReader, open_log
 from edgefusion.logs.decode import stream_of, supported_for
 from edgefusion.logs.reader import LogReader
-from edgefusion.samples import AudioChunk, Command, Frame
+from edgefusion.samples import AudioChunk, Command, Frame, SpokenCommand
 from edgefusion.sources.base import Sample, Source, pace_until
 
 __all__ = ["ReplaySource", "describe_gaps"]
 
 log = logging.getLogger("edgefusion.replay")
 
-STREAMS = ("camera", "audio", "text")
+STREAMS = ("camera", "audio", "text", "speech")
 
 
 class ReplaySource(Source):
@@ -181,4 +182,6 @@ def _shifted(s: Frame | AudioChunk | Command, dt: int) -> Frame | AudioChunk | C
         return Frame(t_ns=s.t_ns + dt, image=s.image, source=s.source)
     if isinstance(s, AudioChunk):
         return AudioChunk(t_ns=s.t_ns + dt, samples=s.samples, sample_rate=s.sample_rate, source=s.source)
+    if isinstance(s, SpokenCommand):
+        return dataclasses.replace(s, t_ns=s.t_ns + dt, start_ns=s.start_ns + dt, end_ns=s.end_ns + dt)
     return Command(t_ns=s.t_ns + dt, text=s.text, source=s.source)

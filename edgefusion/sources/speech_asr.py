@@ -1,0 +1,378 @@
+"""Offline speech recognition for spoken commands: grammar, voice activity, PocketSphinx.
+
+Three parts, used by :class:`~edgefusion.sources.speech.SpeechSource`:
+
+- :func:`task_phrases` reads the phrasings of each of a task's intents (today from the
+  synthetic generator's grammar); :class:`CommandGrammar` turns them into a JSGF grammar
+  (optional fillers such as "please" before and after) and maps a recognized sentence
+  back to its intent.
+- :class:`Recognizer` runs two PocketSphinx decoders over one utterance: the grammar, and
+  a free phone loop. Their score difference per frame (the grammar path against the best
+  sound sequence of any kind) is the utterance's *margin*; an utterance that is not a
+  command either ends outside the grammar or scores far below the phone loop.
+- :class:`Listener` gates the audio with PocketSphinx's endpointer (WebRTC voice activity
+  with a decision window) and hands each speech region to the recognizer, which decodes it
+  when the endpointer closes it (about ``window_ms`` after the voice stops). Decoding costs
+  a few percent of the utterance's length: the command follows its utterance's end by the
+  window plus that.
+
+PocketSphinx (the optional ``speech`` extra) is imported on first use; its wheel ships the
+US English acoustic model, dictionary and phone language model, so nothing is downloaded.
+
+Example::
+
+    grammar = CommandGrammar(task_phrases("smart_home"))
+    listener = Listener(Recognizer(grammar), SpeechConfig())
+    for chunk in chunks:                       # AudioChunk, any rate
+        for heard in listener.feed(chunk):     # Heard(text, intent, confidence, start_ns, end_ns)
+            print(heard.intent, heard.confidence)
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgefusion.errors import ConfigError, MissingDependencyError
+from edgefusion.preprocess.audio import StreamResampler
+from edgefusion.samples import AudioChunk
+
+__all__ = ["RATE", "CommandGrammar", "Heard", "Listener", "Recognizer", "SpeechConfig", "task_phrases"]
+
+log = logging.getLogger("edgefusion.speech")
+SECOND = 1_000_000_000
+#: PocketSphinx's acoustic model is trained on 16 kHz audio: everything is resampled to it
+RATE = 16000
+
+
+def task_phrases(task: str) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """The phrasings of each intent of ``task`` and the fillers said around them.
+
+    The one place the speech grammar reads its phrases from: today the synthetic
+    generator's grammar (``Scenario.phrases`` and ``Scenario.fillers``) of the scenario that
+    bears the task's name.
+
+    Raises:
+        ConfigError: no phrases are known for ``task``.
+
+    Example:
+        >>> phrases, fillers = task_phrases("driving")
+        >>> "pull over" in phrases["pull_over"], "please" in fillers
+        (True, True)
+    """
+    from edgefusion.scenarios import SCENARIOS, get_scenario
+
+    if task not in SCENARIOS:
+        raise ConfigError(f"speech: no command phrases are known for task {task!r} (spoken commands know the "
+                          f"built-in tasks: {', '.join(sorted(SCENARIOS))})")
+    scenario = get_scenario(task)
+    return {i: tuple(p) for i, p in scenario.phrases.items()}, tuple(scenario.fillers)
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """How speech is gated and when a recognized utterance becomes a command.
+
+    Args:
+        vad_mode: aggressiveness of the voice activity detector, 0 (keeps most sound) to 3.
+        window_ms: the endpointer's decision window: speech starts and ends after 90% of this
+            much voiced (or unvoiced) audio. An utterance is closed about this long plus the voice
+            activity detector's own hangover (~0.4 s in all at 210 ms) after the voice stops; a
+            longer window bridges longer pauses inside a command.
+        min_speech_ms: utterances shorter than this are ignored (clicks, a cough).
+        max_utterance_s: an utterance is cut (and decoded) after this long.
+        min_confidence: utterances recognized with less confidence make no command.
+
+    Example:
+        >>> SpeechConfig().window_ms
+        210
+    """
+
+    vad_mode: int = 0
+    window_ms: int = 210
+    min_speech_ms: int = 200
+    max_utterance_s: float = 5.0
+    min_confidence: float = 0.15
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.vad_mode not in (0, 1, 2, 3):
+            problems.append(f"vad_mode must be 0, 1, 2 or 3, got {self.vad_mode!r}")
+        if not 90 <= self.window_ms <= 3000:
+            problems.append(f"window_ms must be from 90 to 3000, got {self.window_ms!r}")
+        if not 0 <= self.min_speech_ms <= 10_000:
+            problems.append(f"min_speech_ms must be from 0 to 10000, got {self.min_speech_ms!r}")
+        if not 0.5 <= self.max_utterance_s <= 60:
+            problems.append(f"max_utterance_s must be from 0.5 to 60, got {self.max_utterance_s!r}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            problems.append(f"min_confidence must be from 0 to 1, got {self.min_confidence!r}")
+        if problems:
+            raise ConfigError("speech: " + "; ".join(problems))
+
+
+def _pocketsphinx() -> Any:
+    try:
+        import pocketsphinx
+    except ImportError as exc:
+        raise MissingDependencyError("pocketsphinx", "speech", "spoken commands (--speech)") from exc
+    return pocketsphinx
+
+
+def _words(text: str) -> str:
+    """Lower case, letters and apostrophes only: how phrases and hypotheses are compared."""
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+class CommandGrammar:
+    """A JSGF grammar of a task's command phrases, and the way back from a sentence to its intent.
+
+    Phrases with a word the pronouncing dictionary lacks cannot be recognized: they are left
+    out, counted in :attr:`dropped` and logged once.
+
+    Example:
+        >>> g = CommandGrammar(({"lights_on": ("lights on",), "lock_door": ("lock the door",)}, ("please",)))
+        >>> g.intent("please lock the door"), g.intent("lock the"), len(g.phrases)
+        ('lock_door', None, 2)
+    """
+
+    def __init__(self, phrases: tuple[dict[str, tuple[str, ...]], tuple[str, ...]],
+                 known: Any = None) -> None:
+        by_intent, fillers = phrases
+        self.fillers = tuple(f for f in dict.fromkeys(_words(f) for f in fillers) if f)
+        self.phrases: dict[str, str] = {}  # phrase -> intent
+        self.dropped: list[str] = []
+        for intent, texts in by_intent.items():
+            for text in texts:
+                words = _words(text)
+                if not words:
+                    continue
+                if known is not None and not all(known(w) for w in words.split()):
+                    self.dropped.append(words)
+                    continue
+                if self.phrases.setdefault(words, intent) != intent:
+                    log.warning("speech: phrase %r belongs to intents %s and %s; kept for %s", words,
+                                self.phrases[words], intent, self.phrases[words])
+        if known is not None:
+            self.fillers = tuple(f for f in self.fillers if all(known(w) for w in f.split()))
+        if self.dropped:
+            log.warning("speech: %d phrase(s) left out of the grammar, a word is not in the pronouncing dictionary: "
+                        "%s", len(self.dropped), ", ".join(repr(p) for p in self.dropped[:5]))
+        if not self.phrases:
+            raise ConfigError("speech: no command phrase can be recognized (none given, or every one has a word the "
+                              "pronouncing dictionary lacks)")
+        self.intents = tuple(dict.fromkeys(self.phrases.values()))
+
+    def jsgf(self) -> str:
+        """The grammar: ``[filler] <intent phrase> [filler]``, one rule per intent."""
+        lines = ["#JSGF V1.0;", "grammar commands;"]
+        fill = f"[ {' | '.join(self.fillers)} ] " if self.fillers else ""
+        alts = " | ".join(f"<{i}>" for i in self.intents)
+        lines.append(f"public <command> = {fill}( {alts} ) {fill.strip()};".replace(" ;", ";"))
+        for i in self.intents:
+            lines.append(f"<{i}> = " + " | ".join(p for p, j in self.phrases.items() if j == i) + ";")
+        return "\n".join(lines) + "\n"
+
+    def intent(self, sentence: str) -> str | None:
+        """The intent of a recognized sentence (fillers around it ignored), None if it is no phrase."""
+        words = _words(sentence)
+        heads = [""] + [f + " " for f in self.fillers if words.startswith(f + " ")]
+        tails = [""] + [" " + f for f in self.fillers if words.endswith(" " + f)]
+        for head in heads:
+            for tail in tails:
+                core = words[len(head): len(words) - len(tail)]
+                if core in self.phrases:
+                    return self.phrases[core]
+        return None
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One recognized utterance that passed the grammar and the confidence threshold."""
+
+    text: str
+    intent: str
+    confidence: float
+    start_ns: int
+    end_ns: int
+    #: per-frame score of the grammar path minus the free phone loop's (PocketSphinx log units)
+    margin: float
+
+
+class Recognizer:
+    """Two PocketSphinx decoders fed the same utterance: the command grammar and a free phone loop.
+
+    ``confidence`` is a logistic squashing of the per-frame margin (0.5 where both score alike),
+    a ranking, not a calibrated probability.
+    """
+
+    #: margin (PocketSphinx log units per 10 ms frame) that moves the confidence by e
+    SCALE = 4.0
+
+    def __init__(self, grammar_phrases: tuple[dict[str, tuple[str, ...]], tuple[str, ...]]) -> None:
+        ps = _pocketsphinx()
+        model = ps.get_model_path()
+        quiet = {"loglevel": "FATAL", "samprate": RATE}
+        self._grammar = ps.Decoder(lm=None, **quiet)
+        self.grammar = CommandGrammar(grammar_phrases, known=lambda w: self._grammar.lookup_word(w) is not None)
+        try:
+            self._grammar.add_jsgf_string("commands", self.grammar.jsgf())
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"speech: PocketSphinx refused the command grammar: {exc}") from exc
+        self._grammar.activate_search("commands")
+        self._phones = ps.Decoder(allphone=os.path.join(model, "en-us", "en-us-phone.lm.bin"), **quiet)
+        self._log_base = math.log(1.0001)  # PocketSphinx's log base: scores come back as base ** score
+        self._audio: list[bytes] = []
+        self.active = False
+
+    def start(self) -> None:
+        if self.active:
+            self._phones.end_utt()
+        self._audio = []
+        self._phones.start_utt()
+        self.active = True
+
+    def feed(self, pcm: bytes) -> None:
+        self._audio.append(pcm)
+        # The phone loop only scores the utterance: it runs while the utterance is spoken, so that
+        # when it ends, only the grammar is left to decode.
+        self._phones.process_raw(pcm, False, False)
+
+    def finish(self) -> tuple[str | None, float, float]:
+        """End the utterance and decode it: (sentence or None, confidence, margin)."""
+        self.active = False
+        pcm, self._audio = b"".join(self._audio), []
+        self._phones.end_utt()
+        # The grammar decodes the whole utterance at once: PocketSphinx then normalizes its cepstra
+        # over the utterance itself. Decoding while it is spoken (normalization carried over from
+        # earlier audio) recognized fewer of the test phrasings (34 of 40 against 36 for driving).
+        self._grammar.start_utt()
+        self._grammar.process_raw(pcm, False, True)
+        self._grammar.end_utt()
+        hyp, loop = self._grammar.hyp(), self._phones.hyp()
+        frames = max(1, self._grammar.n_frames())
+        if hyp is None or loop is None or hyp.score <= 0 or loop.score <= 0:
+            return None, 0.0, -math.inf
+        margin = (math.log(hyp.score) - math.log(loop.score)) / self._log_base / frames
+        return hyp.hypstr, 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, margin / self.SCALE)))), margin
+
+
+class Listener:
+    """Voice activity gating plus recognition over a stream of audio chunks.
+
+    :attr:`counts` says what became of every utterance: ``utterances`` heard,
+    ``commands`` made, ``too_short``, ``out_of_grammar`` (the decoder ended outside the
+    grammar), ``low_confidence``, ``cut`` (longer than ``max_utterance_s``).
+    """
+
+    #: audio before an utterance decoded with it (see __init__)
+    PREROLL_MS = 200
+
+    def __init__(self, recognizer: Recognizer, config: SpeechConfig) -> None:
+        ps = _pocketsphinx()
+        self.rec, self.config = recognizer, config
+        # The endpointer's ratio must leave at least one frame of the window either way.
+        self._ep = ps.Endpointer(window=config.window_ms / 1000, ratio=0.9, vad_mode=config.vad_mode,
+                                 sample_rate=RATE)
+        self._frame = self._ep.frame_bytes // 2  # samples per VAD frame
+        # The raw frames before an utterance: PocketSphinx estimates the noise floor from an utterance's
+        # first frames, so each utterance is decoded with PREROLL_MS of what came before it.
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(
+            maxlen=(config.window_ms + self.PREROLL_MS) * RATE // 1000 // self._frame + 2)
+        self._pending = np.zeros(0, np.int16)
+        self._resampler: StreamResampler | None = None
+        self._rate_in: int | None = None
+        self._fed = 0  # 16 kHz samples handed to the endpointer so far
+        self._times: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)  # (sample index, t_ns)
+        self._start_ns = 0
+        self._speech_samples = 0
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def _time_of(self, index: int) -> int:
+        """The capture time of 16 kHz sample ``index`` (from the chunk it came in)."""
+        base_i, base_t = self._times[0] if self._times else (0, 0)
+        for i, t in reversed(self._times):
+            if i <= index:
+                base_i, base_t = i, t
+                break
+        return base_t + (index - base_i) * SECOND // RATE
+
+    def feed(self, chunk: AudioChunk) -> list[Heard]:
+        """Take one chunk; the utterances it closed."""
+        rate = int(chunk.sample_rate)
+        if rate != self._rate_in:
+            self._rate_in = rate
+            self._resampler = None if rate == RATE else StreamResampler(rate, RATE)
+        x = chunk.samples if self._resampler is None else self._resampler.process(chunk.samples)
+        self._times.append((self._fed + len(self._pending), int(chunk.t_ns)))
+        pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+        self._pending = np.concatenate([self._pending, pcm])
+        out = []
+        n = len(self._pending) // self._frame * self._frame
+        for k in range(0, n, self._frame):
+            heard = self._frame_in(self._pending[k: k + self._frame].tobytes())
+            if heard is not None:
+                out.append(heard)
+        self._pending = self._pending[n:]
+        return out
+
+    def end(self) -> list[Heard]:
+        """The stream ended: close an utterance still open."""
+        if not self.rec.active:
+            return []
+        speech = self._ep.end_stream(self._pending.tobytes()) if len(self._pending) else None
+        if speech:
+            self.rec.feed(speech)
+            self._speech_samples += len(speech) // 2
+        heard = self._close(self._fed + len(self._pending))
+        return [heard] if heard is not None else []
+
+    def _frame_in(self, frame: bytes) -> Heard | None:
+        was = self._ep.in_speech
+        speech = self._ep.process(frame)
+        self._recent.append((self._fed, frame))
+        self._fed += self._frame
+        if speech is None:
+            return None
+        if not was or not self.rec.active:
+            self.rec.start()
+            self._speech_samples = 0
+            start = round(self._ep.speech_start * RATE)
+            self._start_ns = self._time_of(start)
+            for i, before in self._recent:
+                if start - self.PREROLL_MS * RATE // 1000 <= i < start:
+                    self.rec.feed(before)
+        self.rec.feed(speech)
+        self._speech_samples += len(speech) // 2
+        if not self._ep.in_speech:
+            return self._close(round(self._ep.speech_end * RATE))
+        if self._speech_samples >= self.config.max_utterance_s * RATE:
+            self.counts["cut"] += 1
+            return self._close(self._fed)  # decoded as it is; the endpointer starts the next one
+        return None
+
+    def _close(self, end_index: int) -> Heard | None:
+        self.counts["utterances"] += 1
+        text, confidence, margin = self.rec.finish()
+        end_ns = max(self._start_ns, self._time_of(end_index))
+        if self._speech_samples < self.config.min_speech_ms * RATE // 1000:
+            self.counts["too_short"] += 1
+            return None
+        intent = self.rec.grammar.intent(text) if text else None
+        if intent is None:
+            self.counts["out_of_grammar"] += 1
+            log.debug("speech: %.2f s of speech outside the grammar (%r)", (end_ns - self._start_ns) / SECOND, text)
+            return None
+        if confidence < self.config.min_confidence:
+            self.counts["low_confidence"] += 1
+            log.debug("speech: %r (%s) below the confidence threshold: %.3f", text, intent, confidence)
+            return None
+        self.counts["commands"] += 1
+        return Heard(text=_words(text or ""), intent=intent, confidence=round(confidence, 4), start_ns=self._start_ns,
+                     end_ns=end_ns, margin=margin)
