@@ -5,7 +5,8 @@ Threads: one per source, a prepare stage (sync + preprocess), an inference stage
 What a step does is :class:`~edgefusion.core.FusionCore`'s job; this module only moves
 samples between threads. Queues are bounded and declare their overflow policy (contract
 6): live runs take the latest frame and drop stale ones; lossless runs (replays)
-back-pressure the source and drop nothing. One stop event ends everything; the first
+back-pressure the source and drop nothing, and order every input against the frames by
+the data, not by thread timing (the source threads: :mod:`edgefusion.inputs`). One stop event ends everything; the first
 error in any stage stops the pipeline and is raised from :meth:`Pipeline.run` as
 :class:`~edgefusion.errors.PipelineError` (its ``__cause__`` is the original); every join
 is bounded.
@@ -31,10 +32,11 @@ from edgefusion.core import FusionCore, Prepared
 from edgefusion.engine import STAGES, FusionStep
 from edgefusion.errors import EdgeFusionError, PipelineError
 from edgefusion.histogram import LatencyHistogram
+from edgefusion.inputs import Envelope, Inputs
 from edgefusion.package import ModelPackage
 from edgefusion.postprocess import PostConfig
 from edgefusion.queues import BoundedQueue, DropCounter, DropReason, Overflow, QueueClosed
-from edgefusion.samples import AudioChunk, Command, Frame, Result
+from edgefusion.samples import Result
 from edgefusion.sinks import Sink
 from edgefusion.sources.base import Source
 from edgefusion.stages import Stage
@@ -82,14 +84,8 @@ class RunStats:
 
 
 @dataclass
-class _Envelope:
-    sample: Any
-    recv_ns: int  # monotonic host time when the source delivered it
-
-
-@dataclass
 class _Ready:
-    env: _Envelope
+    env: Envelope
     prepared: Prepared
     ready_ns: int  # monotonic time it entered the "prepared" queue
 
@@ -100,76 +96,6 @@ def _text_source(sources: Sequence[Source]) -> bool | None:
     if names & {"text", "mqtt"} or any(s.delivers_commands for s in sources):
         return True
     return None if names & {"replay", "timeline"} or not names <= {"camera", "audio"} else False
-
-
-class _Inputs:
-    """The sources' side: one thread per source routes each sample to its bounded queue."""
-
-    def __init__(self, cfg: PipelineConfig, drops: DropCounter, sources: list[Source],
-                 taps: list[Callable[[Any], None]], stats: RunStats, stop: threading.Event,
-                 fail: Callable[[str, BaseException], None]) -> None:
-        pol, age = cfg.overflow, None if cfg.lossless else cfg.frame_max_age_ns
-        self.frames: BoundedQueue[_Envelope] = BoundedQueue(
-            "frames", cfg.frame_capacity, pol, drops, max_age_ns=age, age_of=lambda e: e.recv_ns)
-        self.audio: BoundedQueue[_Envelope] = BoundedQueue("audio", cfg.audio_capacity, pol, drops)
-        self.text: BoundedQueue[_Envelope] = BoundedQueue("text", cfg.text_capacity, pol, drops)
-        self.sources, self.taps, self.stats, self.stop, self.fail = sources, taps, stats, stop, fail
-        self.drivers_left = sum(1 for s in sources if s.drives_run)
-        self._lock = threading.Lock()
-        # Lossless runs from files: a frame waits until every separate audio stream has delivered
-        # past its time (or ended), so which audio a window holds does not depend on thread timing.
-        self._offsets = cfg.sync.offsets_ns
-        self._audio_until: dict[int, int | None] = (
-            {id(s): None for s in sources if s.name == "audio" and not s.drives_run} if cfg.lossless else {})
-
-    def threads(self) -> list[threading.Thread]:
-        return [threading.Thread(target=self._loop, args=(s,), name=f"source-{s.name}", daemon=True)
-                for s in self.sources]
-
-    def _loop(self, src: Source) -> None:
-        stage = "source open"
-        try:
-            with src:
-                self.stats.sources[src.name] = dict(src.info)
-                stage = "source read"
-                for sample in src:
-                    if self.stop.is_set():
-                        break
-                    q = self.frames if isinstance(sample, Frame) else self.audio if isinstance(sample, AudioChunk) \
-                        else self.text if isinstance(sample, Command) else None
-                    if q is None:
-                        raise TypeError(f"source '{src.name}' yielded {type(sample).__name__}, not a sample")
-                    for tap in self.taps:
-                        tap(sample)
-                    q.put(_Envelope(sample, time.monotonic_ns()), self.stop)
-                    if isinstance(sample, AudioChunk) and id(src) in self._audio_until:
-                        end = sample.t_ns + len(sample.samples) * 1_000_000_000 // int(sample.sample_rate)
-                        self._audio_until[id(src)] = end + int(self._offsets.get(sample.source, 0))
-                self.stats.sources[src.name] = dict(src.info)
-        except BaseException as exc:
-            self.fail(stage, exc)
-        finally:
-            self.stats.rejected[src.name] = dict(src.rejected)
-            self._audio_until.pop(id(src), None)  # ended: nothing more to wait for
-            if src.drives_run:
-                with self._lock:
-                    self.drivers_left -= 1
-                    if self.drivers_left == 0:
-                        self.frames.close()
-
-    def audio_behind(self, frame: Frame) -> bool:
-        """In a lossless run: has some separate audio stream not yet delivered up to this frame's time?"""
-        t = frame.t_ns + int(self._offsets.get(frame.source, 0))
-        return any(until is None or until < t for until in list(self._audio_until.values()))
-
-    def drain(self, core: FusionCore) -> None:
-        """Hand every queued audio chunk and command to sync (they only wait for the next frame)."""
-        for q in (self.audio, self.text):
-            try:
-                while (env := q.get(timeout=0)) is not None:
-                    core.add(env.sample)
-            except QueueClosed:
-                pass
 
 
 class Pipeline:
@@ -190,7 +116,13 @@ class Pipeline:
         self.drops = DropCounter()
         self.stats = RunStats()
         self.taps = list(taps)  # shared with the source threads: a tap added before run() is called too
-        self.inputs = _Inputs(cfg, self.drops, self.sources, self.taps, self.stats, self.stop_event, self._fail)
+        pol, age = cfg.overflow, None if cfg.lossless else cfg.frame_max_age_ns
+        queues: tuple[BoundedQueue[Envelope], ...] = (
+            BoundedQueue("frames", cfg.frame_capacity, pol, self.drops, max_age_ns=age, age_of=lambda e: e.recv_ns),
+            BoundedQueue("audio", cfg.audio_capacity, pol, self.drops),
+            BoundedQueue("text", cfg.text_capacity, pol, self.drops))
+        self.inputs = Inputs(cfg.lossless, (queues[0], queues[1], queues[2]), cfg.sync.offsets_ns, self.drops,
+                             self.sources, self.taps, self.stats, self.stop_event, self._fail)
         self.frames = self.inputs.frames
         self.prepared: BoundedQueue[_Ready] = BoundedQueue("prepared", 2, cfg.overflow, self.drops)
         self.results: BoundedQueue[Result] = BoundedQueue("sink", cfg.sink_capacity, cfg.overflow, self.drops)
@@ -295,10 +227,7 @@ class Pipeline:
                     continue
                 t_deq = last_frame = time.monotonic_ns()
                 stalled = False
-                while self.inputs.audio_behind(env.sample) and not self.stop_event.is_set():
-                    self.inputs.drain(self.core)
-                    time.sleep(0.0005)
-                self.inputs.drain(self.core)
+                self.inputs.drain(self.core, env)  # lossless: the source thread held the frame until it was due
                 window = self.core.sync_frame(env.sample)
                 t_sync = time.monotonic_ns()
                 if window is None:

@@ -211,7 +211,9 @@ class Synchronizer:
         best = None
         for c in self._commands:
             if c.t_ns <= t and t - c.t_ns <= horizon and c.t_ns not in self._spent:
-                best = c
+                # the latest issued, not the latest received: two sources' commands arrive in thread order
+                if best is None or c.t_ns >= best.t_ns:
+                    best = c
             elif c.t_ns <= t and t - c.t_ns > horizon and c.t_ns not in self._spent:
                 self._spent.add(c.t_ns)
                 self.outcomes["command_expired"] += 1

@@ -32,12 +32,17 @@ class Source(ABC):
     drives_run: bool = False
     #: the source may deliver commands (besides text sources: one that listens for spoken commands)
     delivers_commands: bool = False
+    #: the source keeps :attr:`watermark_ns` up to date (a lossless run then orders its samples against the frames)
+    reports_watermark: bool = False
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or MonotonicClock()
         self.stop = threading.Event()
         self.rejected: collections.Counter[str] = collections.Counter()
         self.info: dict[str, Any] = {}
+        #: every sample this source yields from now on is stamped at or after this time (None: not known yet);
+        #: set on the source's own thread, only where :attr:`reports_watermark`
+        self.watermark_ns: int | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device or file; raise :class:`~edgefusion.errors.SourceError` on failure."""

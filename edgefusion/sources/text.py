@@ -126,6 +126,11 @@ class LineSplitter:
 
 class _TextSource(Source):
     name = "text"
+    reports_watermark = True
+
+    def _polling(self) -> None:
+        """About to look for input: whatever comes from now on is stamped at or after now."""
+        self.watermark_ns = self.clock.now_ns()
 
     def _count_too_long(self, n: int) -> None:
         self.rejected["too_long"] += n
@@ -157,6 +162,7 @@ class CallTextSource(_TextSource):
 
     def __iter__(self) -> Iterator[Command]:
         while not self.stop.is_set():
+            self._polling()
             try:
                 item = self._q.get(timeout=0.1)
             except queue.Empty:
@@ -181,8 +187,10 @@ class StdinTextSource(_TextSource):
         try:
             fd = self.stream.fileno()
         except (OSError, ValueError):  # no descriptor (an in-memory stream): it never blocks
+            self._polling()
             while data := self.stream.read(65536):
                 yield data
+                self._polling()
             return
         sel: selectors.BaseSelector | None = None
         # Regular files always read at once, and epoll refuses them (and /dev/null) with EPERM.
@@ -195,6 +203,7 @@ class StdinTextSource(_TextSource):
                 sel = None
         try:
             while not self.stop.is_set():
+                self._polling()
                 if sel is not None and not sel.select(timeout=0.1):
                     continue
                 data = os.read(fd, 65536)
@@ -299,6 +308,7 @@ class SocketTextSource(_TextSource):
         clients: dict[socket.socket, LineSplitter] = {}
         try:
             while not self.stop.is_set():
+                self._polling()
                 for key, _ in sel.select(timeout=0.1):
                     if key.fileobj is srv:
                         self._accept_client(srv, sel, clients)
