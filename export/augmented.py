@@ -15,6 +15,9 @@ every perturbation must keep the truth true:
   the crops that leave every event in view (:data:`SAFE_ASPECTS`, placed by
   :data:`SAFE_ANCHOR_Y`: ``driving``'s wide crops keep the top rows, as a dashcam tilted
   to see traffic lights does);
+- a loud background can mask an audio event: only windows without one get backgrounds
+  louder than the scene (``AugmentPolicy.snr_db_no_event``), which teaches that a loud radio
+  or ringtone in a quiet room is no event;
 - the rest keep the meaning by construction: a dark room under auto-exposure is still a
   dark room, an 8 kHz source keeps the smoke alarm's 3.1 kHz, clipping keeps a horn a horn.
 
@@ -155,10 +158,12 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
 def augmented_samples(scenario: Scenario, n: int, seed: int, augment: RandomAugment | None,
                       hard: bool = False) -> Iterator[tuple[LabeledSample, FusionWindow]]:
     """Each sample of ``generate_samples(scenario, n, seed)`` and its (augmented) fusion window."""
+    audio_events = set(scenario.audio_events)
     for i, s in enumerate(generate_samples(scenario, n, seed, hard)):
         image, audio = s.image, s.audio
         if augment is not None:
-            image, audio, _ = augment(image, audio, np.random.default_rng([seed, AUGMENT_STREAM, i]))
+            image, audio, _ = augment(image, audio, np.random.default_rng([seed, AUGMENT_STREAM, i]),
+                                      audio_event=bool(s.events & audio_events))
         yield s, FusionWindow(t_ns=0, image=image, audio=audio, command=s.command)
 
 

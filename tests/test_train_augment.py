@@ -19,6 +19,7 @@ from export import corpus
 from export.augmented import (
     SAFE_ANCHOR_Y,
     SAFE_ASPECTS,
+    augmented_samples,
     bench_crop,
     build_augmented,
     load_backgrounds,
@@ -114,3 +115,19 @@ def test_train_without_the_corpus_says_make_corpus(tmp_path: Path) -> None:
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "make corpus" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_only_windows_without_an_audio_event_get_a_drowning_background() -> None:
+    from edgefusion.augment import power_db
+
+    scen = get_scenario("smart_home")
+    policy = AugmentPolicy.only(p_background=1.0, snr_db=(20.0, 20.0), snr_db_no_event=(-10.0, -10.0))
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    augment = RandomAugment(policy, [noise])
+    seen = set()
+    for s, (_, w) in zip(generate_samples(scen, 40, 9), augmented_samples(scen, 40, 9, augment)):
+        event = bool(s.events & set(scen.audio_events))
+        seen.add(event)
+        snr = power_db(s.audio) - power_db(w.audio - s.audio)
+        assert abs(snr - (20.0 if event else -10.0)) < 1.0, (sorted(s.events), snr)
+    assert seen == {True, False}
