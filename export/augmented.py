@@ -144,6 +144,7 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
         raise ConfigError(f"no prepared corpus of real recordings at {path} (augmentation mixes in its background "
                           f"recordings); build it with 'make corpus' (or: python -m export.corpus prepare --cache "
                           f"{path}), or train without them: --no-real-backgrounds")
+    _check_fresh(path)
     recs = backgrounds_for(load_prepared(path, split=split), events)
     if not recs:
         raise ConfigError(f"the corpus at {path} has no '{split}' recording usable as background for events "
@@ -153,6 +154,21 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
         h.update(r.id.encode())
         h.update(np.ascontiguousarray(r.audio, np.float32).tobytes())
     return Backgrounds(tuple(r.audio for r in recs), tuple(r.id for r in recs), h.hexdigest(), f"{path} ({split})")
+
+
+def _check_fresh(path: Path) -> None:
+    """Refuse a corpus prepared from an older version of the shipped list (training would silently
+    miss the recordings added since, and a file moved between splits could leak into training)."""
+    import json
+
+    from export.corpus import DEFAULT_LIST, ROOT
+    from export.corpus_sources import sha256_bytes
+
+    prov = json.loads((path / "provenance.json").read_text())
+    shipped = str(DEFAULT_LIST.relative_to(ROOT))
+    if prov.get("list") == shipped and prov.get("list_sha256") != sha256_bytes(DEFAULT_LIST.read_bytes()):
+        raise ConfigError(f"the corpus at {path} was prepared from an older {shipped}; prepare it again: "
+                          f"make corpus (or: python -m export.corpus prepare --cache {path})")
 
 
 def augmented_samples(scenario: Scenario, n: int, seed: int, augment: RandomAugment | None,

@@ -48,6 +48,21 @@ def test_backgrounds_leave_out_the_scenarios_own_event_classes(local_corpus: Pat
     assert load_backgrounds(None, ("x",)).describe()["recordings"] == 0
 
 
+def test_a_corpus_prepared_from_an_older_list_is_refused(local_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    stale = tmp_path / "corpus"
+    shutil.copytree(local_corpus, stale)
+    prov = json.loads((stale / "provenance.json").read_text())
+    prov["list_sha256"] = "0" * 64  # as if export/corpus.toml had changed since
+    (stale / "provenance.json").write_text(json.dumps(prov))
+    with pytest.raises(ConfigError, match=r"prepared from an older export/corpus\.toml; prepare it again: make corpus"):
+        load_backgrounds(stale, ("doorbell",))
+    prov["list"] = "my_list.toml"  # a corpus from the user's own list is theirs to keep current
+    (stale / "provenance.json").write_text(json.dumps(prov))
+    assert load_backgrounds(stale, ("doorbell",)).ids
+
+
 def test_a_missing_corpus_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"make corpus.*--no-real-backgrounds"):
         load_backgrounds(tmp_path / "nothing", ("siren",))
