@@ -250,6 +250,10 @@ class AugmentPolicy:
     on 45% (was 30%). ``source_rates`` may repeat a rate to weight it; none is below 8 kHz,
     whose 4 kHz band still holds every reference sound (a smoke alarm's 3.1 kHz included).
     ``crop_anchor_y``: where crops sit vertically (see :func:`crop_aspect`), drawn uniformly.
+    ``snr_db_no_event``: the SNR range for a window without an audio event (the caller says
+    which, see :class:`RandomAugment`): there is no event to mask, so the background may be
+    far louder than the scene, as a radio or a ringing phone in a quiet room is (the
+    false-alarm bench mixes recordings at -20 dBFS into scenes of about -28 dBFS).
 
     Example:
         >>> AugmentPolicy().snr_db
@@ -258,6 +262,7 @@ class AugmentPolicy:
 
     p_background: float = 0.6
     snr_db: tuple[float, float] = (-5.0, 15.0)
+    snr_db_no_event: tuple[float, float] = (-20.0, 15.0)
     p_gain: float = 0.4
     gain_db: tuple[float, float] = (-20.0, 20.0)
     p_band_limit: float = 0.3
@@ -320,9 +325,13 @@ class RandomAugment:
         self.backgrounds = [np.asarray(b, np.float32) for b in backgrounds if len(b)]
         self.rate = rate
 
-    def __call__(self, image: np.ndarray, audio: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """The perturbed (image, audio) and the names of the perturbations applied, in order."""
+    def __call__(self, image: np.ndarray, audio: np.ndarray, rng: np.random.Generator,
+                 audio_event: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The perturbed (image, audio) and the names of the perturbations applied, in order.
+
+        ``audio_event`` False says the window holds no audio event: its background may then
+        be mixed in at ``policy.snr_db_no_event`` (louder than an event could stand).
+        """
         p, ops = self.policy, []
 
         def on(prob: float, name: str) -> bool:
@@ -333,7 +342,7 @@ class RandomAugment:
 
         if self.backgrounds and on(p.p_background, "background"):
             bg = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-            audio = mix_at_snr(audio, bg, float(rng.uniform(*p.snr_db)), rng)
+            audio = mix_at_snr(audio, bg, float(rng.uniform(*(p.snr_db if audio_event else p.snr_db_no_event))), rng)
         if on(p.p_band_limit, "band_limit"):
             audio = band_limit(audio, self.rate, int(rng.choice(p.source_rates)))
         if on(p.p_gain, "gain"):

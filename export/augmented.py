@@ -15,6 +15,9 @@ every perturbation must keep the truth true:
   the crops that leave every event in view (:data:`SAFE_ASPECTS`, placed by
   :data:`SAFE_ANCHOR_Y`: ``driving``'s wide crops keep the top rows, as a dashcam tilted
   to see traffic lights does);
+- a loud background can mask an audio event: only windows without one get backgrounds
+  louder than the scene (``AugmentPolicy.snr_db_no_event``), which teaches that a loud radio
+  or ringtone in a quiet room is no event;
 - the rest keep the meaning by construction: a dark room under auto-exposure is still a
   dark room, an 8 kHz source keeps the smoke alarm's 3.1 kHz, clipping keeps a horn a horn.
 
@@ -141,6 +144,7 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
         raise ConfigError(f"no prepared corpus of real recordings at {path} (augmentation mixes in its background "
                           f"recordings); build it with 'make corpus' (or: python -m export.corpus prepare --cache "
                           f"{path}), or train without them: --no-real-backgrounds")
+    _check_fresh(path)
     recs = backgrounds_for(load_prepared(path, split=split), events)
     if not recs:
         raise ConfigError(f"the corpus at {path} has no '{split}' recording usable as background for events "
@@ -152,13 +156,30 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
     return Backgrounds(tuple(r.audio for r in recs), tuple(r.id for r in recs), h.hexdigest(), f"{path} ({split})")
 
 
+def _check_fresh(path: Path) -> None:
+    """Refuse a corpus prepared from an older version of the shipped list (training would silently
+    miss the recordings added since, and a file moved between splits could leak into training)."""
+    import json
+
+    from export.corpus import DEFAULT_LIST, ROOT
+    from export.corpus_sources import sha256_bytes
+
+    prov = json.loads((path / "provenance.json").read_text())
+    shipped = str(DEFAULT_LIST.relative_to(ROOT))
+    if prov.get("list") == shipped and prov.get("list_sha256") != sha256_bytes(DEFAULT_LIST.read_bytes()):
+        raise ConfigError(f"the corpus at {path} was prepared from an older {shipped}; prepare it again: "
+                          f"make corpus (or: python -m export.corpus prepare --cache {path})")
+
+
 def augmented_samples(scenario: Scenario, n: int, seed: int, augment: RandomAugment | None,
                       hard: bool = False) -> Iterator[tuple[LabeledSample, FusionWindow]]:
     """Each sample of ``generate_samples(scenario, n, seed)`` and its (augmented) fusion window."""
+    audio_events = set(scenario.audio_events)
     for i, s in enumerate(generate_samples(scenario, n, seed, hard)):
         image, audio = s.image, s.audio
         if augment is not None:
-            image, audio, _ = augment(image, audio, np.random.default_rng([seed, AUGMENT_STREAM, i]))
+            image, audio, _ = augment(image, audio, np.random.default_rng([seed, AUGMENT_STREAM, i]),
+                                      audio_event=bool(s.events & audio_events))
         yield s, FusionWindow(t_ns=0, image=image, audio=audio, command=s.command)
 
 

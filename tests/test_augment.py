@@ -238,3 +238,18 @@ def test_band_limit_detector_ignores_silence_and_low_rates(speech: np.ndarray) -
     assert det.last_ratio is None  # silence was never judged
     low = BandLimitDetector(8000, period_s=1.0, log=False)
     assert not any(feed(low, np.tile(speech[::2], 4)))
+
+
+def test_backgrounds_may_be_louder_only_without_an_audio_event(speech: np.ndarray, real_noise: np.ndarray) -> None:
+    policy = aug.AugmentPolicy.only(p_background=1.0, snr_db=(10.0, 10.0), snr_db_no_event=(-15.0, -15.0))
+    ra = aug.RandomAugment(policy, backgrounds=[real_noise])
+
+    def snr(audio_event: bool) -> float:
+        _, y, ops = ra(np.zeros((4, 4, 3), np.uint8), speech, np.random.default_rng(3), audio_event=audio_event)
+        assert ops == ["background"]
+        return aug.power_db(speech) - aug.power_db(y - speech)
+
+    assert abs(snr(True) - 10.0) < 0.5  # an event keeps the ordinary range: it must stay audible
+    assert abs(snr(False) + 15.0) < 0.5  # no event to mask: the background may drown the scene
+    assert abs(aug.power_db(speech) - aug.power_db(ra(np.zeros((4, 4, 3), np.uint8), speech,
+                                                       np.random.default_rng(3))[1] - speech) - 10.0) < 0.5

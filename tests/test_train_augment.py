@@ -19,6 +19,7 @@ from export import corpus
 from export.augmented import (
     SAFE_ANCHOR_Y,
     SAFE_ASPECTS,
+    augmented_samples,
     bench_crop,
     build_augmented,
     load_backgrounds,
@@ -45,6 +46,21 @@ def test_backgrounds_leave_out_the_scenarios_own_event_classes(local_corpus: Pat
     held = load_backgrounds(local_corpus, get_scenario("driving").events, "heldout")
     assert not set(held.ids) & set(drive.ids)
     assert load_backgrounds(None, ("x",)).describe()["recordings"] == 0
+
+
+def test_a_corpus_prepared_from_an_older_list_is_refused(local_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    stale = tmp_path / "corpus"
+    shutil.copytree(local_corpus, stale)
+    prov = json.loads((stale / "provenance.json").read_text())
+    prov["list_sha256"] = "0" * 64  # as if export/corpus.toml had changed since
+    (stale / "provenance.json").write_text(json.dumps(prov))
+    with pytest.raises(ConfigError, match=r"prepared from an older export/corpus\.toml; prepare it again: make corpus"):
+        load_backgrounds(stale, ("doorbell",))
+    prov["list"] = "my_list.toml"  # a corpus from the user's own list is theirs to keep current
+    (stale / "provenance.json").write_text(json.dumps(prov))
+    assert load_backgrounds(stale, ("doorbell",)).ids
 
 
 def test_a_missing_corpus_is_one_clear_error(tmp_path: Path) -> None:
@@ -114,3 +130,19 @@ def test_train_without_the_corpus_says_make_corpus(tmp_path: Path) -> None:
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "make corpus" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_only_windows_without_an_audio_event_get_a_drowning_background() -> None:
+    from edgefusion.augment import power_db
+
+    scen = get_scenario("smart_home")
+    policy = AugmentPolicy.only(p_background=1.0, snr_db=(20.0, 20.0), snr_db_no_event=(-10.0, -10.0))
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    augment = RandomAugment(policy, [noise])
+    seen = set()
+    for s, (_, w) in zip(generate_samples(scen, 40, 9), augmented_samples(scen, 40, 9, augment)):
+        event = bool(s.events & set(scen.audio_events))
+        seen.add(event)
+        snr = power_db(s.audio) - power_db(w.audio - s.audio)
+        assert abs(snr - (20.0 if event else -10.0)) < 1.0, (sorted(s.events), snr)
+    assert seen == {True, False}
