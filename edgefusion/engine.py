@@ -50,6 +50,9 @@ class Decision:
     action_scores: dict[str, float]
     scores: dict[str, float]
     events: tuple[str, ...]
+    #: the command's intent by the package's intent output (None: the package has none) and its probability
+    intent: str | None = None
+    intent_score: float = 0.0
 
 
 def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
@@ -72,7 +75,7 @@ def build_result(window: FusionWindow, seq: int, model: str, decision: Decision,
         command=window.command_text, model=model,
         action_scores=decision.action_scores, unknown_words=info.unknown_words, truncated=info.truncated,
         confidence=decision.action_scores.get(action, 0.0), abstained=abstained, degraded=degraded, rule=rule,
-        text_status=text_status,
+        text_status=text_status, intent=decision.intent, intent_confidence=decision.intent_score,
     )
 
 
@@ -85,6 +88,7 @@ class FusionStep:
         self.builder = package.feed_builder()
         self.action_out = package.output("class_logits")
         self.event_out = package.output("multilabel_logits")
+        self.intent_out = package.output_role("intent")
         self.seq = 0
 
     def __call__(self, window: FusionWindow) -> Result:
@@ -106,11 +110,14 @@ class FusionStep:
         return feeds, infos[0]
 
     def postprocess(self, outs: dict[str, np.ndarray]) -> Decision:
-        """Per-step decision: softmax + argmax action, sigmoid + threshold events."""
-        logits = outs[self.action_out.name][0].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        """Per-step decision: softmax + argmax action (and intent), sigmoid + threshold events."""
+        probs = _softmax(outs[self.action_out.name][0])
         k = int(np.argmax(probs))
+        intent, intent_score = None, 0.0
+        if self.intent_out is not None:
+            ip = _softmax(outs[self.intent_out.name][0])
+            j = int(np.argmax(ip))
+            intent, intent_score = self.intent_out.labels[j], float(ip[j])
         ev = sigmoid(outs[self.event_out.name][0].astype(np.float64))
         labels = self.event_out.labels
         scores = {name: float(p) for name, p in zip(labels, ev)}
@@ -118,4 +125,11 @@ class FusionStep:
             action=self.action_out.labels[k], action_score=float(probs[k]),
             action_scores={a: float(p) for a, p in zip(self.action_out.labels, probs)}, scores=scores,
             events=tuple(n for n in labels if scores[n] >= self.event_out.threshold),
+            intent=intent, intent_score=intent_score,
         )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    p = np.exp(x - x.max())
+    return p / p.sum()

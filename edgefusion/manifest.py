@@ -33,7 +33,7 @@ from typing import Any
 
 from edgefusion.errors import PackageError
 
-__all__ = ["FORMAT_VERSION", "FileRecord", "InputSpec", "Manifest", "OutputSpec"]
+__all__ = ["FORMAT_VERSION", "OUTPUT_ROLES", "FileRecord", "InputSpec", "Manifest", "OutputSpec"]
 
 FORMAT_VERSION = 1
 #: a declared dimension beyond this is a mistake or an attack (allocations follow the shapes)
@@ -44,9 +44,12 @@ MAX_ELEMENTS = 1 << 26
 _PRE_LIMITS = {
     "image": {"size": (1, 4096)},
     "tokens": {"max_tokens": (1, 4096)},
+    "hashed_ngrams": {"max_tokens": (1, 4096), "max_ngrams": (1, 4096), "buckets": (2, 1 << 24)},
     "logmel": {"sample_rate": (1000, 192_000), "window_ms": (10, 60_000), "n_fft": (16, 1 << 16),
                "hop": (1, 1 << 16), "n_mels": (1, 1024)},
 }
+#: what an output may mean to the runtime (``OutputSpec.role``)
+OUTPUT_ROLES = ("events", "action", "intent")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -63,12 +66,18 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One model output: ``kind`` is ``class_logits`` or ``multilabel_logits``."""
+    """One model output: ``kind`` is ``class_logits`` or ``multilabel_logits``.
+
+    ``role`` (optional) says what the output means to the runtime: ``events``, ``action`` or
+    ``intent`` (a command's intent, a second ``class_logits``). Without it, the first output
+    of each kind is the events and the action, as in packages written before roles.
+    """
 
     name: str
     kind: str
     labels: tuple[str, ...]
     threshold: float = 0.5
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,9 @@ def _sizes_ok(shape: tuple[int | str, ...], pre: dict[str, Any], where: str, p: 
     kind = pre.get("kind")
     if kind == "image" and len(p.lines) == n and ints.count(pre.get("size")) < 2:  # type: ignore[arg-type]
         p.add(f"{where}.preprocess.size", f"{pre.get('size')!r:.20} disagrees with the shape {list(shape)}")
+    if kind == "hashed_ngrams" and len(p.lines) == n and ints[-2:] != [pre.get("max_tokens"), pre.get("max_ngrams")]:
+        p.add(f"{where}.preprocess.max_ngrams", f"max_tokens {pre.get('max_tokens')!r:.20} and max_ngrams "
+                                                f"{pre.get('max_ngrams')!r:.20} disagree with the shape {list(shape)}")
     if kind == "tokens" and len(p.lines) == n and ints[-1:] != [pre.get("max_tokens")]:
         p.add(f"{where}.preprocess.max_tokens", f"{pre.get('max_tokens')!r:.20} disagrees with the shape "
                                                 f"{list(shape)}")
@@ -232,9 +244,13 @@ def _output(d: Any, where: str, p: _Problems) -> OutputSpec | None:
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
         p.add(f"{where}.threshold", f"expected a number in [0, 1], got {threshold!r:.40}")
         threshold = None
-    if name is None or kind is None or labels is None or threshold is None:
+    role = d.get("role")
+    if role is not None and role not in OUTPUT_ROLES:
+        p.add(f"{where}.role", f"expected one of {', '.join(OUTPUT_ROLES)}, got {role!r:.40}")
+        role = False
+    if name is None or kind is None or labels is None or threshold is None or role is False:
         return None
-    return OutputSpec(name, kind, tuple(labels), float(threshold))
+    return OutputSpec(name, kind, tuple(labels), float(threshold), role)
 
 
 def _records(data: dict[str, Any], key: str, p: _Problems, required: bool) -> dict[str, FileRecord]:

@@ -87,10 +87,20 @@ class ModelPackage:
         return self.file(arts[variant])
 
     def output(self, kind: str) -> OutputSpec:
-        for o in self.outputs:
-            if o.kind == kind:
-                return o
+        """The events (``multilabel_logits``) or action (``class_logits``) output.
+
+        An output whose ``role`` says so comes first; else the first of the kind without a
+        role other than its own (an ``intent`` output is a class_logits too, never the action).
+        """
+        role = {"multilabel_logits": "events", "class_logits": "action"}.get(kind)
+        of_kind = [o for o in self.outputs if o.kind == kind]
+        for o in [o for o in of_kind if o.role == role] + [o for o in of_kind if o.role is None]:
+            return o
         raise PackageError(f"package '{self.name}' has no output of kind '{kind}'")
+
+    def output_role(self, role: str) -> OutputSpec | None:
+        """The output with this ``role`` (e.g. ``intent``), or None."""
+        return next((o for o in self.outputs if o.role == role), None)
 
     def feed_builder(self) -> FeedBuilder:
         """The preprocessing the manifest declares; PackageError (one line) when it cannot be built."""

@@ -7,6 +7,7 @@ of any shape plugs in through its manifest alone. Kinds of input:
 - ``image``: a frame -> float32 (3, size, size) (:mod:`.image`)
 - ``logmel``: audio -> float32 (frames, mels) (:mod:`.audio`)
 - ``tokens`` / ``token_mask``: a command -> int64 ids and float32 mask (:mod:`.text`)
+- ``hashed_ngrams`` / ``token_mask``: a command -> int64 hashed n-gram ids per word (open vocabulary)
 - ``presence``: float32 flags, 1.0 for each modality that is present
 
 Example:
@@ -27,7 +28,18 @@ import numpy as np
 from edgefusion.errors import ConfigError
 from edgefusion.preprocess.audio import AudioParams, logmel, preprocess_audio, resample
 from edgefusion.preprocess.image import ImageParams, preprocess_image
-from edgefusion.preprocess.text import PAD, UNK, TextParams, Tokens, normalize_text, tokenize
+from edgefusion.preprocess.text import (
+    PAD,
+    UNK,
+    HashedParams,
+    TextParams,
+    Tokens,
+    encode_text,
+    hashed_ngrams,
+    normalize_text,
+    text_params,
+    tokenize,
+)
 from edgefusion.samples import FusionWindow
 
 __all__ = [
@@ -36,18 +48,22 @@ __all__ = [
     "AudioParams",
     "FeedBuilder",
     "FeedInfo",
+    "HashedParams",
     "ImageParams",
     "TextParams",
     "Tokens",
+    "encode_text",
+    "hashed_ngrams",
     "logmel",
     "normalize_text",
     "preprocess_audio",
     "preprocess_image",
     "resample",
+    "text_params",
     "tokenize",
 ]
 
-KINDS = ("image", "logmel", "tokens", "token_mask", "presence")
+KINDS = ("image", "logmel", "tokens", "hashed_ngrams", "token_mask", "presence")
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,7 @@ class FeedBuilder:
     def __init__(self, inputs: Sequence[tuple[str, dict[str, Any]]]) -> None:
         self.inputs = list(inputs)
         self._image = self._audio = None
-        self._text: TextParams | None = None
+        self._text: TextParams | HashedParams | None = None
         self._order: list[str] = []
         for name, pre in self.inputs:
             kind = pre.get("kind")
@@ -73,8 +89,8 @@ class FeedBuilder:
                 self._image = ImageParams.from_dict(pre)  # type: ignore[assignment]
             elif kind == "logmel":
                 self._audio = AudioParams.from_dict(pre)  # type: ignore[assignment]
-            elif kind == "tokens":
-                self._text = TextParams.from_dict(pre)
+            elif kind in ("tokens", "hashed_ngrams"):
+                self._text = text_params(pre)
             elif kind == "presence":
                 self._order = list(pre["order"])
             elif kind != "token_mask":
@@ -92,7 +108,7 @@ class FeedBuilder:
             per, info = self._one(w)
             infos.append(info)
             for name, pre in self.inputs:
-                cols[name].append(per[pre["kind"]])
+                cols[name].append(per["tokens" if pre["kind"] == "hashed_ngrams" else pre["kind"]])
         return {k: np.stack(v) for k, v in cols.items()}, infos
 
     def _one(self, w: FusionWindow) -> tuple[dict[str, np.ndarray], FeedInfo]:
@@ -109,11 +125,11 @@ class FeedBuilder:
         unknown, truncated = 0, False
         if self._text is not None:
             if w.command_text is not None and "text" not in w.missing:
-                tok = tokenize(w.command_text, self._text)
+                tok = encode_text(w.command_text, self._text)
                 unknown, truncated = tok.unknown, tok.truncated
                 out["tokens"], out["token_mask"] = tok.ids, tok.mask
             else:
-                out["tokens"] = np.zeros(self._text.max_tokens, np.int64)
+                out["tokens"] = np.zeros(self._text.shape, np.int64)
                 out["token_mask"] = np.zeros(self._text.max_tokens, np.float32)
         out["presence"] = np.array([0.0 if m in w.missing else 1.0 for m in self._order], np.float32)
         return out, FeedInfo(unknown, truncated, w.missing)
