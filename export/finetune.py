@@ -179,7 +179,7 @@ def _from_scratch(cfg: TaskTrainConfig, task: Task, scen: Scenario | None) -> tu
         if missing:
             raise ConfigError(f"dataset {cfg.data[0]} has no {', '.join(missing)} input; the reference model "
                               "needs image, log-mel audio and tokens")
-        text = pre.get("hashed_ngrams", pre.get("tokens"))
+        text = pre["hashed_ngrams"] if "hashed_ngrams" in pre else pre["tokens"]
         img, aud, txt = ImageParams.from_dict(pre["image"]), AudioParams.from_dict(pre["logmel"]), text_params(text)
     elif scen is not None:
         img, aud, txt = make_params(scen, cfg.seed, cfg.image_size)

@@ -84,11 +84,13 @@ class TrainConfig:
 def model_config(arch: str, img: ImageParams, aud: AudioParams, txt: TextParams | HashedParams, n_events: int,
                  n_actions: int, n_intents: int) -> ModelConfig:
     """The reference model's configuration for this preprocessing and these label counts."""
-    hashed = isinstance(txt, HashedParams)
+    if isinstance(txt, HashedParams):
+        text, vocab, grams = "hashed_ngrams", txt.buckets, txt.max_ngrams
+    else:
+        text, vocab, grams = "tokens", len(txt.vocab), 0
     return ModelConfig(arch=arch, image_size=img.size, n_mels=aud.n_mels, n_frames=aud.n_frames,
-                       max_tokens=txt.max_tokens, vocab_size=txt.buckets if hashed else len(txt.vocab),
-                       n_events=n_events, n_actions=n_actions, text="hashed_ngrams" if hashed else "tokens",
-                       max_ngrams=txt.max_ngrams if hashed else 0, n_intents=n_intents)
+                       max_tokens=txt.max_tokens, vocab_size=vocab, n_events=n_events, n_actions=n_actions,
+                       text=text, max_ngrams=grams, n_intents=n_intents)
 
 
 @dataclass

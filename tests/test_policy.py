@@ -35,7 +35,8 @@ AUDIO = np.zeros(16000, np.float32)
 
 
 class Stub(Backend):
-    """A model whose action probabilities are set per call (``probs``); event logits are zeros."""
+    """A model whose action (``probs``) and intent (``intents``) probabilities are set per call; event logits are
+    zeros. Without ``intents`` set, the intent output (when the package has one) says let_in for sure."""
 
     name = "stub"
 
@@ -44,6 +45,8 @@ class Stub(Backend):
         self.actions = package.output("class_logits")
         self.events = package.output("multilabel_logits")
         self.probs: dict[str, float] = {}
+        self.intent_out = package.output_role("intent")
+        self.intents: dict[str, float] = {"let_in": 1.0 - 1e-6}
 
     @property
     def info(self) -> BackendInfo:
@@ -52,8 +55,14 @@ class Stub(Backend):
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rest = (1.0 - sum(self.probs.values())) / (len(self.actions.labels) - len(self.probs))
         p = np.array([self.probs.get(a, rest) for a in self.actions.labels])
-        return {self.actions.name: np.log(p)[None].astype(np.float32),
+        outs = {self.actions.name: np.log(p)[None].astype(np.float32),
                 self.events.name: np.full((1, len(self.events.labels)), -5.0, np.float32)}
+        if self.intent_out is not None:
+            labels = self.intent_out.labels
+            rest = (1.0 - sum(self.intents.values())) / max(1, len(labels) - len(self.intents))
+            q = np.array([self.intents.get(i, rest) for i in labels]).clip(1e-9)
+            outs[self.intent_out.name] = np.log(q)[None].astype(np.float32)
+        return outs
 
 
 def window(t: int, image: bool = True, audio: bool = True, command: str | None = None,
@@ -251,8 +260,14 @@ def test_results_carry_the_policy_in_every_output(tmp_path):
 
 # -- security-sensitive actions -----------------------------------------------------------
 
+def without_intent(pkg: ModelPackage) -> ModelPackage:
+    """The package as one without an intent output (v1) would be."""
+    outs = tuple(o for o in pkg.manifest.outputs if o.role != "intent")
+    return dataclasses.replace(pkg, manifest=dataclasses.replace(pkg.manifest, outputs=outs))
+
+
 def test_unlock_door_needs_a_clear_command_even_when_the_model_is_sure():
-    pkg = load_package("smart_home")
+    pkg = without_intent(load_package("smart_home"))  # no intent output: the command's unknown words decide
     with Stub(pkg) as be:
         be.probs = {"unlock_door": 0.99}
         core = FusionCore(pkg, be)
@@ -324,3 +339,24 @@ def test_the_demo_prints_what_the_policy_did():
     assert rep.policy["abstained"] == rep.frames == 60 and rep.policy_task == "smart_home"
     assert re.search(r"^ +0\.00s  none .*  \[abstained; degraded: no audio\]$", text, re.M), text
     assert f"policy of task smart_home: 60 of 60 steps abstained, {rep.policy['degraded']} degraded" in text
+
+
+def test_with_an_intent_output_unlock_door_needs_the_let_in_intent_above_its_threshold():
+    pkg = load_package("smart_home")
+    assert pkg.output_role("intent") is not None and pkg.output("class_logits").name == "action_logits"
+    with Stub(pkg) as be:
+        be.probs = {"unlock_door": 0.99}
+        core = FusionCore(pkg, be)
+        be.intents = {"unrelated": 0.97}  # the model is sure of the action but reads another intent
+        asked = run(core, [window(0, command="what is the temperature in the garage")])[0]
+        assert (asked.action, asked.rule, asked.intent) == ("none", "secure_intent", "unrelated")
+        assert asked.intent_confidence == pytest.approx(0.97, abs=1e-4)
+        assert asked.to_dict()["intent"] == "unrelated"
+        be.intents = {"let_in": 0.7}  # the right intent, below unlock_door's threshold (0.8)
+        unsure = run(core, [window(t, command="let them in", said=1) for t in (1, 2)])
+        assert {(r.action, r.rule) for r in unsure} == {("none", "secure_intent")}
+        be.intents = {"let_in": 0.95}
+        told = run(core, [window(t, command="let them in", said=3) for t in (3, 4)])
+        assert (told[1].action, told[1].intent) == ("unlock_door", "let_in") and not told[1].abstained
+        silent = run(core, [window(30)])[0]  # no command: never, whatever the intent output says
+        assert (silent.action, silent.rule) == ("none", "secure_no_command")
