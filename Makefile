@@ -43,6 +43,7 @@ bench: $(VENV)/.installed
 
 # Real recordings (Debian sound packages + espeak-ng speech) into runs/corpus: 16 kHz WAV + provenance.json
 corpus: $(VENV)/.installed
+	apt-cache show lomiri-sounds >/dev/null 2>&1 || apt-get update
 	command -v espeak-ng >/dev/null || (apt-get update && apt-get install -y --no-install-recommends espeak-ng)
 	$(VENV)/bin/python -m export.corpus prepare --cache runs/corpus
 

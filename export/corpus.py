@@ -64,7 +64,7 @@ SPLITS = ("train", "heldout")
 _REQUIRED = {"deb": ("package", "path"), "typing": ("package", "keys", "keys_select", "seconds", "seed"),
              "espeak": ("text", "voice", "speed", "pitch"), "local": ("path",)}
 _COMMON = ("id", "kind", "sound", "role", "split", "licence")
-_OPTIONAL = ("member",)
+_OPTIONAL = {"deb": ("member", "start", "seconds"), "local": ("start", "seconds"), "typing": (), "espeak": ()}
 SILENCE_DB = -50.0  # trimmed from both ends: 20 ms frames this far below the file's loudest frame
 
 
@@ -139,11 +139,13 @@ def load_corpus(path: Path = DEFAULT_LIST) -> Corpus:
         missing = [k for k in _REQUIRED[kind] if k not in raw]
         if missing:
             raise ConfigError(f"{where}: a '{kind}' entry needs {', '.join(missing)}")
-        unknown = sorted(set(raw) - set(_COMMON) - set(_REQUIRED[kind]) - set(_OPTIONAL))
+        unknown = sorted(set(raw) - set(_COMMON) - set(_REQUIRED[kind]) - set(_OPTIONAL[kind]))
         if unknown:
             raise ConfigError(f"{where}: unknown keys {unknown} for kind '{kind}'")
         if raw["split"] not in SPLITS:
             raise ConfigError(f"{where}: split {raw['split']!r}; expected one of {SPLITS}")
+        if kind in ("deb", "local") and not _excerpt_ok(raw):
+            raise ConfigError(f"{where}: start must be >= 0 and seconds > 0 (an excerpt of the file, in seconds)")
         if raw["id"] in seen:
             raise ConfigError(f"{where}: id {raw['id']!r} appears twice")
         if "package" in raw and raw["package"] not in packages:
@@ -155,6 +157,30 @@ def load_corpus(path: Path = DEFAULT_LIST) -> Corpus:
     if not files:
         raise ConfigError(f"{path}: the list names no [[file]]")
     return Corpus(packages, files, path)
+
+
+def _excerpt_ok(raw: dict[str, Any]) -> bool:
+    start, seconds = raw.get("start", 0.0), raw.get("seconds", 1.0)
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, seconds)) and \
+        start >= 0 and seconds > 0
+
+
+def excerpt(x: np.ndarray, rate: int, params: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """``x`` cut to the entry's ``start`` / ``seconds`` (long music tracks), and what provenance records of it.
+
+    Example:
+        >>> y, info = excerpt(np.arange(10, dtype=np.float32), 2, {"start": 1.0, "seconds": 2.0})
+        >>> y.tolist(), info
+        ([2.0, 3.0, 4.0, 5.0], {'excerpt_s': [1.0, 2.0]})
+    """
+    if "start" not in params and "seconds" not in params:
+        return x, {}
+    start = float(params.get("start", 0.0))
+    a = round(start * rate)
+    b = len(x) if "seconds" not in params else a + round(float(params["seconds"]) * rate)
+    if a >= len(x):
+        raise ExportError(f"start {start} s is past the end of the file ({len(x) / rate:.1f} s)")
+    return x[a:b], {"excerpt_s": [start, float(params["seconds"]) if "seconds" in params else None]}
 
 
 def backgrounds_for(files: Iterable[Any], events: Sequence[str]) -> list[Any]:
@@ -187,7 +213,8 @@ def _render(f: CorpusFile, cache: Path, corpus: Corpus, state: dict[str, Any]) -
     if f.kind == "local":
         path = ROOT / str(p["path"])
         x, rate = src.decode_file(path)
-        return x, rate, {"path": str(p["path"]), "file_sha256": src.sha256_bytes(path.read_bytes())}
+        x, cut = _cut(f, x, rate)
+        return x, rate, {"path": str(p["path"]), "file_sha256": src.sha256_bytes(path.read_bytes()), **cut}
     if f.kind == "espeak":
         if "espeak" not in state:
             state["espeak"] = src.espeak_version()
@@ -216,9 +243,18 @@ def _render(f: CorpusFile, cache: Path, corpus: Corpus, state: dict[str, Any]) -
     if "member" in p:
         data, title = src.read_cat_member(path, int(p["member"]))
         x, rate = src.decode_bytes(data, f"{f.id} ({p['path']} member {p['member']})")
-        return x, rate, {**info, "member": p["member"], "title": title, "file_sha256": src.sha256_bytes(data)}
+        x, cut = _cut(f, x, rate)
+        return x, rate, {**info, "member": p["member"], "title": title, "file_sha256": src.sha256_bytes(data), **cut}
     x, rate = src.decode_file(path)
-    return x, rate, {**info, "file_sha256": src.sha256_bytes(path.read_bytes())}
+    x, cut = _cut(f, x, rate)
+    return x, rate, {**info, "file_sha256": src.sha256_bytes(path.read_bytes()), **cut}
+
+
+def _cut(f: CorpusFile, x: np.ndarray, rate: int) -> tuple[np.ndarray, dict[str, Any]]:
+    try:
+        return excerpt(x, rate, f.params)
+    except ExportError as exc:
+        raise ExportError(f"{f.id}: {exc}") from exc
 
 
 def _package(name: str, cache: Path, corpus: Corpus, state: dict[str, Any]) -> Path:

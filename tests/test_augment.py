@@ -126,8 +126,12 @@ def test_crop_aspect(frame: np.ndarray) -> None:
     assert np.array_equal(wide, frame[15:105])  # centred
     assert aug.crop_aspect(frame, 1.0).shape == (120, 120, 3)
     assert aug.crop_aspect(frame, 16 / 9, size=(160, 120)).shape == frame.shape
+    assert np.array_equal(aug.crop_aspect(frame, 16 / 9, anchor_y=0.0), frame[:90])  # the top rows kept
+    assert np.array_equal(aug.crop_aspect(frame, 16 / 9, anchor_y=1.0), frame[30:])
     with pytest.raises(ConfigError):
         aug.crop_aspect(frame, 0.0)
+    with pytest.raises(ConfigError, match="anchor_y"):
+        aug.crop_aspect(frame, 16 / 9, anchor_y=1.5)
 
 
 def test_jpeg_changes_the_image_more_at_lower_quality(frame: np.ndarray) -> None:
@@ -177,6 +181,16 @@ def test_random_augment_rates_follow_the_policy(frame: np.ndarray, speech: np.nd
 def test_policy_rejects_bad_probabilities() -> None:
     with pytest.raises(ConfigError, match="p_blur"):
         aug.AugmentPolicy(p_blur=1.5)
+    with pytest.raises(ConfigError, match="crop_anchor_y"):
+        aug.AugmentPolicy(crop_anchor_y=(0.6, 0.2))
+    with pytest.raises(ConfigError, match="smoke alarm"):
+        aug.AugmentPolicy(source_rates=(6000,))
+
+
+def test_random_crops_follow_the_anchor_range(frame: np.ndarray, speech: np.ndarray) -> None:
+    top = aug.RandomAugment(aug.AugmentPolicy.only(p_crop=1.0, aspects=(16 / 9,), crop_anchor_y=(0.0, 0.0)))
+    img, _, ops = top(frame, speech, np.random.default_rng(0))
+    assert ops == ["crop"] and np.array_equal(img, cv2.resize(frame[:90], (160, 120), interpolation=cv2.INTER_AREA))
 
 
 def test_augment_module_does_not_import_torch() -> None:

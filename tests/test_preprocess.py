@@ -41,6 +41,31 @@ def test_resample_removes_content_above_the_new_nyquist():
     assert np.abs(y[200:-200]).max() < 0.05
 
 
+def _resample_uncached(x: np.ndarray, rate_in: int, rate_out: int, taps: int = 32) -> np.ndarray:
+    """resample() as it was before its weights were cached: every weight computed per call."""
+    n_out = len(x) * rate_out // rate_in
+    pos = np.arange(n_out) * (rate_in / rate_out)
+    idx = np.floor(pos).astype(np.int64)[:, None] + np.arange(-taps // 2 + 1, taps // 2 + 1)[None, :]
+    d = pos[:, None] - idx
+    cutoff = min(1.0, rate_out / rate_in)
+    w = cutoff * np.sinc(cutoff * d) * (0.5 + 0.5 * np.cos(np.pi * d / (taps // 2 + 1)))
+    w /= w.sum(axis=1, keepdims=True)
+    return (x[np.clip(idx, 0, len(x) - 1)] * w).sum(axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize(("rate_in", "rate_out"), [(16000, 8000), (8000, 16000), (44100, 16000), (22050, 16000),
+                                                   (16000, 11025), (48000, 16000)])
+def test_resample_cached_weights_give_the_same_output(rate_in, rate_out):
+    x = np.random.default_rng(rate_in).normal(0, 0.3, rate_in + 123).astype(np.float32)
+    want = _resample_uncached(x, rate_in, rate_out)
+    for _ in range(2):  # the first call fills the cache, the second reads it
+        got = resample(x, rate_in, rate_out)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    short = resample(x[:77], rate_in, rate_out)  # another length, same cached weights
+    np.testing.assert_allclose(short, _resample_uncached(x[:77], rate_in, rate_out), rtol=0, atol=1e-6)
+
+
 def test_audio_features_same_at_any_input_rate():
     p = AudioParams()
     rng = np.random.default_rng(0)

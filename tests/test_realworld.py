@@ -123,6 +123,26 @@ def test_prepare_refuses_one_recording_in_both_splits(tmp_path: Path) -> None:
         corpus.prepare(tmp_path / "c", corpus.load_corpus(lst), progress=False)
 
 
+def test_an_excerpt_cuts_a_long_file_and_is_recorded(tmp_path: Path) -> None:
+    pytest.importorskip("soundfile")
+    body = local("noise_cut", "noise_1000ms.wav", "train").replace(
+        'sound = "x"', 'start = 0.25\nseconds = 0.5\nsound = "x"')
+    prov = corpus.prepare(tmp_path / "c", corpus.load_corpus(write_list(tmp_path, body)), progress=False)
+    (e,) = prov["files"]
+    assert e["source"]["excerpt_s"] == [0.25, 0.5] and e["seconds"] <= 0.5
+    late = body.replace("start = 0.25", "start = 3.0")
+    with pytest.raises(ExportError, match=r"noise_cut: start 3\.0 s is past the end"):
+        corpus.prepare(tmp_path / "d", corpus.load_corpus(write_list(tmp_path, late)), progress=False)
+    for bad in ("seconds = 0.5", "start = 0.25"):
+        wrong = body.replace(bad, bad.split(" = ")[0] + " = -1.0")
+        with pytest.raises(ConfigError, match="an excerpt of the file"):
+            corpus.load_corpus(write_list(tmp_path, wrong))
+    espeak = ('[[file]]\nid = "s"\nkind = "espeak"\ntext = "hi"\nvoice = "en"\nspeed = 150\npitch = 50\n'
+              'seconds = 2.0\nsound = "s"\nrole = "speech"\nsplit = "train"\nlicence = "GPL-3.0-or-later"\n')
+    with pytest.raises(ConfigError, match="unknown keys \\['seconds'\\]"):
+        corpus.load_corpus(write_list(tmp_path, espeak))
+
+
 def test_load_prepared_without_a_corpus_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"python -m export\.corpus prepare"):
         corpus.load_prepared(tmp_path)
@@ -217,3 +237,25 @@ def test_robustness_quick_run(local_corpus: Path, tmp_path: Path) -> None:
     assert level["windows"] == 1 and pkg["false_alarms"]["enough"] is False
     md = out.with_suffix(".md").read_text()
     assert "| real noise SNR 0 dB |" in md and "| glass_break |" in md
+
+
+@pytest.mark.slow
+def test_fusion_vs_concat_tiny_run(local_corpus: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("bench_fusion_vs_concat", REPO / "bench" / "fusion_vs_concat.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "fvc.json"
+    argv = ["--scenarios", "driving", "--samples", "48", "--epochs", "1", "--eval-samples", "16", "--bench-samples",
+            "8", "--corpus", str(local_corpus), "--work", str(tmp_path / "runs"), "--out", str(out)]
+    assert mod.main(argv) == 0
+    res = json.loads(out.read_text())["scenarios"]["driving"]
+    a, c = res["attention"], res["concat"]
+    assert a["train_data_sha256"] == c["train_data_sha256"]  # same data for both
+    assert a["parameters"] > c["parameters"] and a["arch"] == "attention" and c["arch"] == "concat"
+    names = [r["name"] for r in a["robustness"]["rows"]]
+    assert names[0] == "clean" and "16:9 crop (top-aligned)" in names and a["robustness"]["samples"] == 8
+    assert "| 16:9 crop (top-aligned) |" in out.with_suffix(".md").read_text()
+    assert mod.main([*argv, "--reuse"]) == 0  # evaluates the runs already there, no training
+    assert (tmp_path / "runs" / "driving-concat" / "package" / "manifest.json").is_file()

@@ -16,7 +16,15 @@ from edgefusion.errors import ConfigError
 from edgefusion.package import load_package
 from edgefusion.scenarios import generate_samples, get_scenario
 from export import corpus
-from export.augmented import SAFE_ASPECTS, build_augmented, load_backgrounds, robust_rows, training_policy
+from export.augmented import (
+    SAFE_ANCHOR_Y,
+    SAFE_ASPECTS,
+    bench_crop,
+    build_augmented,
+    load_backgrounds,
+    robust_rows,
+    training_policy,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,18 +71,23 @@ def test_training_crops_keep_drivings_red_lights_in_the_frame() -> None:
     lights = [s.image for s in generate_samples(get_scenario("driving"), 400, 5) if "red_light" in s.events]
     lights = [im for im in lights if red(im) >= 10]
     assert len(lights) > 30
-    aspects = (16 / 9, *SAFE_ASPECTS["driving"])
-    lost = {a: sum(red(crop_aspect(im, a)) < 0.3 * red(im) for im in lights) for a in aspects}
-    assert lost[16 / 9] > 0.1 * len(lights)  # why 16:9 is not used for driving
-    assert all(lost[a] == 0 for a in SAFE_ASPECTS["driving"])
-    assert training_policy("driving").aspects == SAFE_ASPECTS["driving"]
+    def lost(aspect: float, anchor: float) -> int:
+        return sum(red(crop_aspect(im, aspect, anchor_y=anchor)) < 0.3 * red(im) for im in lights)
+
+    assert lost(16 / 9, 0.5) > 0.1 * len(lights)  # why driving's wide crops are not centred
+    lo, hi = SAFE_ANCHOR_Y["driving"]
+    assert all(lost(a, y) == 0 for a in SAFE_ASPECTS["driving"] for y in (lo, hi))
+    policy = training_policy("driving")
+    assert policy.aspects == SAFE_ASPECTS["driving"] and policy.crop_anchor_y == (lo, hi)
     assert AugmentPolicy().snr_db == training_policy("smart_home").snr_db
+    name, crop = bench_crop("driving")  # the bench's 16:9 row crops where training does, and says so
+    assert name == "16:9 crop (top-aligned)" and sum(red(crop(im)) < 0.3 * red(im) for im in lights) == 0
 
 
 def test_robust_rows_mirror_the_bench_with_held_out_noise(local_corpus: Path) -> None:
     bg = load_backgrounds(local_corpus, get_scenario("smart_home").events, "heldout")
     names = [r.name for r in robust_rows("smart_home", bg)]
-    assert names[-2:] == ["real noise SNR 10 dB", "real noise SNR 0 dB"] and "crop 16:9" in names
+    assert names[-2:] == ["real noise SNR 10 dB", "real noise SNR 0 dB"] and "16:9 crop" in names
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
+from math import gcd
 
 import cv2
 import numpy as np
@@ -63,6 +64,10 @@ class AudioParams:
 def resample(x: np.ndarray, rate_in: int, rate_out: int, taps: int = 32) -> np.ndarray:
     """Band-limited resampling by windowed-sinc interpolation (Hann window).
 
+    The filter weights repeat every ``rate_out / gcd(rate_in, rate_out)`` outputs; one period
+    of them is computed once per (rates, taps) and cached (:func:`_sinc_table`), so a call
+    only gathers and sums (the band-limit augmentation calls this twice per training sample).
+
     Example:
         >>> y = resample(np.ones(441, np.float32), 44100, 16000)
         >>> len(y)
@@ -72,12 +77,43 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int, taps: int = 32) -> np.n
     if rate_in == rate_out or len(x) == 0:
         return x.copy()
     n_out = int(len(x) * rate_out // rate_in)
-    ratio = rate_in / rate_out
-    return _sinc_interp(x, np.arange(n_out) * ratio, min(1.0, 1.0 / ratio), taps)
+    base, w, p, q = _sinc_table(int(rate_in), int(rate_out), taps)
+    m = np.arange(n_out)
+    r = m % q
+    idx = ((m // q) * p + base[r])[:, None] + np.arange(-taps // 2 + 1, taps // 2 + 1)[None, :]
+    xs = x[np.clip(idx, 0, len(x) - 1)]
+    return (xs * w[r]).sum(axis=1).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _sinc_table(rate_in: int, rate_out: int, taps: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """One period of :func:`resample`'s weights: output ``m`` reads input ``m * p / q`` (``p / q`` =
+    ``rate_in / rate_out`` reduced), so its integer part and weights depend on ``m % q`` only.
+
+    Returns (integer part of the position per phase, weights per phase x tap, p, q). The
+    positions are exact fractions, so a position on an input sample is never taken for the one
+    before it by float rounding. At most ``q`` x ``taps`` float64 (4 MB for coprime 16 kHz rates).
+    """
+    g = gcd(rate_in, rate_out)
+    p, q = rate_in // g, rate_out // g
+    phase = np.arange(q, dtype=np.int64)
+    base = phase * p // q
+    frac = (phase * p % q) / q
+    k = np.arange(-taps // 2 + 1, taps // 2 + 1)
+    d = frac[:, None] - k[None, :]
+    cutoff = min(1.0, q / p)
+    w = cutoff * np.sinc(cutoff * d) * (0.5 + 0.5 * np.cos(np.pi * d / (taps // 2 + 1)))
+    w /= w.sum(axis=1, keepdims=True)
+    base.setflags(write=False)
+    w.setflags(write=False)
+    return base, w, p, q
 
 
 def _sinc_interp(x: np.ndarray, pos: np.ndarray, cutoff: float, taps: int) -> np.ndarray:
-    """Values of ``x`` at fractional positions ``pos``, lowpassed at ``cutoff`` (1 = Nyquist)."""
+    """Values of ``x`` at fractional positions ``pos``, lowpassed at ``cutoff`` (1 = Nyquist).
+
+    :class:`StreamResampler` uses it directly: its positions continue across chunks.
+    """
     base = np.floor(pos).astype(np.int64)
     k = np.arange(-taps // 2 + 1, taps // 2 + 1)
     idx = base[:, None] + k[None, :]
