@@ -40,6 +40,7 @@ from export.augmented import build_augmented
 from export.evaluate import confusion_png, label_report, predict
 from export.model import FusionNet, count_parameters
 from export.task_data import RecordedData, check_labels, generator_for, load_recorded, same_inputs
+from export.text_warmup import warm_text
 from export.train import (
     TrainConfig,
     TrainResult,
@@ -93,6 +94,8 @@ class TaskTrainConfig:
     corpus: str | None = "runs/corpus"
     #: with ``init``: a fresh open-vocabulary text input (hashed n-grams) instead of the package's
     new_text: bool = False
+    #: with ``new_text``: steps of text-only warm-up of the text encoder and intent head (:mod:`export.text_warmup`)
+    text_warmup: int = 2000
 
     def validate(self) -> None:
         bad = [f for f in self.freeze if f not in ENCODERS]
@@ -217,7 +220,7 @@ def train_command(cfg: TaskTrainConfig, lr: float) -> str:
     parts += ["--data", *map(q, cfg.data)] if cfg.data else []
     parts += ["--init", q(cfg.init)] if cfg.init else []
     parts += ["--freeze", ",".join(cfg.freeze)] if cfg.freeze else []
-    parts += ["--new-text"] if cfg.new_text else []
+    parts += ["--new-text", "--text-warmup", str(cfg.text_warmup)] if cfg.new_text else []
     parts += ["--synthetic-fraction", f"{cfg.synthetic_fraction:g}"]
     parts += ["--samples", str(cfg.samples)] if cfg.samples is not None else []
     parts += ["--steps", str(cfg.steps)] if cfg.steps is not None else []
@@ -253,6 +256,11 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
                      epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, weight_decay=cfg.weight_decay,
                      drop_image=cfg.drop_image, drop_audio=cfg.drop_audio, threads=cfg.threads,
                      augment=cfg.augment, corpus=cfg.corpus)
+    if cfg.init and cfg.new_text and scen is not None and cfg.text_warmup > 0:
+        warm = warm_text(model, scen, text_params(dict(inputs)["tokens"]), cfg.text_warmup, TrainConfig.lr, cfg.seed,
+                         progress=progress)
+        if init_info is not None:
+            init_info["text_warmup"] = warm
     n_syn = _synthetic_count(cfg, scen, recorded)
     feeds, y_ev, y_act, y_int, aug_info = _training_set(recorded, scen, builder, n_syn, hp, progress, task)
     if len(y_act) == 0:
@@ -266,6 +274,8 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
     metrics: dict[str, Any] = {"task": task.name}
     if init_info is not None:
         metrics["init_reinitialised"] = init_info["reinitialised"]
+        if "text_warmup" in init_info:
+            metrics["text_warmup"] = init_info["text_warmup"]
     if recorded is not None:
         metrics["val"] = _validate(model, recorded, task, out)
     if scen is not None and cfg.n_eval > 0:

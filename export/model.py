@@ -135,6 +135,11 @@ class FusionNet(nn.Module):
         grams = (tokens > 0).unsqueeze(-1).to(self.pos.dtype)
         return self.embed(tokens).sum(2) / grams.sum(2).clamp(min=1.0)  # padding_idx 0 embeds to zeros
 
+    def encode_text(self, tokens: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word tokens (B, L, d) after the text block, and their mean over ``keep`` (B, d)."""
+        txt = self.text_block(self.embed_words(tokens) + self.pos, (1.0 - keep) * MASK_BIAS)
+        return txt, (txt * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1.0)
+
     def forward(self, image: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
                 present: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b = image.shape[0]
@@ -142,8 +147,7 @@ class FusionNet(nn.Module):
         seq, h = self.gru(self.audio_front(audio.transpose(1, 2)).transpose(1, 2))
         aud = torch.stack([h[0], seq.amax(1)], 1)  # (B, 2, d)
         txt_keep = token_mask * present[:, 2:3]
-        txt = self.text_block(self.embed_words(tokens) + self.pos, (1.0 - txt_keep) * MASK_BIAS)
-        tvec = (txt * txt_keep[..., None]).sum(1) / txt_keep.sum(1, keepdim=True).clamp(min=1.0)
+        txt, tvec = self.encode_text(tokens, txt_keep)
         if self.cfg.arch == "concat":
             feats = torch.cat([img.mean(1) * present[:, 0:1], aud.mean(1) * present[:, 1:2], tvec], 1)
             z = self.mix(feats)

@@ -67,7 +67,7 @@ def _train_task(a: argparse.Namespace) -> None:
     cfg = TaskTrainConfig(task=a.task, data=tuple(a.data), init=a.init, freeze=freeze,
                           synthetic_fraction=a.synthetic_fraction, samples=a.samples, steps=a.steps, lr=a.lr,
                           augment=not a.no_augment, corpus=None if a.no_real_backgrounds else a.corpus,
-                          new_text=a.new_text, **kw)
+                          new_text=a.new_text, text_warmup=a.text_warmup, **kw)
     out = a.out or f"runs/{task.name}-{a.arch or 'attention'}"
     res = train_task(cfg, out)
     m = res.metrics
@@ -169,6 +169,9 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--new-text", action="store_true",
                    help="with --init: replace the package's text input with a fresh open-vocabulary one (hashed "
                         "character n-grams; the encoders, heads and other inputs are kept, new labels start fresh)")
+    g.add_argument("--text-warmup", type=int, default=2000, metavar="STEPS",
+                   help="with --new-text: steps that train the fresh text encoder and intent head on the task's "
+                        "commands alone before fusion training (default 2000, about a minute; 0: none)")
     g.add_argument("--freeze", default="", metavar="LIST", help="comma-separated encoders to keep fixed: image, "
                                                               "audio, text")
     g.add_argument("--synthetic-fraction", type=float, default=0.5, metavar="F",
