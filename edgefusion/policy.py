@@ -8,7 +8,10 @@ The policy (a task spec's ``[policy]``, see :mod:`edgefusion.task.policy`) acts 
    output (``role: intent``) takes a security-sensitive action only when that output names
    an intent whose rules decide it (``let_in`` for ``unlock_door``) with at least the action's
    threshold (rule ``secure_intent`` otherwise); without one, the command's unknown words
-   decide (``secure_unknown_words``). The smoother sees the
+   decide (``secure_unknown_words``). With an intent output, a step also abstains (rule
+   ``intent_mismatch``) when it proposes an action that only commands decide (every rule
+   for it names an intent: ``lock_door``, ``turn_left``) while the intent output reads
+   another intent: the two heads disagree about the command, so the step does not vote. The smoother sees the
    policy's outcome, so only confident, allowed steps vote for a change, and an abstained
    step does not vote at all: the stable action holds and nothing is emitted. Abstaining
    never emits, so event-level precision cannot suffer from it.
@@ -49,8 +52,8 @@ from edgefusion.task.policy import (
     missing_rule,
 )
 
-__all__ = ["COMMAND", "INTENT_RULE", "NO_COMMAND", "TEXT_MISSING", "UNKNOWN", "Decider", "Outcome", "Verdict",
-           "decide_step", "decider_for", "describe_policy", "task_of", "text_status"]
+__all__ = ["COMMAND", "INTENT_RULE", "MISMATCH_RULE", "NO_COMMAND", "TEXT_MISSING", "UNKNOWN", "Decider", "Outcome",
+           "Verdict", "decide_step", "decider_for", "describe_policy", "task_of", "text_status"]
 
 # What a Result's ``text_status`` says about the command input. The model sees the last two
 # alike (the text input masked), so this is the runtime's knowledge, not the model's.
@@ -60,6 +63,8 @@ TEXT_MISSING = "text_missing"  #: there is no text source at all
 UNKNOWN = "unknown"            #: the core was not told about a text source and has had no command yet
 #: a security-sensitive action the intent output does not back (another intent, or below the action's threshold)
 INTENT_RULE = "secure_intent"
+#: an action only commands decide, while the intent output reads another intent: the step abstains
+MISMATCH_RULE = "intent_mismatch"
 
 
 def text_status(window: FusionWindow, text_source: bool | None, commands_seen: int) -> str:
@@ -137,6 +142,9 @@ class Decider:
         replaced = self.permitted(action, missing, unknown_words, decision.intent, decision.intent_score)
         if replaced is not None:
             return Verdict(replaced[0], replaced[1], degraded)
+        if decision.intent is not None and self.command_only(action) and \
+                decision.intent not in self.enabling_intents(action):
+            return Verdict(None, MISMATCH_RULE, degraded)
         if decision.action_score < p.threshold_of(action):
             return Verdict(None, ABSTAIN_RULE, degraded)
         return Verdict(action, self.explain(action, set(decision.events), unknown_words is not None), degraded)
@@ -162,6 +170,19 @@ class Decider:
             elif p.secure_unknown_words is not None and unknown_words > p.secure_unknown_words:
                 return p.safe_action, UNCLEAR_RULE
         return None
+
+    def command_only(self, action: str) -> bool:
+        """Whether only commands decide ``action``: every rule for it names an intent (and it is not the default).
+
+        Example:
+            >>> d = Decider(load_task("driving").policy, load_task("driving"))
+            >>> d.command_only("turn_left"), d.command_only("pull_over"), d.command_only("proceed")
+            (True, False, False)
+        """
+        if self.task is None:
+            return False
+        rules = [r for r in self.task.rules if r.action == action]
+        return bool(rules) and all(r.intent for r in rules)
 
     def enabling_intents(self, action: str) -> frozenset[str]:
         """The intents whose rules decide ``action`` (those that may enable a security-sensitive one)."""

@@ -217,8 +217,8 @@ class Result:
     #: a modality the policy has a fallback for was missing this step
     degraded: bool = False
     #: what decided ``action``: a task rule's name (``a|b`` when the intent is ambiguous) or a policy
-    #: rule: abstain, missing_<modality>, secure_no_command, secure_unclear_command, secure_intent, smoothing,
-    #: model, no_policy
+    #: rule: abstain, missing_<modality>, secure_no_command, secure_unclear_command, secure_intent,
+    #: intent_mismatch, smoothing, model, no_policy
     rule: str = ""
     #: the command input: command, no_command (a text source, silent), text_missing (none), unknown
     text_status: str = "unknown"

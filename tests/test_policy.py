@@ -360,3 +360,18 @@ def test_with_an_intent_output_unlock_door_needs_the_let_in_intent_above_its_thr
         assert (told[1].action, told[1].intent) == ("unlock_door", "let_in") and not told[1].abstained
         silent = run(core, [window(30)])[0]  # no command: never, whatever the intent output says
         assert (silent.action, silent.rule) == ("none", "secure_no_command")
+
+
+def test_with_an_intent_output_a_command_action_the_intent_does_not_back_abstains():
+    pkg = load_package("smart_home")
+    with Stub(pkg) as be:
+        core = FusionCore(pkg, be)
+        be.probs, be.intents = {"lock_door": 0.95}, {"unrelated": 0.9}
+        r = run(core, [window(0, command="what did the dog eat")])[0]
+        assert (r.action, r.rule, r.abstained) == ("none", "intent_mismatch", True)
+        be.intents = {"lock_door": 0.9}
+        r = run(core, [window(t, command="lock up", said=1) for t in (1, 2)])[1]
+        assert (r.action, r.abstained) == ("lock_door", False)
+        be.probs, be.intents = {"emergency": 0.95}, {"unrelated": 0.9}  # not a command's action: no say
+        r = run(core, [window(t, command="hello", said=3) for t in (3, 4)])[1]
+        assert r.action == "emergency" and r.rule != "intent_mismatch" and not r.abstained
