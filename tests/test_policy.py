@@ -36,7 +36,7 @@ AUDIO = np.zeros(16000, np.float32)
 
 class Stub(Backend):
     """A model whose action (``probs``) and intent (``intents``) probabilities are set per call; event logits are
-    zeros. Without ``intents`` set, the intent output (when the package has one) says let_in for sure."""
+    zeros. Without ``intents`` set, the intent output (when the package has one) agrees with the action."""
 
     name = "stub"
 
@@ -46,7 +46,11 @@ class Stub(Backend):
         self.events = package.output("multilabel_logits")
         self.probs: dict[str, float] = {}
         self.intent_out = package.output_role("intent")
-        self.intents: dict[str, float] = {"let_in": 1.0 - 1e-6}
+        #: None: the intent output agrees with the action (an intent whose rules decide it, else none)
+        self.intents: dict[str, float] | None = None
+        task = task_of(package)
+        self.enabling = {a: sorted(i for r in task.rules if r.action == a for i in r.intent) for a in task.actions} \
+            if task else {}
 
     @property
     def info(self) -> BackendInfo:
@@ -59,8 +63,11 @@ class Stub(Backend):
                 self.events.name: np.full((1, len(self.events.labels)), -5.0, np.float32)}
         if self.intent_out is not None:
             labels = self.intent_out.labels
-            rest = (1.0 - sum(self.intents.values())) / max(1, len(labels) - len(self.intents))
-            q = np.array([self.intents.get(i, rest) for i in labels]).clip(1e-9)
+            best = self.actions.labels[int(np.argmax(p))]
+            intents = self.intents if self.intents is not None else {
+                (self.enabling.get(best) or ["none"])[0]: 0.99}
+            rest = (1.0 - sum(intents.values())) / max(1, len(labels) - len(intents))
+            q = np.array([intents.get(i, rest) for i in labels]).clip(1e-9)
             outs[self.intent_out.name] = np.log(q)[None].astype(np.float32)
         return outs
 
@@ -178,7 +185,8 @@ def test_a_low_confidence_window_abstains_instead_of_taking_the_argmax():
         be.probs = {"lights_on": 0.3}
         low = run(core, [window(t) for t in range(3, 9)])
         assert all(r.raw_action == "lights_on" and r.action == "none" and r.abstained and not r.emitted for r in low)
-        assert low[0].confidence == pytest.approx(0.1, abs=1e-6)  # the model's probability for 'none'
+        n = len(pkg.output("class_logits").labels)
+        assert low[0].confidence == pytest.approx(0.7 / (n - 1), abs=1e-6)  # the model's probability for 'none'
         be.probs = {"lights_on": 0.9}
         sure = run(core, [window(t) for t in range(9, 11)])
         assert [(r.action, r.emitted, r.abstained) for r in sure] == [("none", False, False),
@@ -250,7 +258,7 @@ def test_results_carry_the_policy_in_every_output(tmp_path):
     assert {k: d[k] for k in ("action", "raw_action", "abstained", "degraded", "rule", "text_status")} == {
         "action": "none", "raw_action": "unlock_door", "abstained": False, "degraded": False,
         "rule": "secure_no_command", "text_status": "no_command"}
-    assert d["confidence"] == pytest.approx(0.01 / 7, abs=1e-5)
+    assert d["confidence"] == pytest.approx(0.01 / (len(pkg.output("class_logits").labels) - 1), abs=1e-5)
     path = tmp_path / "r.jsonl"
     with JsonlSink(str(path)) as sink:
         sink.write(r)
@@ -275,7 +283,7 @@ def test_unlock_door_needs_a_clear_command_even_when_the_model_is_sure():
         assert {(r.action, r.rule) for r in silent} == {("none", "secure_no_command")}
         told = run(core, [window(t, command="let them in", said=5) for t in range(5, 8)])
         assert [(r.action, r.emitted) for r in told] == [("none", False), ("unlock_door", True), ("unlock_door", False)]
-        unclear = run(core, [window(8, command="what is the temperature in the garage")])[0]
+        unclear = run(core, [window(8, command="could you frobnicate the quux")])[0]  # two unknown words
         assert (unclear.action, unclear.rule, unclear.emitted) == ("none", "secure_unclear_command", True)
         typo = run(core, [window(t, command="let tehm in", said=9) for t in (9, 10)])  # one unknown word is fine
         assert typo[1].action == "unlock_door" and typo[1].unknown_words == 1
@@ -301,10 +309,11 @@ def test_unlock_door_is_never_taken_without_a_command_on_real_windows(home_windo
                                    for w, _ in home_windows])
     for text in (None, "what is the temperature in the garage"):
         assert not any(r.action == "unlock_door" for r in got[text]), text
-    # the model proposes unlock_door for the unrelated question; the policy refuses it as unclear
+    # the v1 package (a closed vocabulary) proposed unlock_door for this unrelated question in most
+    # windows, and the policy had to refuse it; the open-vocabulary package reads it as unrelated
     unclear = got["what is the temperature in the garage"]
-    assert sum(r.raw_action == "unlock_door" for r in unclear) > 50
-    assert collections.Counter(r.rule for r in unclear)["secure_unclear_command"] > 50
+    assert collections.Counter(r.intent for r in unclear)["unrelated"] == len(unclear)
+    assert sum(r.raw_action == "unlock_door" for r in unclear) == 0
     # with the command, the door is unlocked: the policy does not refuse everything
     assert sum(r.action == "unlock_door" for r in got["let them in"]) > 50
 
