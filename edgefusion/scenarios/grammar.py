@@ -133,7 +133,7 @@ class Grammar:
                 text = f"{_pick(self.prefixes, rng)} {text} {_pick(self.suffixes, rng)}"
         if rng.random() < filler_prob:
             text = f"{_pick(self.fillers, rng)} {text}"
-        words = text.split()
+        words = text.split()  # also drops the spaces an empty politeness or filler list leaves
         if rng.random() < 0.5:
             words = [x.replace("'", "") for x in words]
         while rng.random() < typo_prob:
@@ -150,4 +150,5 @@ class Grammar:
 
 
 def _pick(alts: tuple[str, ...], rng: np.random.Generator) -> str:
-    return alts[int(rng.integers(len(alts)))]
+    """One of ``alts`` at random; "" when there are none (a grammar without politeness or fillers)."""
+    return alts[int(rng.integers(len(alts)))] if alts else ""
