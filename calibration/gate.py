@@ -10,8 +10,8 @@ Example:
     >>> from edgefusion.package import load_package
     >>> pkg = load_package("smart_home")
     >>> ev = EvalSet(feeds={}, y_action=np.array([0, 1]), y_events=np.zeros((2, 7)), seed=0, sha256="", hard=False)
-    >>> ref = {"action_logits": np.array([[2.0, 0.0] + [0.0] * 6, [0.0, 2.0] + [0.0] * 6]),
-    ...        "event_logits": np.zeros((2, 7))}
+    >>> ref = {"action_logits": np.array([[2.0, 0.0] + [0.0] * 7, [0.0, 2.0] + [0.0] * 7]),
+    ...        "event_logits": np.zeros((2, 7)), "intent_logits": np.zeros((2, 6))}
     >>> res = judge(pkg, "int8", ev, ref, ref, max_drop_points=1.0)
     >>> res.passed, res.drop_points
     (True, 0.0)
