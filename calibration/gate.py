@@ -10,8 +10,8 @@ Example:
     >>> from edgefusion.package import load_package
     >>> pkg = load_package("smart_home")
     >>> ev = EvalSet(feeds={}, y_action=np.array([0, 1]), y_events=np.zeros((2, 7)), seed=0, sha256="", hard=False)
-    >>> ref = {"action_logits": np.array([[2.0, 0.0] + [0.0] * 6, [0.0, 2.0] + [0.0] * 6]),
-    ...        "event_logits": np.zeros((2, 7))}
+    >>> ref = {"action_logits": np.array([[2.0, 0.0] + [0.0] * 7, [0.0, 2.0] + [0.0] * 7]),
+    ...        "event_logits": np.zeros((2, 7)), "intent_logits": np.zeros((2, 6))}
     >>> res = judge(pkg, "int8", ev, ref, ref, max_drop_points=1.0)
     >>> res.passed, res.drop_points
     (True, 0.0)
@@ -154,7 +154,10 @@ def judge(package: ModelPackage, variant: str, ev: EvalSet, fp32: Mapping[str, n
     for out in package.outputs:
         a, b = np.asarray(fp32[out.name], np.float64), np.asarray(int8[out.name], np.float64)
         diff = np.abs(a - b)
-        if out.kind == "class_logits":
+        if out.kind == "class_logits" and out.role == "intent":  # no intent labels here: how often INT8 agrees
+            agree = float(np.mean(a.argmax(1) == b.argmax(1)))
+            metric, m32, m8 = "intent_agreement", 1.0, agree
+        elif out.kind == "class_logits":
             agree = float(np.mean(a.argmax(1) == b.argmax(1)))
             acc32, acc8 = action_accuracy(a, ev.y_action), action_accuracy(b, ev.y_action)
             metric, m32, m8 = "action_accuracy", acc32, acc8

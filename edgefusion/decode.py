@@ -62,8 +62,11 @@ class Decoded:
     action_scores: dict[str, float] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
     events: tuple[str, ...] = ()
-    #: output name -> JSON-ready value (detections, intents, passed-through tensors)
+    #: output name -> JSON-ready value (detections, passed-through tensors)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the command's intent by the output with role ``intent`` (None: no such output) and its probability
+    intent: str | None = None
+    intent_score: float = 0.0
 
 
 Reader = Callable[[OutputSpec, Mapping[str, np.ndarray], FeedInfo | None, Decoded], None]
@@ -88,6 +91,8 @@ def _classes(spec: OutputSpec, outs: Mapping[str, np.ndarray], info: FeedInfo | 
     scores = {a: float(p) for a, p in zip(spec.labels, probs)}
     if spec.role == "action" or (spec.role is None and not d.action_scores):
         d.action_scores = scores
+    elif spec.role == "intent":
+        d.intent, d.intent_score = max(scores.items(), key=lambda kv: kv[1])
     else:
         d.extras[spec.name] = {k: round(v, 5) for k, v in scores.items()}
 

@@ -53,6 +53,9 @@ class Decision:
     events: tuple[str, ...]
     #: output name -> JSON-ready value: detections, intents, passed-through tensors
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the command's intent by the package's intent output (None: the package has none) and its probability
+    intent: str | None = None
+    intent_score: float = 0.0
 
 
 def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
@@ -77,6 +80,7 @@ def build_result(window: FusionWindow, seq: int, model: str, decision: Decision,
         action_scores=decision.action_scores, unknown_words=info.unknown_words, truncated=info.truncated,
         confidence=decision.action_scores.get(action, 0.0), abstained=abstained, degraded=degraded, rule=rule,
         text_status=text_status, outputs=decision.extras, stages=stages or {},
+        intent=decision.intent, intent_confidence=decision.intent_score,
     )
 
 
@@ -101,6 +105,7 @@ class FusionStep:
              *(label for o in package.outputs if o.kind == "detections" for label in o.labels)]))
         self.state = RecurrentState([StateParams.from_decl(i.name, i.preprocess, i.dtype, i.shape)
                                      for i in package.inputs if i.preprocess.get("kind") == "state"])
+        self.intent_out = package.output_role("intent")
         self.seq = 0
 
     def __call__(self, window: FusionWindow) -> Result:
@@ -138,4 +143,5 @@ class FusionStep:
         else:
             action, score = "none", 0.0
         return Decision(action=action, action_score=score, action_scores=d.action_scores, scores=d.scores,
-                        events=d.events, extras=d.extras)
+                        events=d.events, extras=d.extras, intent=d.intent,
+                        intent_score=d.intent_score)

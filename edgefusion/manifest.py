@@ -55,6 +55,7 @@ _PRE_LIMITS = {
     "image": {"size": (1, 4096), "width": (1, 4096), "height": (1, 4096)},
     "waveform": {"sample_rate": (1000, 192_000), "samples": (1, 1 << 22)},
     "tokens": {"max_tokens": (1, 4096)},
+    "hashed_ngrams": {"max_tokens": (1, 4096), "max_ngrams": (1, 4096), "buckets": (2, 1 << 24)},
     "logmel": {"sample_rate": (1000, 192_000), "window_ms": (10, 60_000), "n_fft": (16, 1 << 16),
                "hop": (1, 1 << 16), "n_mels": (1, 1024)},
 }
@@ -232,6 +233,9 @@ def _sizes_ok(shape: tuple[int | str, ...], pre: dict[str, Any], where: str, p: 
     kind = pre.get("kind")
     if kind == "image" and len(p.lines) == n:
         _image_ok(shape, pre, where, p)
+    if kind == "hashed_ngrams" and len(p.lines) == n and ints[-2:] != [pre.get("max_tokens"), pre.get("max_ngrams")]:
+        p.add(f"{where}.preprocess.max_ngrams", f"max_tokens {pre.get('max_tokens')!r:.20} and max_ngrams "
+                                                f"{pre.get('max_ngrams')!r:.20} disagree with the shape {list(shape)}")
     if kind == "tokens" and len(p.lines) == n and ints[-1:] != [pre.get("max_tokens")]:
         p.add(f"{where}.preprocess.max_tokens", f"{pre.get('max_tokens')!r:.20} disagrees with the shape "
                                                 f"{list(shape)}")

@@ -104,6 +104,10 @@ class ModelPackage:
         family = {"action": ("class_logits", "class_probs"), "events": ("multilabel_logits", "multilabel_probs")}
         return next((o for o in self.outputs if o.role is None and o.kind in family.get(role, ())), None)
 
+    def output_role(self, role: str) -> OutputSpec | None:
+        """The output with this ``role`` (e.g. ``intent``), or None."""
+        return next((o for o in self.outputs if o.role == role), None)
+
     def feed_builder(self) -> FeedBuilder:
         """The preprocessing the manifest declares; PackageError (one line) when it cannot be built."""
         try:

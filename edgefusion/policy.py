@@ -4,7 +4,14 @@ The policy (a task spec's ``[policy]``, see :mod:`edgefusion.task.policy`) acts 
 
 1. **Before smoothing**, on the model's per-step proposal: a missing modality's fallback
    replaces a forbidden action, a security-sensitive action without a command becomes the
-   safe action, and an action below its threshold *abstains*. The smoother sees the
+   safe action, and an action below its threshold *abstains*. A package with an intent
+   output (``role: intent``) takes a security-sensitive action only when that output names
+   an intent whose rules decide it (``let_in`` for ``unlock_door``) with at least the action's
+   threshold (rule ``secure_intent`` otherwise); without one, the command's unknown words
+   decide (``secure_unknown_words``). With an intent output, a step also abstains (rule
+   ``intent_mismatch``) when it proposes an action that only commands decide (every rule
+   for it names an intent: ``lock_door``, ``turn_left``) while the intent output reads
+   another intent: the two heads disagree about the command, so the step does not vote. The smoother sees the
    policy's outcome, so only confident, allowed steps vote for a change, and an abstained
    step does not vote at all: the stable action holds and nothing is emitted. Abstaining
    never emits, so event-level precision cannot suffer from it.
@@ -45,8 +52,8 @@ from edgefusion.task.policy import (
     missing_rule,
 )
 
-__all__ = ["COMMAND", "NO_COMMAND", "TEXT_MISSING", "UNKNOWN", "Decider", "Outcome", "Verdict", "decide_step",
-           "decider_for", "describe_policy", "task_of", "text_status"]
+__all__ = ["COMMAND", "INTENT_RULE", "MISMATCH_RULE", "NO_COMMAND", "TEXT_MISSING", "UNKNOWN", "Decider", "Outcome",
+           "Verdict", "decide_step", "decider_for", "describe_policy", "task_of", "text_status"]
 
 # What a Result's ``text_status`` says about the command input. The model sees the last two
 # alike (the text input masked), so this is the runtime's knowledge, not the model's.
@@ -54,6 +61,10 @@ COMMAND = "command"            #: a command is valid in the window
 NO_COMMAND = "no_command"      #: a text source is there but no command is valid now
 TEXT_MISSING = "text_missing"  #: there is no text source at all
 UNKNOWN = "unknown"            #: the core was not told about a text source and has had no command yet
+#: a security-sensitive action the intent output does not back (another intent, or below the action's threshold)
+INTENT_RULE = "secure_intent"
+#: an action only commands decide, while the intent output reads another intent: the step abstains
+MISMATCH_RULE = "intent_mismatch"
 
 
 def text_status(window: FusionWindow, text_source: bool | None, commands_seen: int) -> str:
@@ -104,6 +115,10 @@ class Decider:
         ('none', 'secure_no_command')
         >>> d.permitted("unlock_door", (), unknown_words=0) is None
         True
+        >>> d.permitted("unlock_door", (), 0, intent="unrelated", intent_score=0.99)
+        ('none', 'secure_intent')
+        >>> d.permitted("unlock_door", (), 0, intent="let_in", intent_score=0.95) is None
+        True
         >>> d.explain("emergency", {"smoke_alarm", "person"}, has_command=False)
         'smoke'
     """
@@ -124,17 +139,22 @@ class Decider:
         p = self.policy
         degraded = any(f is not None and f.degraded for f in map(p.fallback, missing))
         action = decision.action
-        replaced = self.permitted(action, missing, unknown_words)
+        replaced = self.permitted(action, missing, unknown_words, decision.intent, decision.intent_score)
         if replaced is not None:
             return Verdict(replaced[0], replaced[1], degraded)
+        if decision.intent is not None and self.command_only(action) and \
+                decision.intent not in self.enabling_intents(action):
+            return Verdict(None, MISMATCH_RULE, degraded)
         if decision.action_score < p.threshold_of(action):
             return Verdict(None, ABSTAIN_RULE, degraded)
         return Verdict(action, self.explain(action, set(decision.events), unknown_words is not None), degraded)
 
-    def permitted(self, action: str, missing: tuple[str, ...], unknown_words: int | None) -> tuple[str, str] | None:
+    def permitted(self, action: str, missing: tuple[str, ...], unknown_words: int | None, intent: str | None = None,
+                  intent_score: float = 0.0) -> tuple[str, str] | None:
         """None when ``action`` may be taken; else its replacement and the rule that replaced it.
 
-        ``unknown_words`` is the count in the window's command, None without a command.
+        ``unknown_words`` is the count in the window's command, None without a command;
+        ``intent``/``intent_score`` the intent output's reading (None: the package has none).
         """
         p = self.policy
         for m in missing:
@@ -144,9 +164,31 @@ class Decider:
         if action in p.secure:
             if unknown_words is None:
                 return p.safe_action, SECURE_RULE
-            if p.secure_unknown_words is not None and unknown_words > p.secure_unknown_words:
+            if intent is not None and self.task is not None:
+                if intent not in self.enabling_intents(action) or intent_score < p.threshold_of(action):
+                    return p.safe_action, INTENT_RULE
+            elif p.secure_unknown_words is not None and unknown_words > p.secure_unknown_words:
                 return p.safe_action, UNCLEAR_RULE
         return None
+
+    def command_only(self, action: str) -> bool:
+        """Whether only commands decide ``action``: every rule for it names an intent (and it is not the default).
+
+        Example:
+            >>> d = Decider(load_task("driving").policy, load_task("driving"))
+            >>> d.command_only("turn_left"), d.command_only("pull_over"), d.command_only("proceed")
+            (True, False, False)
+        """
+        if self.task is None:
+            return False
+        rules = [r for r in self.task.rules if r.action == action]
+        return bool(rules) and all(r.intent for r in rules)
+
+    def enabling_intents(self, action: str) -> frozenset[str]:
+        """The intents whose rules decide ``action`` (those that may enable a security-sensitive one)."""
+        if self.task is None:
+            return frozenset()
+        return frozenset(i for r in self.task.rules if r.action == action for i in r.intent)
 
     def explain(self, action: str, events: AbstractSet[str], has_command: bool) -> str:
         """The task rules that decide ``action`` for these events (any intent when a command is there).
@@ -184,7 +226,7 @@ def decide_step(decider: Decider | None, post: PostProcessor, decision: Decision
     action, rule, emitted = smooth.action, verdict.rule, smooth.emitted
     if verdict.vote is not None and action != verdict.vote:
         rule = SMOOTHING_RULE
-    replaced = decider.permitted(action, missing, unknown)
+    replaced = decider.permitted(action, missing, unknown, decision.intent, decision.intent_score)
     if replaced is not None:
         action, rule = replaced
         emitted = post.force(action, window.command_t_ns) or emitted
@@ -222,11 +264,14 @@ def decider_for(package: ModelPackage, task: Task | str | None = None, policy: P
 def _check_labels(package: ModelPackage, task: Task | None, policy: Policy) -> None:
     actions = package.output("class_logits").labels
     events = package.output("multilabel_logits").labels
-    named = {policy.safe_action, *policy.thresholds, *policy.secure}
-    for f in policy.missing:
-        named |= {f.action, *f.forbid}
+    # The policy must be able to emit its replacements; a task action the package lacks (a label the task
+    # added later, such as lights_off) is one the model never proposes, but one the task lacks is unexplained.
+    named = {policy.safe_action, *(f.action for f in policy.missing)}
     if task is not None:
-        named |= set(task.actions)
+        for a in actions:
+            if a not in task.actions:
+                raise ConfigError(f"package '{package.name}' does not fit task '{task.name}': its action {a!r} is "
+                                  f"not one of the task's ({', '.join(task.actions)}); give the package's own task")
         for e in task.event_names:
             if e not in events:
                 raise ConfigError(f"package '{package.name}' does not fit task '{task.name}': its events "

@@ -255,7 +255,8 @@ class Result:
     #: a modality the policy has a fallback for was missing this step
     degraded: bool = False
     #: what decided ``action``: a task rule's name (``a|b`` when the intent is ambiguous) or a policy
-    #: rule: abstain, missing_<modality>, secure_no_command, smoothing, model, no_policy
+    #: rule: abstain, missing_<modality>, secure_no_command, secure_unclear_command, secure_intent,
+    #: intent_mismatch, smoothing, model, no_policy
     rule: str = ""
     #: the command input: command, no_command (a text source, silent), text_missing (none), unknown
     text_status: str = "unknown"
@@ -264,6 +265,10 @@ class Result:
     #: the models that ran before this one on the same window (a pipeline's stages), by stage name:
     #: each stage's events, scores, outputs and timings
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the command's intent by the package's intent output (``none``: no command; None: the package
+    #: has no intent output) and the model's probability for it
+    intent: str | None = None
+    intent_confidence: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (scores rounded to 5 digits, timings in ns); ``outputs`` and ``stages`` when any."""
@@ -276,6 +281,8 @@ class Result:
             "unknown_words": self.unknown_words, "truncated": self.truncated,
             "confidence": round(self.confidence, 5), "abstained": self.abstained, "degraded": self.degraded,
             "rule": self.rule, "text_status": self.text_status, "timings_ns": self.timings_ns,
+            **({"intent": self.intent, "intent_confidence": round(self.intent_confidence, 5)}
+               if self.intent is not None else {}),
         }
         if self.outputs:
             d["outputs"] = self.outputs

@@ -50,7 +50,7 @@ import numpy as np
 
 from edgefusion import augment as aug
 from edgefusion.augment import AugmentPolicy, RandomAugment
-from edgefusion.dataset import Dataset, stack_feeds
+from edgefusion.dataset import NO_INTENT, Dataset, intent_labels, stack_feeds
 from edgefusion.errors import ConfigError
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.samples import FusionWindow
@@ -192,14 +192,17 @@ def build_augmented(scenario: Scenario, builder: FeedBuilder, n: int, seed: int,
     events = scenario.events
     y_ev = np.zeros((n, len(events)), np.float32)
     y_act = np.zeros(n, np.int64)
+    y_int = np.zeros(n, np.int64)
+    labels = intent_labels(scenario.intents)
 
     def windows() -> Iterator[FusionWindow]:
         for i, (s, w) in enumerate(augmented_samples(scenario, n, seed, augment)):
             y_ev[i] = [e in s.events for e in events]
             y_act[i] = scenario.actions.index(s.action)
+            y_int[i] = labels.index(s.intent or NO_INTENT)
             yield w
 
-    return Dataset(stack_feeds(windows(), builder, progress), y_ev, y_act)
+    return Dataset(stack_feeds(windows(), builder, progress), y_ev, y_act, y_int)
 
 
 # -- the robust held-out set ----------------------------------------------------------------------

@@ -28,20 +28,26 @@ from torch import nn
 from edgefusion.dataset import INPUT_ORDER, Dataset
 from edgefusion.metrics import action_accuracy, event_f1, sigmoid
 
-__all__ = ["confusion_png", "evaluate", "label_report", "masked", "predict", "robust_metrics"]
+__all__ = ["confusion_png", "evaluate", "label_report", "masked", "predict", "predict_all", "robust_metrics"]
+
+
+def predict_all(model: nn.Module, feeds: dict[str, np.ndarray], batch: int = 256) -> list[np.ndarray]:
+    """Every output of the model (event, action and, with an intent head, intent logits) for stacked feeds."""
+    model.eval()
+    parts: list[list[np.ndarray]] = []
+    with torch.inference_mode():
+        for i in range(0, len(feeds["image"]), batch):
+            outs = model(*(torch.from_numpy(feeds[k][i : i + batch]) for k in INPUT_ORDER))
+            parts = parts or [[] for _ in outs]
+            for p, o in zip(parts, outs):
+                p.append(o.numpy())
+    return [np.concatenate(p) for p in parts]
 
 
 def predict(model: nn.Module, feeds: dict[str, np.ndarray], batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Event and action logits for stacked feeds."""
-    model.eval()
-    ev, act = [], []
-    with torch.inference_mode():
-        for i in range(0, len(feeds["image"]), batch):
-            args = [torch.from_numpy(feeds[k][i : i + batch]) for k in INPUT_ORDER]
-            e, a = model(*args)
-            ev.append(e.numpy())
-            act.append(a.numpy())
-    return np.concatenate(ev), np.concatenate(act)
+    outs = predict_all(model, feeds, batch)
+    return outs[0], outs[1]
 
 
 def masked(feeds: dict[str, np.ndarray], modality: int) -> dict[str, np.ndarray]:
@@ -55,12 +61,14 @@ def masked(feeds: dict[str, np.ndarray], modality: int) -> dict[str, np.ndarray]
 
 def evaluate(model: nn.Module, ds: Dataset, events: tuple[str, ...], ablate: bool = True) -> dict[str, Any]:
     """Action accuracy, event F1 (per label and macro), and accuracy with each modality masked."""
-    ev, act = predict(model, ds.feeds)
+    ev, act, *rest = predict_all(model, ds.feeds)
     out: dict[str, Any] = {
         "samples": len(ds),
         "action_accuracy": action_accuracy(act, ds.y_action),
         "event_f1": event_f1(ev, ds.y_events, events),
     }
+    if rest and ds.y_intent is not None:
+        out["intent_accuracy"] = action_accuracy(rest[0], ds.y_intent)
     if ablate:
         out["ablation_action_accuracy"] = {
             name: action_accuracy(predict(model, masked(ds.feeds, i))[1], ds.y_action)

@@ -30,17 +30,28 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgefusion.dataset import INPUT_ORDER, Dataset, data_hash, input_specs, make_params
+from edgefusion.dataset import INPUT_ORDER, Dataset, data_hash, input_specs, intent_labels, make_params
 from edgefusion.errors import ConfigError, InputError
 from edgefusion.package import ModelPackage, load_package
-from edgefusion.preprocess import AudioParams, FeedBuilder, ImageParams, TextParams
+from edgefusion.preprocess import AudioParams, FeedBuilder, HashedParams, ImageParams, text_params
 from edgefusion.scenarios import Scenario
 from edgefusion.task import Task, load_task
 from export.augmented import build_augmented
 from export.evaluate import confusion_png, label_report, predict
-from export.model import FusionNet, ModelConfig, count_parameters
+from export.model import FusionNet, count_parameters
 from export.task_data import RecordedData, check_labels, generator_for, load_recorded, same_inputs
-from export.train import TrainConfig, TrainResult, augmenter, fit, held_out_metrics, load_checkpoint, save_checkpoint
+from export.text_warmup import warm_text
+from export.train import (
+    TrainConfig,
+    TrainResult,
+    augmenter,
+    fit,
+    held_out_metrics,
+    load_checkpoint,
+    model_config,
+    save_checkpoint,
+)
+from export.warmstart import grows, load_matching
 
 __all__ = ["ENCODERS", "FINETUNE_LR", "TaskTrainConfig", "freeze", "train_command", "train_task"]
 
@@ -81,6 +92,10 @@ class TaskTrainConfig:
     image_size: int = 96
     augment: bool = True
     corpus: str | None = "runs/corpus"
+    #: with ``init``: a fresh open-vocabulary text input (hashed n-grams) instead of the package's
+    new_text: bool = False
+    #: with ``new_text``: steps of text-only warm-up of the text encoder and intent head (:mod:`export.text_warmup`)
+    text_warmup: int = 2000
 
     def validate(self) -> None:
         bad = [f for f in self.freeze if f not in ENCODERS]
@@ -112,18 +127,24 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _from_package(cfg: TaskTrainConfig, task: Task) -> tuple[FusionNet, list[tuple[str, dict[str, Any]]],
-                                                            dict[str, Any]]:
-    """The package's model, its preprocessing, and what the provenance records about it."""
+def _from_package(cfg: TaskTrainConfig, task: Task, scen: Scenario | None) -> tuple[
+        FusionNet, list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """A model warm-started from the package, its preprocessing, and what the provenance records about it.
+
+    The task may add labels to the package's (new actions, a new intent head); their rows
+    start fresh, as does the text encoder's embedding with ``new_text``. Every tensor that no
+    longer fits is listed under ``reinitialised``.
+    """
     pkg: ModelPackage = load_package(str(cfg.init))
-    check_labels(task, pkg.output("multilabel_logits").labels, pkg.output("class_logits").labels,
-                 f"package '{pkg.name}' (--init)")
+    ev_p, act_p = pkg.output("multilabel_logits").labels, pkg.output("class_logits").labels
+    if not (grows(task.event_names, ev_p) and grows(task.actions, act_p)):
+        check_labels(task, ev_p, act_p, f"package '{pkg.name}' (--init)")
     rec = pkg.manifest.sources.get("checkpoint")
     if rec is None:
         raise ConfigError(f"package '{pkg.name}' has no training checkpoint (sources.checkpoint in its manifest), so "
                           "--init cannot start from it; export it from a checkpoint with 'edgefusion export'")
     path = pkg.file(rec)
-    model, ck = load_checkpoint(path)
+    old, ck = load_checkpoint(path)
     inputs = [(i.name, dict(i.preprocess)) for i in pkg.inputs]
     if same_inputs(inputs, ck["inputs"]) is not None:
         raise ConfigError(f"package '{pkg.name}': the manifest's preprocessing differs from its checkpoint's "
@@ -131,8 +152,21 @@ def _from_package(cfg: TaskTrainConfig, task: Task) -> tuple[FusionNet, list[tup
     if [n for n, _ in inputs] != list(INPUT_ORDER):
         raise ConfigError(f"package '{pkg.name}' has inputs {[n for n, _ in inputs]}; training fine-tunes the "
                           f"reference model, whose inputs are {list(INPUT_ORDER)}")
+    if cfg.new_text:
+        if scen is None:
+            raise ConfigError(f"--new-text takes the known words from task '{task.name}''s generator, and it has none")
+        inputs[2] = ("tokens", HashedParams(known=tuple(sorted(scen.grammar.words()))).to_dict())
+    pre = dict(inputs)
+    intents = intent_labels(task.intents) if task.intents else ()
+    mcfg = model_config(old.cfg.arch, ImageParams.from_dict(pre["image"]), AudioParams.from_dict(pre["audio"]),
+                        text_params(pre["tokens"]), len(task.event_names), len(task.actions), len(intents))
+    model = FusionNet(mcfg)
+    old_intents = tuple(ck.get("intents") or ()) if old.cfg.n_intents else ()
+    reinit = load_matching(model, old.state_dict(), {"event_head": (ev_p, task.event_names),
+                                                     "action_head": (act_p, task.actions),
+                                                     "intent_head.3": (old_intents, intents)})
     info = {"package": pkg.name, "path": str(pkg.path), "manifest_sha256": _sha256(pkg.path / "manifest.json"),
-            "checkpoint_sha256": rec.sha256, "arch": model.cfg.arch}
+            "checkpoint_sha256": rec.sha256, "arch": model.cfg.arch, "reinitialised": reinit}
     return model, inputs, info
 
 
@@ -144,22 +178,20 @@ def _from_scratch(cfg: TaskTrainConfig, task: Task, scen: Scenario | None) -> tu
 
         inputs = [(str(i["name"]), dict(i["preprocess"])) for i in read_manifest(cfg.data[0])["package"]["inputs"]]
         pre = {p.get("kind"): p for _, p in inputs}
-        missing = sorted({"image", "logmel", "tokens"} - set(pre))
+        missing = sorted({"image", "logmel", "tokens"} - set(pre) - ({"tokens"} if "hashed_ngrams" in pre else set()))
         if missing:
             raise ConfigError(f"dataset {cfg.data[0]} has no {', '.join(missing)} input; the reference model "
                               "needs image, log-mel audio and tokens")
-        img, aud, txt = ImageParams.from_dict(pre["image"]), AudioParams.from_dict(pre["logmel"]), \
-            TextParams.from_dict(pre["tokens"])
+        text = pre["hashed_ngrams"] if "hashed_ngrams" in pre else pre["tokens"]
+        img, aud, txt = ImageParams.from_dict(pre["image"]), AudioParams.from_dict(pre["logmel"]), text_params(text)
     elif scen is not None:
         img, aud, txt = make_params(scen, cfg.seed, cfg.image_size)
         inputs = input_specs(img, aud, txt)
     else:
         raise ConfigError(f"task '{task.name}' has no synthetic generator, so there is nothing to train on without "
                           "recorded data; give --data DIR (edgefusion dataset build)")
-    mcfg = ModelConfig(arch=cfg.arch, image_size=img.size, n_mels=aud.n_mels, n_frames=aud.n_frames,
-                       max_tokens=txt.max_tokens, vocab_size=len(txt.vocab), n_events=len(task.event_names),
-                       n_actions=len(task.actions))
-    return FusionNet(mcfg), inputs
+    n_intents = len(intent_labels(task.intents)) if task.intents else 0
+    return FusionNet(model_config(cfg.arch, img, aud, txt, len(task.event_names), len(task.actions), n_intents)), inputs
 
 
 def _synthetic_count(cfg: TaskTrainConfig, scen: Scenario | None, recorded: RecordedData | None) -> int:
@@ -188,6 +220,7 @@ def train_command(cfg: TaskTrainConfig, lr: float) -> str:
     parts += ["--data", *map(q, cfg.data)] if cfg.data else []
     parts += ["--init", q(cfg.init)] if cfg.init else []
     parts += ["--freeze", ",".join(cfg.freeze)] if cfg.freeze else []
+    parts += ["--new-text", "--text-warmup", str(cfg.text_warmup)] if cfg.new_text else []
     parts += ["--synthetic-fraction", f"{cfg.synthetic_fraction:g}"]
     parts += ["--samples", str(cfg.samples)] if cfg.samples is not None else []
     parts += ["--steps", str(cfg.steps)] if cfg.steps is not None else []
@@ -213,7 +246,7 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
     scen = generator_for(task)
     init_info = None
     if cfg.init:
-        model, inputs, init_info = _from_package(cfg, task)
+        model, inputs, init_info = _from_package(cfg, task, scen)
     else:
         model, inputs = _from_scratch(cfg, task, scen)
     builder = FeedBuilder(inputs)
@@ -223,17 +256,26 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
                      epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, weight_decay=cfg.weight_decay,
                      drop_image=cfg.drop_image, drop_audio=cfg.drop_audio, threads=cfg.threads,
                      augment=cfg.augment, corpus=cfg.corpus)
+    if cfg.init and cfg.new_text and scen is not None and cfg.text_warmup > 0:
+        warm = warm_text(model, scen, text_params(dict(inputs)["tokens"]), cfg.text_warmup, TrainConfig.lr, cfg.seed,
+                         progress=progress)
+        if init_info is not None:
+            init_info["text_warmup"] = warm
     n_syn = _synthetic_count(cfg, scen, recorded)
-    feeds, y_ev, y_act, aug_info = _training_set(recorded, scen, builder, n_syn, hp, progress)
+    feeds, y_ev, y_act, y_int, aug_info = _training_set(recorded, scen, builder, n_syn, hp, progress, task)
     if len(y_act) == 0:
         raise InputError(f"the training set is empty: the dataset(s) {', '.join(cfg.data)} have no 'train' window "
                          + ("and --synthetic-fraction is 0" if scen else f"and task '{task.name}' has no generator"))
     losses = fit(model, feeds, y_ev, y_act, hp, rng, steps=cfg.steps, frozen=freeze(model, cfg.freeze),
-                 desc=f"train {task.name}/{model.cfg.arch}", progress=progress)
+                 desc=f"train {task.name}/{model.cfg.arch}", progress=progress, y_intent=y_int)
     train_s = time.perf_counter() - t_start
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {"task": task.name}
+    if init_info is not None:
+        metrics["init_reinitialised"] = init_info["reinitialised"]
+        if "text_warmup" in init_info:
+            metrics["text_warmup"] = init_info["text_warmup"]
     if recorded is not None:
         metrics["val"] = _validate(model, recorded, task, out)
     if scen is not None and cfg.n_eval > 0:
@@ -242,7 +284,7 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
         "scenario": scen.name if scen else None, "arch": model.cfg.arch, "parameters": count_parameters(model),
         "train_seconds": round(train_s, 1), "steps": len(losses),
         "train_windows": {"recorded": recorded.n_train if recorded else 0, "synthetic": n_syn},
-        "train_data_sha256": data_hash(Dataset(feeds, y_ev, y_act)),
+        "train_data_sha256": data_hash(Dataset(feeds, y_ev, y_act, y_int)),
         "final_loss": float(np.mean(losses[-50:])), "first_loss": float(np.mean(losses[:10])), "augment": aug_info,
     })
     train_config = {**asdict(cfg), "scenario": scen.name if scen else None, "arch": model.cfg.arch, "lr": lr,
@@ -252,22 +294,29 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
                            "sha256": _sha256(Path(task.source)) if Path(task.source).is_file() else ""},
                   "datasets": recorded.sources if recorded else [], "init": init_info,
                   "command": train_command(cfg, lr)}
+    intents = list(intent_labels(task.intents)) if model.cfg.n_intents else []
     ckpt = save_checkpoint(out, model, model.cfg, train_config, inputs, task.event_names, task.actions, metrics,
-                           provenance=provenance)
+                           provenance=provenance, intents=intents)
     return TrainResult(ckpt, metrics, losses)
 
 
 def _training_set(recorded: RecordedData | None, scen: Scenario | None, builder: FeedBuilder, n_syn: int,
-                  hp: TrainConfig, progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
-                                                            dict[str, Any]]:
-    """Recorded train windows followed by ``n_syn`` augmented synthetic samples."""
+                  hp: TrainConfig, progress: bool, task: Task) -> tuple[
+        dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Recorded train windows followed by ``n_syn`` augmented synthetic samples.
+
+    Intent labels index :func:`intent_labels` of the task's intents (a recorded window
+    without a command is ``none``).
+    """
     parts_f: list[dict[str, np.ndarray]] = []
-    parts_e, parts_a = [], []
+    parts_e, parts_a, parts_i = [], [], []
     aug_info: dict[str, Any] = {"enabled": False}
     if recorded is not None and recorded.n_train:
         parts_f.append({k: recorded.train[k] for k in INPUT_ORDER})
         parts_e.append(recorded.train["events"].astype(np.float32))
         parts_a.append(recorded.train["action"].astype(np.int64))
+        it = recorded.train["intent"].astype(np.int64)
+        parts_i.append(np.where(it < 0, len(task.intents), it))
     if scen is not None and n_syn > 0:
         aug, aug_info = augmenter(hp, scen)
         with tqdm(total=n_syn, desc="synthesize train" + (" (augmented)" if aug else ""), unit="sample",
@@ -276,15 +325,16 @@ def _training_set(recorded: RecordedData | None, scen: Scenario | None, builder:
         parts_f.append(syn.feeds)
         parts_e.append(syn.y_events)
         parts_a.append(syn.y_action)
+        parts_i.append(syn.y_intent if syn.y_intent is not None else np.full(len(syn), -1, np.int64))
     if not parts_f:
-        return {}, np.zeros((0, 0), np.float32), np.zeros(0, np.int64), aug_info
+        return {}, np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), aug_info
     for k in INPUT_ORDER:
         kinds = {(p[k].dtype.str, p[k].shape[1:]) for p in parts_f}
         if len(kinds) > 1:
             raise ConfigError(f"recorded and synthetic '{k}' feeds differ ({sorted(kinds)}); the dataset was cut with "
                               "other preprocessing than the model's")
     feeds = {k: np.concatenate([p[k] for p in parts_f]) for k in INPUT_ORDER}
-    return feeds, np.concatenate(parts_e), np.concatenate(parts_a), aug_info
+    return feeds, np.concatenate(parts_e), np.concatenate(parts_a), np.concatenate(parts_i), aug_info
 
 
 def _validate(model: FusionNet, recorded: RecordedData, task: Task, out: Path) -> dict[str, Any]:

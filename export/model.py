@@ -6,6 +6,13 @@ and a transformer that fuses all tokens with self-attention. Modality embeddings
 the tokens apart; a key-padding mask removes missing modalities and text padding; a
 learned summary token is never masked, so no attention row is ever fully masked.
 
+The text encoder reads either word ids of a closed vocabulary (``text = "tokens"``, v1
+packages) or, for an open vocabulary, hashed character n-grams per word (``text =
+"hashed_ngrams"``, see :mod:`edgefusion.preprocess.text`): a word's vector is the mean of its
+n-gram embeddings (Embedding + masked mean, plain Gather/ReduceSum in ONNX). With
+``n_intents`` > 0 an intent head reads the pooled text tokens alone and the model returns
+a third output, the command's intent logits (the task's intents, ``unrelated``, ``none``).
+
 ``concat``: the classic late-fusion baseline - one vector per modality (zeroed when the
 modality is missing), concatenated into a dense head.
 
@@ -39,6 +46,10 @@ class ModelConfig:
     heads: int = 4
     fusion_layers: int = 3
     channels: tuple[int, ...] = (32, 64, 64, 128, 128)
+    #: "tokens" (word ids, vocab_size words) or "hashed_ngrams" (vocab_size buckets, max_ngrams per word)
+    text: str = "tokens"
+    max_ngrams: int = 0
+    n_intents: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +86,10 @@ class Block(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """Inputs: image (B,3,S,S), audio (B,T,M), tokens (B,L) int64, token_mask (B,L), present (B,3)."""
+    """Inputs: image (B,3,S,S), audio (B,T,M), tokens (B,L) or (B,L,G) int64, token_mask (B,L), present (B,3).
+
+    Outputs: event logits, action logits, and with ``n_intents`` intent logits.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -105,21 +119,36 @@ class FusionNet(nn.Module):
             raise ValueError(f"unknown arch {cfg.arch!r}; expected 'attention' or 'concat'")
         self.event_head = nn.Linear(head_in, cfg.n_events)
         self.action_head = nn.Linear(head_in, cfg.n_actions)
+        if cfg.text not in ("tokens", "hashed_ngrams"):
+            raise ValueError(f"unknown text input {cfg.text!r}; expected 'tokens' or 'hashed_ngrams'")
+        if cfg.n_intents:
+            self.intent_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.n_intents))
         nn.init.normal_(self.pos, std=0.02)
         if cfg.arch == "attention":
             nn.init.normal_(self.summary, std=0.02)
             nn.init.normal_(self.modality, std=0.02)
 
+    def embed_words(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) word vectors: an embedding per id, or the mean over a word's hashed n-grams."""
+        if self.cfg.text == "tokens":
+            return self.embed(tokens)
+        grams = (tokens > 0).unsqueeze(-1).to(self.pos.dtype)
+        return self.embed(tokens).sum(2) / grams.sum(2).clamp(min=1.0)  # padding_idx 0 embeds to zeros
+
+    def encode_text(self, tokens: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word tokens (B, L, d) after the text block, and their mean over ``keep`` (B, d)."""
+        txt = self.text_block(self.embed_words(tokens) + self.pos, (1.0 - keep) * MASK_BIAS)
+        return txt, (txt * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1.0)
+
     def forward(self, image: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
-                present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                present: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b = image.shape[0]
         img = self.image_enc(image).flatten(2).transpose(1, 2)  # (B, 9, d)
         seq, h = self.gru(self.audio_front(audio.transpose(1, 2)).transpose(1, 2))
         aud = torch.stack([h[0], seq.amax(1)], 1)  # (B, 2, d)
         txt_keep = token_mask * present[:, 2:3]
-        txt = self.text_block(self.embed(tokens) + self.pos, (1.0 - txt_keep) * MASK_BIAS)
+        txt, tvec = self.encode_text(tokens, txt_keep)
         if self.cfg.arch == "concat":
-            tvec = (txt * txt_keep[..., None]).sum(1) / txt_keep.sum(1, keepdim=True).clamp(min=1.0)
             feats = torch.cat([img.mean(1) * present[:, 0:1], aud.mean(1) * present[:, 1:2], tvec], 1)
             z = self.mix(feats)
         else:
@@ -139,4 +168,6 @@ class FusionNet(nn.Module):
             for blk in self.fusion:
                 x = blk(x, bias)
             z = self.norm(x[:, 0])
+        if self.cfg.n_intents:
+            return self.event_head(z), self.action_head(z), self.intent_head(tvec)
         return self.event_head(z), self.action_head(z)

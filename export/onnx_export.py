@@ -29,12 +29,15 @@ from edgefusion.package import FORMAT_VERSION
 from edgefusion.packaging import file_record, staged_package
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
-from export.train import load_checkpoint, predict
+from export.evaluate import predict_all
+from export.train import load_checkpoint
 
 __all__ = ["PARITY_ATOL", "export_package"]
 
 PARITY_ATOL = 1e-4
 OPSET = 20
+#: the model's outputs in its return order (the intent logits only with an intent head)
+OUTPUT_NAMES = ("event_logits", "action_logits", "intent_logits")
 PARITY_SEED_OFFSET = 7  # parity data: held-out, and distinct from the evaluation set
 
 
@@ -52,10 +55,11 @@ def _git_revision() -> str:
 def _shapes(ck: dict[str, Any]) -> dict[str, tuple[list[int | str], str, str]]:
     m = ck["model_config"]
     s, t, f, L = m["image_size"], m["n_frames"], m["n_mels"], m["max_tokens"]
+    grams = [m["max_ngrams"]] if m.get("text") == "hashed_ngrams" else []
     return {
         "image": (["batch", 3, s, s], "float32", "image"),
         "audio": (["batch", t, f], "float32", "audio"),
-        "tokens": (["batch", L], "int64", "text"),
+        "tokens": (["batch", L, *grams], "int64", "text"),
         "token_mask": (["batch", L], "float32", "text"),
         "present": (["batch", 3], "float32", "presence"),
     }
@@ -75,15 +79,19 @@ def parity(model: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    ev_o, act_o = sess.run(["event_logits", "action_logits"], {k: feeds[k] for k in INPUT_ORDER})
-    ev_t, act_t = predict(model, feeds)
-    return {
+    torch_outs = predict_all(model, feeds)
+    onnx_outs = sess.run(OUTPUT_NAMES[: len(torch_outs)], {k: feeds[k] for k in INPUT_ORDER})
+    (ev_o, act_o, *int_o), (ev_t, act_t, *int_t) = onnx_outs, torch_outs
+    out = {
         "samples": len(act_t),
-        "max_abs_diff": float(max(np.abs(ev_o - ev_t).max(), np.abs(act_o - act_t).max())),
+        "max_abs_diff": float(max(np.abs(o - t).max() for o, t in zip(onnx_outs, torch_outs))),
         "argmax_agreement": float(np.mean(act_o.argmax(1) == act_t.argmax(1))),
         "event_decision_agreement": float(np.mean((ev_o > 0) == (ev_t > 0))),
         "atol": PARITY_ATOL,
     }
+    if int_o:
+        out["intent_argmax_agreement"] = float(np.mean(int_o[0].argmax(1) == int_t[0].argmax(1)))
+    return out
 
 
 def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 256,
@@ -104,13 +112,14 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
         onnx_path = st.path / "model.fp32.onnx"
         try:
             torch.onnx.export(model, example, str(onnx_path), dynamo=True, opset_version=OPSET, external_data=False,
-                              input_names=list(INPUT_ORDER), output_names=["event_logits", "action_logits"],
+                              input_names=list(INPUT_ORDER),
+                              output_names=list(OUTPUT_NAMES[: 3 if model.cfg.n_intents else 2]),
                               dynamic_shapes=tuple({0: batch} for _ in INPUT_ORDER), verbose=False)
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {checkpoint}: {exc}") from exc
         _check_symbolic(onnx_path)
         par = parity(model, onnx_path, feeds)
-        if par["max_abs_diff"] > PARITY_ATOL or par["argmax_agreement"] < 1.0:
+        if par["max_abs_diff"] > PARITY_ATOL or min(par["argmax_agreement"], par.get("intent_argmax_agreement", 1)) < 1:
             raise ParityError(f"ONNX differs from PyTorch on {par['samples']} held-out samples: max |Δlogit| "
                               f"{par['max_abs_diff']:.3g} (limit {PARITY_ATOL}), argmax agreement "
                               f"{100 * par['argmax_agreement']:.2f}% (need 100%); nothing was written")
@@ -182,8 +191,11 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_sourc
         "scenario": cfg["scenario"],
         "inputs": inputs,
         "outputs": [
-            {"name": "event_logits", "kind": "multilabel_logits", "labels": ck["events"], "threshold": 0.5},
-            {"name": "action_logits", "kind": "class_logits", "labels": ck["actions"]},
+            {"name": "event_logits", "kind": "multilabel_logits", "role": "events", "labels": ck["events"],
+             "threshold": 0.5},
+            {"name": "action_logits", "kind": "class_logits", "role": "action", "labels": ck["actions"]},
+            *([{"name": "intent_logits", "kind": "class_logits", "role": "intent", "labels": ck["intents"]}]
+              if ck["model_config"].get("n_intents") else []),
         ],
         "artifacts": {"fp32": file_record(stage, "model.fp32.onnx", format="onnx", opset=OPSET, precision="fp32")},
         "sources": {"checkpoint": file_record(stage, "checkpoint.pt", format="torch")},

@@ -79,7 +79,7 @@ def load_recorded(dirs: Sequence[str | Path], task: Task, inputs: Sequence[Any])
     ``inputs`` are the model's (name, preprocess) pairs (a checkpoint's ``inputs``, or a
     package manifest's input dicts). Only the model's inputs and the label arrays are kept.
     """
-    keep = [*INPUT_ORDER, "events", "action", "recording"]
+    keep = [*INPUT_ORDER, "events", "action", "intent", "recording"]
     train: dict[str, list[np.ndarray]] = {k: [] for k in keep}
     val: dict[str, list[np.ndarray]] = {k: [] for k in keep}
     sources, names = [], {}

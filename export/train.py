@@ -28,9 +28,17 @@ from torch import nn
 from tqdm import tqdm
 
 from edgefusion.augment import RandomAugment
-from edgefusion.dataset import INPUT_ORDER, build_dataset, data_hash, input_specs, make_params, stack_feeds
+from edgefusion.dataset import (
+    INPUT_ORDER,
+    build_dataset,
+    data_hash,
+    input_specs,
+    intent_labels,
+    make_params,
+    stack_feeds,
+)
 from edgefusion.errors import ExportError
-from edgefusion.preprocess import FeedBuilder
+from edgefusion.preprocess import AudioParams, FeedBuilder, HashedParams, ImageParams, TextParams
 from edgefusion.scenarios import EVAL_SEED_OFFSET, Scenario, get_scenario
 from export.augmented import (
     NO_BACKGROUNDS,
@@ -44,7 +52,7 @@ from export.augmented import (
 from export.evaluate import evaluate, predict, robust_metrics
 from export.model import FusionNet, ModelConfig, count_parameters
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "predict", "train"]
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "model_config", "predict", "train"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,18 @@ class TrainConfig:
     corpus: str | None = "runs/corpus"
 
 
+def model_config(arch: str, img: ImageParams, aud: AudioParams, txt: TextParams | HashedParams, n_events: int,
+                 n_actions: int, n_intents: int) -> ModelConfig:
+    """The reference model's configuration for this preprocessing and these label counts."""
+    if isinstance(txt, HashedParams):
+        text, vocab, grams = "hashed_ngrams", txt.buckets, txt.max_ngrams
+    else:
+        text, vocab, grams = "tokens", len(txt.vocab), 0
+    return ModelConfig(arch=arch, image_size=img.size, n_mels=aud.n_mels, n_frames=aud.n_frames,
+                       max_tokens=txt.max_tokens, vocab_size=vocab, n_events=n_events, n_actions=n_actions,
+                       text=text, max_ngrams=grams, n_intents=n_intents)
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -82,11 +102,12 @@ class TrainResult:
 
 def fit(model: FusionNet, feeds: dict[str, np.ndarray], y_events: np.ndarray, y_action: np.ndarray,
         cfg: TrainConfig, rng: np.random.Generator, steps: int | None = None, frozen: Sequence[nn.Module] = (),
-        desc: str = "train", progress: bool = True) -> list[float]:
+        desc: str = "train", progress: bool = True, y_intent: np.ndarray | None = None) -> list[float]:
     """Train ``model`` in place (AdamW, one-cycle schedule, modality dropout); returns the loss per step.
 
     ``steps`` stops after that many steps in all (default: ``cfg.epochs`` epochs). Modules
     in ``frozen`` get no updates and stay in eval mode (their BatchNorm statistics too).
+    With an intent head, ``y_intent`` (index into the intent labels, -1: unlabelled) trains it.
     """
     n = len(y_action)
     steps_per_epoch = max(1, n // cfg.batch_size)
@@ -100,7 +121,11 @@ def fit(model: FusionNet, feeds: dict[str, np.ndarray], y_events: np.ndarray, y_
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
     tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
     y_ev, y_act = torch.from_numpy(y_events), torch.from_numpy(y_action)
-    bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
+    intents = model.cfg.n_intents > 0
+    if intents and (y_intent is None or len(y_intent) != n):
+        raise ExportError("the model has an intent head but the training set has no intent labels")
+    y_int = torch.from_numpy(y_intent if y_intent is not None else np.zeros(n, np.int64))
+    bce, ce, ce_int = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss(), nn.CrossEntropyLoss(ignore_index=-1)
     losses: list[float] = []
     with tqdm(total=total, desc=desc, unit="step", disable=not progress) as bar:
         while len(losses) < total:
@@ -115,8 +140,10 @@ def fit(model: FusionNet, feeds: dict[str, np.ndarray], y_events: np.ndarray, y_
                 present[:, 0] *= torch.from_numpy(rng.random(len(idx)) >= cfg.drop_image).float()
                 present[:, 1] *= torch.from_numpy(rng.random(len(idx)) >= cfg.drop_audio).float()
                 args["present"] = present
-                ev, act = model(*(args[k] for k in INPUT_ORDER))
+                ev, act, *rest = model(*(args[k] for k in INPUT_ORDER))
                 loss = ce(act, y_act[idx]) + bce(ev, y_ev[idx])
+                if intents and bool((y_int[idx] >= 0).any()):
+                    loss = loss + ce_int(rest[0], y_int[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -150,12 +177,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Train
               disable=not progress) as bar:
         train_ds = (build_augmented(scen, builder, cfg.n_train, cfg.seed, aug, progress=bar) if aug
                     else build_dataset(scen, builder, cfg.n_train, cfg.seed, progress=bar))
-    mcfg = ModelConfig(arch=cfg.arch, image_size=cfg.image_size, n_mels=aud_p.n_mels, n_frames=aud_p.n_frames,
-                       max_tokens=txt_p.max_tokens, vocab_size=len(txt_p.vocab), n_events=len(scen.events),
-                       n_actions=len(scen.actions))
+    mcfg = model_config(cfg.arch, img_p, aud_p, txt_p, len(scen.events), len(scen.actions),
+                        len(intent_labels(scen.intents)))
     model = FusionNet(mcfg)
     losses = fit(model, train_ds.feeds, train_ds.y_events, train_ds.y_action, cfg, rng,
-                 desc=f"train {cfg.scenario}/{cfg.arch}", progress=progress)
+                 desc=f"train {cfg.scenario}/{cfg.arch}", progress=progress, y_intent=train_ds.y_intent)
     train_s = time.perf_counter() - t_start
     metrics = held_out_metrics(model, scen, builder, cfg, progress)
     metrics.update({
@@ -165,7 +191,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Train
         "augment": aug_info,
     })
     ckpt = save_checkpoint(out_dir, model, mcfg, asdict(cfg), input_specs(img_p, aud_p, txt_p), scen.events,
-                           scen.actions, metrics)
+                           scen.actions, metrics, intents=list(intent_labels(scen.intents)))
     return TrainResult(ckpt, metrics, losses)
 
 

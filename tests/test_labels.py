@@ -71,7 +71,7 @@ def test_track_check_names_unknown_labels_with_a_suggestion():
     problems = track.check(HOME)
     assert len(problems) == 2  # in time order, then by kind
     assert problems[0].startswith("action span 'alarm' at 0.000–0.000 s: task 'smart_home': unknown action 'alarm'")
-    assert "(known: emergency, intrusion_alert, lights_on" in problems[0]
+    assert "(known: emergency, intrusion_alert, lights_off, lights_on" in problems[0]
     assert "unknown event 'door_opn'; did you mean 'door_open'?" in problems[1]
 
 

@@ -7,13 +7,16 @@ from edgefusion.preprocess import (
     UNK,
     AudioParams,
     FeedBuilder,
+    HashedParams,
     ImageParams,
     TextParams,
+    hashed_ngrams,
     preprocess_audio,
     preprocess_image,
     resample,
     tokenize,
 )
+from edgefusion.preprocess.text import word_ngrams
 from edgefusion.samples import FusionWindow
 
 
@@ -179,3 +182,53 @@ def test_logmel_packed_dft_matches_the_complex_dft_formula(n_fft, hop):
         norm = preprocess_audio(x, 16000, p)
         np.testing.assert_array_equal(norm, (got - np.float32(-3.0)) / np.float32(2.5))
         assert not np.shares_memory(norm, preprocess_audio(x, 16000, p))  # every call returns a fresh array
+
+
+# -- open-vocabulary text: hashed character n-grams ---------------------------------------------
+
+def test_hashed_ngrams_are_crc32_of_the_documented_grams_and_stable():
+    import zlib
+
+    p = HashedParams(buckets=1 << 13, max_tokens=3, max_ngrams=8)
+    t = hashed_ngrams("Off!", p)
+    grams = ["<off>", "<of", "off", "ff>", "<off", "off>"]
+    assert word_ngrams("off") == grams
+    assert t.ids[0].tolist() == [zlib.crc32(g.encode()) % (p.buckets - 1) + 1 for g in grams] + [0, 0]
+    assert t.ids[1:].tolist() == [[0] * 8] * 2 and t.mask.tolist() == [1.0, 0.0, 0.0]
+    assert t.ids[0, 0] == 7496  # pinned: the ids of a shipped package must never change between releases
+
+
+def test_misspelt_and_inflected_words_share_ngrams_and_unrelated_words_none():
+    p = HashedParams(max_ngrams=32)
+
+    def grams(word: str) -> set[int]:
+        return set(hashed_ngrams(word, p).ids[0].tolist()) - {0}
+
+    def overlap(a: str, b: str) -> float:
+        return len(grams(a) & grams(b)) / len(grams(a) | grams(b))
+
+    # Jaccard overlap of the words' id sets: a typo or an ending keeps the n-grams away from the change
+    assert overlap("unlock", "unlcok") > 0.1 and overlap("lights", "lighs") > 0.25 and overlap("lock", "locking") > 0.25
+    assert overlap("lights", "garage") == 0.0
+    assert hashed_ngrams("don't", p).ids.tolist() == hashed_ngrams("dont", p).ids.tolist()
+
+
+def test_hashed_ngrams_truncate_count_unknown_words_and_cut_long_words():
+    p = HashedParams(max_tokens=2, max_ngrams=4, known=("lock", "the"))
+    t = hashed_ngrams("lock teh door", p)
+    assert t.truncated and t.unknown == 1 and t.mask.tolist() == [1.0, 1.0]
+    assert (t.ids > 0).sum(1).tolist() == [4, 4]  # 'lock' has 7 grams: cut to max_ngrams
+    assert HashedParams.from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError, match="hash 'md5' is not supported"):
+        HashedParams.from_dict({**p.to_dict(), "hash": "md5"})
+
+
+def test_feed_builder_builds_hashed_ngram_feeds_and_zeros_without_a_command():
+    p = HashedParams(max_tokens=5, max_ngrams=6, known=("lights", "off"))
+    b = FeedBuilder([("tokens", p.to_dict()), ("m", {"kind": "token_mask", "of": "tokens"}),
+                     ("p", {"kind": "presence", "order": ["image", "audio", "text"]})])
+    said = FusionWindow(t_ns=0, image=None, audio=None, command="lihgts off")
+    feeds, info = b.build([said, FusionWindow(t_ns=0, image=None, audio=None, command=None)])
+    assert feeds["tokens"].shape == (2, 5, 6) and feeds["tokens"].dtype == np.int64
+    assert feeds["m"].tolist() == [[1, 1, 0, 0, 0], [0] * 5] and not feeds["tokens"][1].any()
+    assert info[0].unknown_words == 1 and info[1].unknown_words == 0

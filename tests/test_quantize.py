@@ -181,9 +181,15 @@ def test_gate_judges_the_action_drop_against_the_limit(pkg_copy):
     ref = {"action_logits": np.eye(n_act)[y] * 5, "event_logits": np.full((4, n_ev), -3.0)}
     bad = {"action_logits": np.eye(n_act)[[0, 1, 2, 0]] * 5, "event_logits": np.full((4, n_ev), 3.0)}
     ev = EvalSet({}, y, np.zeros((4, n_ev)), seed=1, sha256="", hard=False)
+    intent = pkg.output_role("intent")
+    if intent is not None:  # the intent output is judged by agreement only: the gate has no intent labels
+        n_int = len(intent.labels)
+        ref[intent.name], bad[intent.name] = np.eye(n_int)[[0, 1, 2, 3]], np.eye(n_int)[[0, 1, 2, 2]]
     res = judge(pkg, "int8", ev, ref, bad, max_drop_points=1.0)
     assert not res.passed and res.drop_points == 25.0
     drift = {o.name: o for o in res.outputs}
+    if intent is not None:
+        assert drift[intent.name].decision_agreement == 0.75 and drift[intent.name].metric == "intent_agreement"
     assert drift["action_logits"].decision_agreement == 0.75 and drift["event_logits"].max_abs_diff == 6.0
     assert drift["event_logits"].decision_agreement == 0.0
     assert "FAILED" in res.report() and "drop 25.00 points (limit 1.00)" in res.report()

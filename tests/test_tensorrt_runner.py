@@ -27,10 +27,14 @@ from edgefusion.scenarios import generate_samples, get_scenario
 ORIN = Machine("10.3.0", (8, 7), "Orin")
 KEY = "trt10.3.0/sm87/orin/fp32"
 NO_LEAKS = {"device buffers": 0, "pinned buffers": 0, "streams": 0, "contexts": 0}
-# bytes of each tensor at the fake engine's largest profile shape, batch 8
-MAX_BYTES = {"image": 8 * 3 * 96 * 96 * 4, "audio": 8 * 49 * 40 * 4, "tokens": 8 * 12 * 8, "token_mask": 8 * 12 * 4,
-             "present": 8 * 3 * 4, "event_logits": 8 * 7 * 4, "action_logits": 8 * 8 * 4}
-LABELS = {"event_logits": 7, "action_logits": 8}
+# bytes of each tensor at the fake engine's largest profile shape, batch 8 (the shipped smart_home package's:
+# image 3x96x96 float32, audio 49x40 float32, tokens 16x24 int64 hashed n-grams, token_mask 16, present 3; event,
+# action and intent logits)
+_HOME = load_package("smart_home")
+LABELS = {o.name: len(o.labels) for o in _HOME.outputs}
+MAX_BYTES = {i.name: 8 * int(np.prod([d for d in i.shape if isinstance(d, int)])) * np.dtype(i.dtype).itemsize
+             for i in _HOME.inputs} | {name: 8 * n * 4 for name, n in LABELS.items()}
+OUTPUTS = [o.name for o in _HOME.outputs]
 
 
 def _install_cuda(monkeypatch, gpu, layout):
@@ -141,7 +145,7 @@ def test_each_batch_runs_at_its_own_shapes_and_moves_only_its_bytes(rig):
             out = be.infer(feeds)
             assert rig.trt.log == [("set_input_shape", i.name, feeds[i.name].shape) for i in rig.pkg.inputs]
             assert rig.gpu.ops("h2d", "d2h") == [("h2d", feeds[i.name].nbytes) for i in rig.pkg.inputs] + \
-                [("d2h", n * 7 * 4), ("d2h", n * 8 * 4)]
+                [("d2h", n * LABELS[o] * 4) for o in OUTPUTS]
             assert rig.gpu.log[-1][0] == "sync"  # results are read only after the stream is done
             for name, want in rig.expected(feeds).items():
                 assert out[name].dtype == np.float32 and out[name].shape == want.shape == (n, LABELS[name])
@@ -170,13 +174,13 @@ def test_engine_dtypes_decide_buffer_sizes_and_output_dtypes(fake):
      r"--variant fp32$"),
     (lambda r: setattr(r.trt, "no_context", True), f"could not create an execution context for engine {KEY}"),
     (lambda r: setattr(r.trt, "tensors", tensors_for(r.pkg, drop="present")),
-     r"has inputs \['image', 'audio', 'tokens', 'token_mask'\] and outputs \['event_logits', 'action_logits'\]; "
-     "the manifest declares others"),
+     r"has inputs \['image', 'audio', 'tokens', 'token_mask'\] and outputs \['event_logits', 'action_logits', "
+     r"'intent_logits'\]; the manifest declares others"),
     (lambda r: setattr(r.trt, "tensors", tensors_for(r.pkg, dtypes={"tokens": DataType.INT32})),
      "input 'tokens' is int32, the manifest says int64; rebuild it with"),
     (lambda r: r.trt.refuse_address.add("audio"), "TensorRT refused the device address of tensor 'audio' of engine"),
-    (lambda r: setattr(r.trt.tensors[-1], "data_dependent", True),
-     r"output 'action_logits' has shape \[-1, 8\] even with every input shape set"),
+    (lambda r: setattr(next(t for t in r.trt.tensors if t.name == "action_logits"), "data_dependent", True),
+     rf"output 'action_logits' has shape \[-1, {LABELS['action_logits']}\] even with every input shape set"),
 ], ids=["not-deserializable", "no-context", "other-io", "other-dtype", "address-refused", "data-dependent-shape"])
 def test_a_failed_open_says_why_and_releases_what_it_took(rig, break_it, match):
     break_it(rig)
@@ -226,7 +230,7 @@ def test_a_session_opened_on_one_thread_runs_on_another(rig):
         worker = threading.Thread(target=lambda: out.update(be.infer(feeds)))
         worker.start()
         worker.join(30)
-    assert set(out) == {"event_logits", "action_logits"}  # empty when the worker failed
+    assert set(out) == set(OUTPUTS)  # empty when the worker failed
     np.testing.assert_array_equal(out["event_logits"], rig.expected(feeds)["event_logits"])
 
 

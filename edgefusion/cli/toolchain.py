@@ -27,6 +27,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from export.train import TrainConfig, train, with_overrides
 
     task_only = [f for f, v in (("--data", a.data), ("--init", a.init), ("--freeze", a.freeze), ("--steps", a.steps),
+                                ("--new-text", a.new_text),
                                 ("--lr", a.lr), ("--synthetic-fraction", a.synthetic_fraction != 0.5)) if v]
     if task_only:
         raise ConfigError(f"{', '.join(task_only)} train on a task: use --task (e.g. --task {a.scenario}) instead "
@@ -65,13 +66,17 @@ def _train_task(a: argparse.Namespace) -> None:
                             ("threads", a.threads), ("arch", a.arch)) if v is not None}
     cfg = TaskTrainConfig(task=a.task, data=tuple(a.data), init=a.init, freeze=freeze,
                           synthetic_fraction=a.synthetic_fraction, samples=a.samples, steps=a.steps, lr=a.lr,
-                          augment=not a.no_augment, corpus=None if a.no_real_backgrounds else a.corpus, **kw)
+                          augment=not a.no_augment, corpus=None if a.no_real_backgrounds else a.corpus,
+                          new_text=a.new_text, text_warmup=a.text_warmup, **kw)
     out = a.out or f"runs/{task.name}-{a.arch or 'attention'}"
     res = train_task(cfg, out)
     m = res.metrics
     print(f"checkpoint {res.checkpoint}\nmetrics    {Path(out) / 'metrics.json'}")
     tw = m["train_windows"]
     print(f"trained {m['steps']} steps on {tw['recorded']} recorded + {tw['synthetic']} synthetic windows")
+    if m.get("init_reinitialised"):
+        print(f"--init {a.init}: started fresh (no fitting tensor in the package): "
+              + "; ".join(m["init_reinitialised"]))
     v = m.get("val")
     if v and v.get("samples"):
         weak = sorted(((k, e) for k, e in v["events"].items() if e["support"]), key=lambda kv: kv[1]["f1"])[:3]
@@ -161,6 +166,12 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
                         "validate on their val split")
     g.add_argument("--init", metavar="PACKAGE", help="fine-tune from this package's checkpoint (a directory or a "
                                                      "built-in name), keeping its preprocessing")
+    g.add_argument("--new-text", action="store_true",
+                   help="with --init: replace the package's text input with a fresh open-vocabulary one (hashed "
+                        "character n-grams; the encoders, heads and other inputs are kept, new labels start fresh)")
+    g.add_argument("--text-warmup", type=int, default=2000, metavar="STEPS",
+                   help="with --new-text: steps that train the fresh text encoder and intent head on the task's "
+                        "commands alone before fusion training (default 2000, about a minute; 0: none)")
     g.add_argument("--freeze", default="", metavar="LIST", help="comma-separated encoders to keep fixed: image, "
                                                               "audio, text")
     g.add_argument("--synthetic-fraction", type=float, default=0.5, metavar="F",

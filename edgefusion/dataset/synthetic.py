@@ -16,43 +16,66 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgefusion.preprocess import PAD, UNK, AudioParams, FeedBuilder, ImageParams, TextParams, logmel, normalize_text
+from edgefusion.preprocess import (
+    PAD,
+    UNK,
+    AudioParams,
+    FeedBuilder,
+    HashedParams,
+    ImageParams,
+    TextParams,
+    logmel,
+)
 from edgefusion.samples import FusionWindow
 from edgefusion.scenarios import Scenario, generate_samples
 
-__all__ = ["INPUT_ORDER", "Dataset", "build_dataset", "data_hash", "input_specs", "make_params",
-           "stack_feeds", "vocabulary"]
+__all__ = ["INPUT_ORDER", "NO_INTENT", "Dataset", "build_dataset", "data_hash", "input_specs", "intent_labels",
+           "make_params", "stack_feeds", "vocabulary"]
 
 # The reference model's inputs, in its argument order (the ONNX export and eager PyTorch use it).
 INPUT_ORDER = ("image", "audio", "tokens", "token_mask", "present")
+#: the intent output's label for "no command in the window" (after the task's intents)
+NO_INTENT = "none"
+
+
+def intent_labels(intents: Sequence[str]) -> tuple[str, ...]:
+    """The labels of a model's intent output: the task's intents, then :data:`NO_INTENT`.
+
+    Example:
+        >>> intent_labels(("turn_left", "unrelated"))
+        ('turn_left', 'unrelated', 'none')
+    """
+    return (*intents, NO_INTENT)
 
 
 def vocabulary(scenario: Scenario) -> tuple[str, ...]:
-    """Every word of the scenario's commands and fillers, after the padding and unknown tokens."""
-    words: set[str] = set()
-    for texts in scenario.phrases.values():
-        for t in texts:
-            words.update(normalize_text(t))
-    for f in scenario.fillers:
-        words.update(normalize_text(f))
-    return (PAD, UNK, *sorted(words))
+    """Every word of the scenario's command grammar (no typos), after the padding and unknown tokens."""
+    return (PAD, UNK, *sorted(scenario.grammar.words()))
 
 
-def make_params(scenario: Scenario, seed: int, image_size: int = 64) -> tuple[ImageParams, AudioParams, TextParams]:
-    """Preprocessing parameters; the log-mel mean/std come from 256 training samples."""
+def make_params(scenario: Scenario, seed: int, image_size: int = 64, text: str = "hashed_ngrams") -> tuple[
+        ImageParams, AudioParams, TextParams | HashedParams]:
+    """Preprocessing parameters; the log-mel mean/std come from 256 training samples.
+
+    ``text``: ``hashed_ngrams`` (open vocabulary; the grammar's words are its known words) or
+    ``tokens`` (the grammar's closed vocabulary, as v1 packages had).
+    """
     base = AudioParams()
     feats = np.stack([logmel(s.audio, base) for s in generate_samples(scenario, 256, seed)])
     audio = AudioParams(mean=round(float(feats.mean()), 4), std=round(float(feats.std()), 4))
-    return ImageParams(size=image_size), audio, TextParams(vocab=vocabulary(scenario), max_tokens=12)
+    txt: TextParams | HashedParams = (TextParams(vocab=vocabulary(scenario), max_tokens=12) if text == "tokens"
+                                      else HashedParams(known=tuple(sorted(scenario.grammar.words()))))
+    return ImageParams(size=image_size), audio, txt
 
 
-def input_specs(img: ImageParams, aud: AudioParams, txt: TextParams) -> list[tuple[str, dict[str, Any]]]:
+def input_specs(img: ImageParams, aud: AudioParams, txt: TextParams | HashedParams) -> list[
+        tuple[str, dict[str, Any]]]:
     """(name, preprocess) for each model input, in the model's argument order."""
     return [
         ("image", img.to_dict()),
@@ -70,6 +93,8 @@ class Dataset:
     feeds: dict[str, np.ndarray]
     y_events: np.ndarray
     y_action: np.ndarray
+    #: index into :func:`intent_labels` of the scenario's intents (-1: not labelled); None: no intent labels
+    y_intent: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y_action)
@@ -107,14 +132,17 @@ def build_dataset(scenario: Scenario, builder: FeedBuilder, n: int, seed: int, h
     events = scenario.events
     y_ev = np.zeros((n, len(events)), np.float32)
     y_act = np.zeros(n, np.int64)
+    y_int = np.zeros(n, np.int64)
+    labels = intent_labels(scenario.intents)
 
     def windows() -> Iterator[FusionWindow]:
         for i, s in enumerate(generate_samples(scenario, n, seed, hard)):
             y_ev[i] = [e in s.events for e in events]
             y_act[i] = scenario.actions.index(s.action)
+            y_int[i] = labels.index(s.intent or NO_INTENT)
             yield FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command)
 
-    return Dataset(stack_feeds(windows(), builder, progress), y_ev, y_act)
+    return Dataset(stack_feeds(windows(), builder, progress), y_ev, y_act, y_int)
 
 
 def data_hash(ds: Dataset) -> str:
@@ -125,4 +153,6 @@ def data_hash(ds: Dataset) -> str:
         h.update(np.ascontiguousarray(ds.feeds[k]).tobytes())
     h.update(ds.y_events.tobytes())
     h.update(ds.y_action.tobytes())
+    if ds.y_intent is not None:
+        h.update(ds.y_intent.tobytes())
     return h.hexdigest()

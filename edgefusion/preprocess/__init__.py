@@ -7,6 +7,7 @@ of any shape plugs in through its manifest alone. Kinds of input:
 - ``image``: a frame -> float32 or uint8, (3, H, W) or (H, W, 3), stretched or letterboxed (:mod:`.image`)
 - ``logmel``: audio -> float32 (frames, mels) (:mod:`.audio`)
 - ``tokens`` / ``token_mask``: a command -> int64 ids and float32 mask (:mod:`.text`)
+- ``hashed_ngrams`` / ``token_mask``: a command -> int64 hashed n-gram ids per word (open vocabulary)
 - ``presence``: float32 flags, 1.0 for each modality that is present
 - ``waveform``, ``state``, ``constant``: raw audio, recurrent state, constants (:mod:`.tensors`)
 
@@ -25,7 +26,18 @@ from edgefusion.preprocess.audio import AudioParams, logmel, preprocess_audio, r
 from edgefusion.preprocess.feeds import INPUT_KINDS, FeedBuilder, FeedInfo, InputDecl, register_input_kind
 from edgefusion.preprocess.image import Geometry, ImageParams, preprocess_image
 from edgefusion.preprocess.tensors import RecurrentState, StateParams
-from edgefusion.preprocess.text import PAD, UNK, TextParams, Tokens, normalize_text, tokenize
+from edgefusion.preprocess.text import (
+    PAD,
+    UNK,
+    HashedParams,
+    TextParams,
+    Tokens,
+    encode_text,
+    hashed_ngrams,
+    normalize_text,
+    text_params,
+    tokenize,
+)
 
 __all__ = [
     "INPUT_KINDS",
@@ -35,18 +47,22 @@ __all__ = [
     "FeedBuilder",
     "FeedInfo",
     "Geometry",
+    "HashedParams",
     "ImageParams",
     "InputDecl",
     "RecurrentState",
     "StateParams",
     "TextParams",
     "Tokens",
+    "encode_text",
+    "hashed_ngrams",
     "logmel",
     "normalize_text",
     "preprocess_audio",
     "preprocess_image",
     "register_input_kind",
     "resample",
+    "text_params",
     "tokenize",
 ]
 

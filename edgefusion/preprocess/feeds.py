@@ -6,7 +6,7 @@ array per window (stacked into a batch) or one array for the whole batch (consta
 recurrent state's initial zeros). :func:`register_input_kind` adds a kind without touching
 the runtime (docs/bring-your-model.md).
 
-Kinds: ``image``, ``logmel``, ``tokens``, ``token_mask``, ``presence``, ``waveform``,
+Kinds: ``image``, ``logmel``, ``tokens``, ``hashed_ngrams``, ``token_mask``, ``presence``, ``waveform``,
 ``state``, ``constant``.
 """
 
@@ -22,7 +22,7 @@ from edgefusion.errors import ConfigError
 from edgefusion.preprocess.audio import AudioParams, preprocess_audio
 from edgefusion.preprocess.image import Geometry, ImageParams, preprocess_image_geometry
 from edgefusion.preprocess.tensors import ConstantParams, StateParams, WaveformParams, waveform
-from edgefusion.preprocess.text import TextParams, tokenize
+from edgefusion.preprocess.text import encode_text, text_params
 from edgefusion.samples import FusionWindow
 
 __all__ = ["INPUT_KINDS", "FeedBuilder", "FeedInfo", "InputDecl", "Note", "register_input_kind"]
@@ -93,6 +93,8 @@ class _Whole:
 
 
 Factory = Callable[[InputDecl, Sequence[InputDecl]], Handler]
+#: the kinds of a command's ids (a token_mask goes with either)
+TEXT_KINDS = ("tokens", "hashed_ngrams")
 
 
 def _image(d: InputDecl, _: Sequence[InputDecl]) -> Handler:
@@ -117,27 +119,28 @@ def _logmel(d: InputDecl, _: Sequence[InputDecl]) -> Handler:
 
 
 def _tokens(d: InputDecl, _: Sequence[InputDecl]) -> Handler:
-    t = TextParams.from_dict(d.preprocess)
+    """``tokens`` (word ids, (max_tokens,)) or ``hashed_ngrams`` (n-gram ids per word, (max_tokens, max_ngrams))."""
+    t = text_params(d.preprocess)
 
     def one(w: FusionWindow, note: Note) -> np.ndarray:
         if w.command_text is None or "text" in w.missing:
-            return np.zeros(t.max_tokens, np.int64)
-        tok = tokenize(w.command_text, t)
+            return np.zeros(t.shape, np.int64)
+        tok = encode_text(w.command_text, t)
         note.unknown_words, note.truncated = tok.unknown, tok.truncated
         return tok.ids
     return _PerWindow(one)
 
 
 def _token_mask(d: InputDecl, inputs: Sequence[InputDecl]) -> Handler:
-    src = next((i for i in inputs if i.kind == "tokens"), None)
+    src = next((i for i in inputs if i.kind in TEXT_KINDS), None)
     if src is None:
-        raise ConfigError(f"input '{d.name}': a token_mask needs a tokens input")
-    t = TextParams.from_dict(src.preprocess)
+        raise ConfigError(f"input '{d.name}': a token_mask needs a tokens or hashed_ngrams input")
+    t = text_params(src.preprocess)
 
     def one(w: FusionWindow, note: Note) -> np.ndarray:
         if w.command_text is None or "text" in w.missing:
             return np.zeros(t.max_tokens, np.float32)
-        return tokenize(w.command_text, t).mask
+        return encode_text(w.command_text, t).mask
     return _PerWindow(one)
 
 
@@ -166,6 +169,7 @@ INPUT_KINDS: dict[str, Factory] = {
     "image": _image,
     "logmel": _logmel,
     "tokens": _tokens,
+    "hashed_ngrams": _tokens,
     "token_mask": _token_mask,
     "presence": _presence,
     "waveform": _waveform,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefusion.scenarios.grammar import Grammar
 from edgefusion.scenarios.sounds import SR, colored_noise
 from edgefusion.task import load_task
 
@@ -28,6 +29,7 @@ __all__ = [
     "EVAL_SEED_OFFSET",
     "FPS",
     "FRAME_SIZE",
+    "UNRELATED",
     "LabeledSample",
     "Scenario",
     "SoundEvent",
@@ -41,6 +43,8 @@ FRAME_SIZE = (160, 120)  # width, height of synthesized camera frames
 FPS = 30
 AUDIO_WINDOW_S = 1.0
 COMMAND_HORIZON_S = 3.0
+#: the intent of out-of-domain sentences (questions, chit-chat, other devices): the rules decide it like no command
+UNRELATED = "unrelated"
 EVAL_SEED_OFFSET = 100_003  # held-out data is drawn from training seed + this, never shared with training
 MIN_OVERLAP_S = 0.3  # an audio event counts in a window when this much of its audible span lies inside
 AUDIBLE_DB = -20.0  # audible span: where its 20 ms envelope is within this of its peak (about the background)
@@ -115,15 +119,28 @@ class Scenario(ABC):
     actions: tuple[str, ...]
     intents: tuple[str, ...]
     no_command_prob: float = 0.25
+    #: of the commands, this share is an out-of-domain sentence (intent :data:`UNRELATED`)
+    unrelated_prob: float = 0.2
     audio_event_prob: dict[str, float]
     distractor_sounds: dict[str, Callable[[float, np.random.Generator], np.ndarray]]
     event_sounds: dict[str, Callable[[float, np.random.Generator], np.ndarray]]
-    phrases: dict[str, tuple[str, ...]]
-    fillers: tuple[str, ...] = ("please", "now", "hey", "could you", "right away", "thanks")
+    #: the command grammar: templates per intent (``intents``, :data:`UNRELATED` among them)
+    grammar: Grammar
 
     @property
     def events(self) -> tuple[str, ...]:
         return self.visual_events + self.audio_events
+
+    @property
+    def phrases(self) -> dict[str, tuple[str, ...]]:
+        """A few plain example phrasings per intent (the first expansions of each template)."""
+        return {i: tuple(next(iter(self.grammar._all(t))) for t in ts) for i, ts in self.grammar.templates.items()}
+
+    @property
+    def fillers(self) -> tuple[str, ...]:
+        """The politeness and filler words the grammar wraps commands in."""
+        g = self.grammar
+        return (*g.prefixes, *g.suffixes, *g.fillers)
 
     @abstractmethod
     def sample_visual(self, rng: np.random.Generator, hard: bool) -> dict[str, Any]:
@@ -141,31 +158,26 @@ class Scenario(ABC):
     def background(self, n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
         """Ambient sound of n samples."""
 
-    def decide(self, events: frozenset[str], intent: str | None) -> str:
-        """The rules: scene events + command intent -> action, from the task spec named like the scenario."""
-        return load_task(self.name).decide(events, intent)
-
     # -- shared machinery -------------------------------------------------------------
 
     def phrase(self, intent: str, rng: np.random.Generator, hard: bool) -> str:
-        """A paraphrase of ``intent``, sometimes with fillers or a misspelt word."""
-        words = str(rng.choice(self.phrases[intent])).split()
-        if rng.random() < 0.3:
-            filler = str(rng.choice(self.fillers))
-            words = [filler, *words] if rng.random() < 0.5 else [*words, filler]
-        if rng.random() < (0.25 if hard else 0.1):
-            i = int(rng.integers(len(words)))
-            w = words[i]
-            if len(w) > 3:
-                j = int(rng.integers(1, len(w) - 1))
-                words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2 :]  # swap two letters
-        text = " ".join(words)
-        return text.capitalize() if rng.random() < 0.3 else text
+        """A random sentence of ``intent`` from the grammar: politeness, fillers, typos (more when hard)."""
+        return self.grammar.sample(intent, rng, typo_prob=0.3 if hard else 0.15)
+
+    def command_intent(self, rng: np.random.Generator) -> str:
+        """The intent of a random command: :data:`UNRELATED` at ``unrelated_prob``, else one of the others."""
+        if UNRELATED in self.intents and rng.random() < self.unrelated_prob:
+            return UNRELATED
+        return str(rng.choice([i for i in self.intents if i != UNRELATED]))
 
     def sample_intent(self, rng: np.random.Generator) -> str | None:
         if rng.random() < self.no_command_prob:
             return None
-        return str(rng.choice(self.intents))
+        return self.command_intent(rng)
+
+    def decide(self, events: frozenset[str], intent: str | None) -> str:
+        """The rules: scene events + command intent -> action, from the task spec named like the scenario."""
+        return load_task(self.name).decide(events, intent)
 
     def sound(self, ev: SoundEvent) -> np.ndarray:
         table = self.event_sounds if ev.label else self.distractor_sounds
@@ -292,7 +304,7 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
     commands: list[TimelineCommand] = []
     t = float(rng.uniform(0.5, 2.0))
     while t < duration_s:
-        intent = str(rng.choice(scenario.intents))
+        intent = scenario.command_intent(rng)
         commands.append(TimelineCommand(int(t * 1e9), scenario.phrase(intent, rng, hard), intent))
         t += float(rng.uniform(2.5, 6.0))
     audio = scenario.mix(sounds, 0.0, int(duration_s * SR), rng, hard)

@@ -16,10 +16,146 @@ import cv2
 import numpy as np
 
 from edgefusion.scenarios import sounds
-from edgefusion.scenarios.base import FRAME_SIZE, Scenario, noise_and_blur
+from edgefusion.scenarios.base import FRAME_SIZE, UNRELATED, Scenario, noise_and_blur
+from edgefusion.scenarios.grammar import Grammar
 from edgefusion.scenarios.smart_home import _color, draw_person
 
 W, H = FRAME_SIZE
+
+
+# -- the command grammar: every phrase list of this task, in one place ------------------------------
+#: intents -> templates; slots below. ``unrelated`` holds out-of-domain sentences (questions,
+#: chit-chat, the car's other functions), which decide like no command. The paraphrase test set
+#: (tests/data/paraphrases/) was written apart from this grammar and must never be copied in.
+GRAMMAR = Grammar(
+    templates={
+        "turn_left": (
+            "turn left", "turn left {where}", "turn to the left", "turn to the left {where}", "{left_verb} left",
+            "{left_verb} left {where}", "take {a} left", "take {a} left {where}", "take {a} left turn {where}",
+            "make {a} left", "make {a} left {where}", "hang {a} left", "left {where}", "left turn {where}",
+            "{next} left", "{next} left {please_word}", "go left", "go left {where}", "go to the left {where}",
+            "we need to turn left {where}", "i want to turn left", "i'd like to go left", "you need to go left",
+            "we're turning left {where}", "left left left", "turn left not right", "left not right",
+            "turn left don't go straight", "don't go straight turn left", "take the left {road}",
+            "take the left {road} {where}", "the left {road} {where}", "left is the way", "it's a left {where}",
+            "we go left {where}", "turn left into {road_name}", "left into {road_name}", "left onto {road_name}",
+            "take the exit on the left", "left lane then turn", "turn left when it's clear",
+        ),
+        "pull_over": (
+            "pull over", "pull over {where_stop}", "pull over to {side}", "pull in", "pull in {where_stop}",
+            "pull up {where_stop}", "pull off the road", "pull off {where_stop}", "{stop_verb} the car",
+            "{stop_verb} the car {where_stop}", "stop {where_stop}", "stop the vehicle", "park {where_stop}",
+            "park on {side}", "park by {side}", "stop on {side}", "stop at {side}", "stop by {side}",
+            "find {place_to} to {stop_or_park}", "look for {place_to} to {stop_or_park}",
+            "get off the road", "get over to {side}", "let me out {where_stop}", "drop me off {where_stop}",
+            "i need to get out", "i need you to stop", "i need to stop", "we have to stop {where_stop}",
+            "we need to stop {where_stop}", "i feel {sick} {stop_tail}", "i'm {sick} {stop_tail}",
+            "come to a stop {where_stop}", "bring the car to a stop", "halt", "halt {where_stop}",
+            "emergency stop", "stop stop stop", "stop now", "please stop", "can we stop {where_stop}",
+            "can we pull over", "let's pull over", "pull aside", "move over and stop",
+        ),
+        "continue": (
+            "continue", "continue {straight}", "keep going", "keep going {straight}", "keep driving",
+            "keep driving {straight}", "keep moving", "keep on", "keep on driving", "carry on", "carry on {straight}",
+            "go on", "go on driving", "go {straight}", "drive {straight}", "drive on", "just drive", "just keep going",
+            "proceed", "proceed {straight}", "move on", "go ahead", "onwards", "keep it going",
+            "don't stop", "don't stop {where_stop}", "do not stop", "don't {stop_verb}", "don't pull over",
+            "don't pull in", "don't park {where_stop}", "don't turn", "don't turn left", "do not turn",
+            "no need to stop", "no need to turn", "no turning", "no stopping", "we're not stopping",
+            "we don't need to stop", "we're fine {keep_tail}", "ignore that {keep_tail}", "never mind {keep_tail}",
+            "false alarm {keep_tail}", "stay on {road_name}", "stay on the {road}", "stay in {lane}",
+            "follow the {road}", "follow this {road}", "straight", "straight on", "straight ahead",
+            "keep straight", "keep straight on", "stay the course", "as you were", "you can keep going",
+            "all good {keep_tail}", "it's ok {keep_tail}", "don't worry {keep_tail}",
+        ),
+        "unrelated": (
+            "turn {on_off} the {car_device}", "turn the {car_device} {on_off}", "switch {on_off} the {car_device}",
+            "{car_device} {on_off}", "turn the {level} {up_down}", "turn it {up_down}", "{level} {up_down}",
+            "open the {openable}", "close the {openable}", "play {media}", "pause {media}", "stop {media}",
+            "stop the {media_thing}", "skip this {song}", "next {song}", "previous {song}", "keep the {media_thing} on",
+            "keep playing", "pull up {screen}", "show me {screen}", "navigate to {place}", "take me to {place}",
+            "how far is {place}", "how long until we {arrive}", "when do we {arrive}", "are we there yet",
+            "where are we", "what's the speed limit {here}", "is there traffic {on_road}", "any traffic {on_road}",
+            "find {a} {shop} nearby", "where's the nearest {shop}", "how much {fuel} is left",
+            "what's my {fuel} level", "check the {car_part}", "call {person}", "text {person}",
+            "send a message to {person}", "read my messages", "answer the call", "hang up", "{chat}",
+            "what's the weather {when}", "is it going to {weather_v} {when}", "what's the temperature {outside}",
+            "what time is it", "what day is it", "tell me {tell}", "what's {fact}", "who sings this {song}",
+            "what's on the radio", "i'm {feeling}", "it's {feeling_env} in here", "nice {thing}",
+            "look at that {sight}", "did you see that {sight}", "set a timer for {number} minutes",
+            "remind me to {chore}", "how many miles {miles_q}", "what's my speed", "how fast are we going",
+            "record this", "take a picture", "where did we park",
+        ),
+    },
+    slots={
+        "where": ("here", "now", "{-}", "at the junction", "at the lights", "at the corner", "at the intersection",
+                  "at the next street", "up ahead", "in 100 meters", "after the bridge", "at the roundabout",
+                  "at the next light", "at the crossroads", "after the gas station", "by the church",
+                  "just ahead", "at the end of the road", "in a moment", "when you can"),
+        "left_verb": ("head", "bear", "swing", "veer", "go", "cut", "steer", "hook"),
+        "a": ("a", "the", "the next", "that", "this"),
+        "next": ("next", "the next", "first", "the first", "second", "the second"),
+        "please_word": ("{-}", "please", "now", "thanks"),
+        "road": ("road", "street", "lane", "turn", "turning", "exit", "way", "fork", "path", "junction",
+                 "one", "avenue"),
+        "road_name": ("main street", "the high street", "oak avenue", "the motorway", "the highway",
+                      "the parking lot", "the station road", "this road", "the ring road"),
+        "where_stop": ("here", "now", "{-}", "right here", "over there", "up ahead", "at the side", "by the curb",
+                       "on the right", "somewhere safe", "when it's safe", "as soon as you can", "at the next spot",
+                       "in front of that shop", "by the bus stop", "over here", "immediately", "please"),
+        "side": ("the side", "the side of the road", "the curb", "the kerb", "the shoulder", "the roadside",
+                 "the verge", "the hard shoulder", "the lay-by", "the edge of the road", "the right"),
+        "stop_verb": ("stop", "halt", "park", "pull up"),
+        "place_to": ("a place", "somewhere", "a spot", "a safe place", "somewhere safe", "a parking spot"),
+        "stop_or_park": ("stop", "park", "pull over", "pull in"),
+        "sick": ("ill", "dizzy", "unwell", "carsick", "like throwing up"),
+        "stop_tail": ("stop the car", "pull over", "please stop", "we need to stop", "pull in"),
+        "straight": ("straight", "straight ahead", "straight on", "ahead", "forward", "down this road",
+                     "on this road", "along the road", "past it", "through"),
+        "keep_tail": ("keep going", "carry on", "keep driving", "drive on", "continue", "go on", "just drive"),
+        "lane": ("this lane", "the lane", "your lane", "the middle lane", "the right lane"),
+        "on_off": ("on", "off"),
+        "car_device": ("radio", "music", "headlights", "lights inside", "wipers", "air conditioning", "ac",
+                       "heater", "heating", "seat heater", "fog lights", "defroster", "fan", "cruise control",
+                       "navigation", "sat nav", "gps", "bluetooth", "dashcam", "interior light", "reading light",
+                       "hazard lights", "screen"),
+        "level": ("volume", "music", "radio", "heat", "heating", "ac", "fan", "temperature", "bass"),
+        "up_down": ("up", "down"),
+        "openable": ("window", "windows", "sunroof", "trunk", "boot", "glove box", "roof", "app", "map",
+                     "garage", "gate"),
+        "media": ("some music", "music", "the radio", "a song", "my playlist", "the news", "a podcast",
+                  "jazz", "something", "an audiobook", "rock music", "the music"),
+        "media_thing": ("music", "song", "radio", "podcast", "audiobook", "playlist", "navigation voice", "video"),
+        "song": ("song", "track", "one", "station", "episode"),
+        "screen": ("the map", "directions", "the route", "my calendar", "my messages", "the weather"),
+        "place": ("home", "work", "the airport", "the station", "the hospital", "my office", "the city centre",
+                  "the beach", "grandma's", "the mall", "paris"),
+        "arrive": ("arrive", "get there", "get home", "reach the hotel"),
+        "here": ("{-}", "here", "on this road", "around here"),
+        "on_road": ("{-}", "on the highway", "ahead", "on the way", "on the bridge", "in town"),
+        "shop": ("cafe", "gas station", "petrol station", "restaurant", "charging station", "hotel",
+                 "pharmacy", "supermarket", "parking garage", "toilet"),
+        "fuel": ("fuel", "gas", "petrol", "battery", "charge", "range"),
+        "car_part": ("tyre pressure", "oil", "engine", "battery", "brakes"),
+        "person": ("dad", "my husband", "my boss", "the office", "john", "sarah", "home"),
+        "chat": ("hello", "hi", "hey", "thanks", "thank you", "good morning", "good evening", "how are you",
+                 "what's up", "never mind", "cancel", "nothing", "yes", "no", "ok", "okay", "cool", "wow",
+                 "sorry", "bye", "oh no", "what was that", "who are you", "what can you do",
+                 "i love this song", "this is fun", "we're late", "hurry up"),
+        "when": ("{-}", "today", "tomorrow", "tonight", "later", "this afternoon", "at the destination"),
+        "weather_v": ("rain", "snow", "be sunny", "be cold", "freeze"),
+        "outside": ("{-}", "outside", "in here", "at home", "there"),
+        "tell": ("a joke", "a story", "the news", "the score", "something interesting", "about this town"),
+        "fact": ("the score", "the news", "the date", "the population of london"),
+        "feeling": ("hungry", "tired", "thirsty", "bored", "cold", "hot", "happy", "sleepy"),
+        "feeling_env": ("cold", "hot", "stuffy", "noisy", "warm"),
+        "thing": ("car", "song", "view", "road", "weather", "day"),
+        "sight": ("bird", "sunset", "rainbow", "building", "car", "truck"),
+        "number": ("five", "ten", "twenty", "two", "thirty", "15"),
+        "chore": ("buy bread", "call grandma", "get gas", "pick up the kids", "charge my phone"),
+        "miles_q": ("to go", "left", "today"),
+    },
+)
 
 
 class Driving(Scenario):
@@ -29,19 +165,12 @@ class Driving(Scenario):
     visual_events = ("pedestrian", "vehicle_close", "red_light", "emergency_lights")
     audio_events = ("siren", "horn")
     actions = ("proceed", "slow_down", "brake", "stop", "turn_left", "pull_over")
-    intents = ("turn_left", "pull_over", "continue")
+    intents = ("turn_left", "pull_over", "continue", UNRELATED)
     audio_event_prob = {"siren": 0.25, "horn": 0.25}
     no_command_prob = 0.15
     event_sounds = {"siren": sounds.siren, "horn": sounds.horn}
     distractor_sounds = {"music": sounds.music, "babble": sounds.babble}
-    phrases = {
-        "turn_left": ("turn left", "take the next left", "go left here", "left turn please",
-                      "make a left", "turn left at the junction", "hang a left"),
-        "pull_over": ("pull over", "stop at the side of the road", "pull over here", "park on the side",
-                      "find a place to pull over", "get off the road and stop"),
-        "continue": ("continue", "keep going", "carry on straight", "just drive on", "go straight ahead",
-                     "follow the road", "stay on this road"),
-    }
+    grammar = GRAMMAR
 
     def sample_visual(self, rng: np.random.Generator, hard: bool) -> dict[str, Any]:
         light = int(rng.choice(4, p=[0.4, 0.15, 0.2, 0.25]))  # none, red, yellow, green
