@@ -72,7 +72,11 @@ def result_schema(scores: list[str] | None = None, action_scores: list[str] | No
         "timings_ns": {**_NUMBERS, "description": "per-stage wall time, ns (absent in repeatable recordings)"},
         "outputs": {"type": "object", "description": "the model's other outputs by name (detections, tensors)"},
         "stages": {"type": "object", "description": "each model stage's outcome by stage name"},
-    }, optional=("timings_ns", "outputs", "stages"))
+        "intent": {"type": "string", "description": "the command's intent by the package's intent output "
+                                                    "(none: no command)"},
+        "intent_confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "the intent output's probability for intent"},
+    }, optional=("timings_ns", "outputs", "stages", "intent", "intent_confidence"))
 
 
 SCHEMAS: dict[str, bytes] = {
