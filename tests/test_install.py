@@ -225,7 +225,8 @@ def test_the_gpu_check_parity_and_latency_part_runs_in_its_selftest(tmp_path):
     assert report["selftest"] is True and report["failed"] == [] and report["steps"] == []
     assert [(p["package"], p["engine"]) for p in report["parity"]] == [
         ("smart_home", "fp16"), ("smart_home", "int8"), ("driving", "fp16"), ("driving", "int8")]
-    assert all(p["max_abs_delta"] == {"event_logits": 0.0, "action_logits": 0.0} and p["action_argmax_agreement"] == 1
+    assert all({"event_logits", "action_logits"} <= set(p["max_abs_delta"])  # and intent_logits where declared
+               and set(p["max_abs_delta"].values()) == {0.0} and p["action_argmax_agreement"] == 1
                for p in report["parity"])  # the selftest compares ONNX Runtime with itself
     rows = {(r["package"], r["config"], r["batch"]) for r in report["latency"]}
     torch_ok = importlib.util.find_spec("torch") is not None
