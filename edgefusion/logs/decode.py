@@ -202,13 +202,9 @@ def _decode(m: LogMessage, msg: dict[str, Any], source: str | None) -> Frame | A
             raise ValueError(f"audio format {msg.get('format')!r} is not supported (pcm-s16 is)")
         rate = _int(msg, "sample_rate", 1, MAX_SAMPLE_RATE)
         ch = _int(msg, "number_of_channels", 1, MAX_AUDIO_CHANNELS, 1)
-        data = _bytes(msg, MAX_IMAGE_BYTES)
-        if len(data) % (2 * ch):
-            raise ValueError(f"{len(data)} bytes is not a whole number of {ch}-channel 16-bit frames")
-        x = np.frombuffer(data, "<i2").astype(np.float32) / np.float32(32768.0)
-        if ch > 1:
-            x = x.reshape(-1, ch).mean(axis=1).astype(np.float32)
-        return AudioChunk(t_ns=t, samples=x, sample_rate=rate, source=source or "audio")
+        from edgefusion.logs.foxproto import pcm_chunk  # the protobuf channel's own decoder
+
+        return pcm_chunk(_bytes(msg, MAX_IMAGE_BYTES), t, rate, ch, source)
     if m.schema == "edgefusion.Command":
         return Command(t_ns=t, text=_str(msg, "text"), source=source or "text")
     if m.schema == "edgefusion.Speech":
