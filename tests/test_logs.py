@@ -176,3 +176,23 @@ def test_quantize_calibrates_on_a_recorded_log(synth_log, tmp_path):
     prov = json.loads((pkg / "calibration.int8.json").read_text())
     text = json.dumps(prov)
     assert "mcap log" in text and str(synth_log) in text and "48" in text
+
+
+def test_check_names_a_package_other_than_the_one_that_recorded_the_log(synth_log, tmp_path, capsys):
+    import shutil
+
+    from edgefusion.package import load_package
+
+    rec = tmp_path / "r.mcap"
+    assert main(["replay", str(synth_log), "--record", str(rec), "--threads", "1", "--end", "2"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(rec), "--check", "--threads", "1"]) == 0
+    assert "note: the results in this log were recorded with package" not in capsys.readouterr().out
+    # the same model under another manifest (a re-export, say): the results match, and the check says whose they are
+    copy = tmp_path / "pkg"
+    shutil.copytree(load_package("smart_home").path, copy)
+    (copy / "manifest.json").write_text((copy / "manifest.json").read_text() + "\n")
+    assert main(["replay", str(rec), "--check", "--threads", "1", "--model", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "note: the results in this log were recorded with package 'smart_home-attention'" in out
+    assert "MATCH: 60 of 60 compared" in out

@@ -125,10 +125,30 @@ def cmd_replay(a: argparse.Namespace) -> None:
         from edgefusion.policy import task_of
 
         report = check_against_log(a.log, results, task=task_of(pkg), audio_window_ns=cfg.sync.audio_window_ns)
+        if report.recorded and (note := _package_note(meta.get("edgefusion", {}), pkg)) is not None:
+            print(note)
         for line in report.lines():
             print(line)
         if not report.ok:
             raise CheckFailed(f"replay of {a.log} differs from the results recorded in it (see above)")
+
+
+def _package_note(recorded: dict[str, Any], pkg: Any) -> str | None:
+    """One line when the log's results come from another package than this replay's (by manifest hash).
+
+    Results from another model differ for that reason alone (a retrained package, say), so the
+    check says so before its verdict; None when they match or the log does not say.
+    """
+    from edgefusion.package import sha256_file
+
+    was = str(recorded.get("package_sha256") or "")
+    now = sha256_file(pkg.path / "manifest.json")
+    if not was or was == now:
+        return None
+    name = recorded.get("package") or recorded.get("package_ref") or "?"
+    return (f"note: the results in this log were recorded with package '{name}' (manifest sha256 {was[:12]}), "
+            f"this replay ran '{pkg.name}' ({now[:12]}): differences below may be the model's, not the runtime's; "
+            "replay with the recording's package (--model) to check the runtime")
 
 
 def cmd_log_info(a: argparse.Namespace) -> None:
