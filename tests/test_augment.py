@@ -155,7 +155,8 @@ def test_blur_smooths(frame: np.ndarray) -> None:
 
 def test_random_augment_is_seeded_and_keeps_shapes(frame: np.ndarray, speech: np.ndarray,
                                                    real_noise: np.ndarray) -> None:
-    every = aug.AugmentPolicy(**{f: 1.0 for f in aug.AugmentPolicy.__dataclass_fields__ if f.startswith("p_")})
+    every = aug.AugmentPolicy(**{f: 1.0 for f in aug.AugmentPolicy.__dataclass_fields__ if f.startswith("p_")
+                                 and f != "p_clean"})
     ra = aug.RandomAugment(every, backgrounds=[real_noise])
     i1, a1, ops1 = ra(frame, speech, np.random.default_rng(5))
     i2, a2, ops2 = ra(frame, speech, np.random.default_rng(5))
@@ -176,6 +177,17 @@ def test_random_augment_rates_follow_the_policy(frame: np.ndarray, speech: np.nd
     none = aug.RandomAugment(aug.AugmentPolicy.only(), backgrounds=[speech])
     img, audio, ops = none(frame, speech, rng)
     assert ops == [] and np.array_equal(img, frame) and np.array_equal(audio, speech)
+
+
+def test_p_clean_leaves_that_share_of_samples_untouched(frame: np.ndarray, speech: np.ndarray,
+                                                        real_noise: np.ndarray) -> None:
+    ra = aug.RandomAugment(aug.AugmentPolicy(p_clean=0.25), backgrounds=[real_noise])
+    rng = np.random.default_rng(3)
+    outs = [ra(frame, speech, rng) for _ in range(400)]
+    clean = [o for o in outs if o[2] == ["clean"]]
+    assert 70 < len(clean) < 130
+    assert all(np.array_equal(i, frame) and np.array_equal(a, speech) for i, a, _ in clean)
+    assert aug.RandomAugment(aug.AugmentPolicy(p_clean=1.0))(frame, speech, rng)[2] == ["clean"]
 
 
 def test_policy_rejects_bad_probabilities() -> None:
