@@ -65,6 +65,7 @@ __all__ = [
     "bench_crop",
     "build_augmented",
     "load_backgrounds",
+    "load_event_recordings",
     "robust_rows",
     "robust_windows",
     "training_policy",
@@ -156,6 +157,23 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
     return Backgrounds(tuple(r.audio for r in recs), tuple(r.id for r in recs), h.hexdigest(), f"{path} ({split})")
 
 
+def load_event_recordings(corpus: str | Path | None, events: Sequence[str], split: str = "train") -> dict[
+        str, tuple[np.ndarray, ...]]:
+    """The corpus recordings of ``split`` that are one of ``events`` (real speech for ``speech``), by event.
+
+    Empty without a corpus or when none of its recordings is of the scenario's event classes.
+    """
+    if corpus is None or not (Path(corpus) / "provenance.json").is_file():
+        return {}
+    from export.corpus import load_prepared
+
+    out: dict[str, list[np.ndarray]] = {}
+    for r in load_prepared(Path(corpus), split=split):
+        if r.role in events:
+            out.setdefault(r.role, []).append(r.audio)
+    return {e: tuple(v) for e, v in sorted(out.items())}
+
+
 def _check_fresh(path: Path) -> None:
     """Refuse a corpus prepared from an older version of the shipped list (training would silently
     miss the recordings added since, and a file moved between splits could leak into training)."""
@@ -177,6 +195,12 @@ def augmented_samples(scenario: Scenario, n: int, seed: int, augment: RandomAugm
     audio_events = set(scenario.audio_events)
     for i, s in enumerate(generate_samples(scenario, n, seed, hard)):
         image, audio = s.image, s.audio
+        if augment is not None and augment.events:
+            # its own random stream: the perturbations below draw as they did before real events existed
+            audio, added = augment.insert_event(audio, s.events, np.random.default_rng([seed, AUGMENT_STREAM, 2, i]))
+            if added is not None:
+                events = s.events | {added}
+                s = replace(s, audio=audio, events=events, action=scenario.decide(events, s.intent))
         if augment is not None:
             image, audio, _ = augment(image, audio, np.random.default_rng([seed, AUGMENT_STREAM, i]),
                                       audio_event=bool(s.events & audio_events))

@@ -45,6 +45,7 @@ from export.augmented import (
     Backgrounds,
     build_augmented,
     load_backgrounds,
+    load_event_recordings,
     robust_rows,
     robust_windows,
     training_policy,
@@ -160,7 +161,10 @@ def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, d
         return None, {"enabled": False}
     bg = load_backgrounds(cfg.corpus, scen.events, "train")
     policy = training_policy(scen.name)
-    return RandomAugment(policy, bg.audio), {"enabled": True, "policy": asdict(policy), "backgrounds": bg.describe()}
+    real = load_event_recordings(cfg.corpus, scen.audio_events, "train")
+    return RandomAugment(policy, bg.audio, events=real), {
+        "enabled": True, "policy": asdict(policy), "backgrounds": bg.describe(),
+        "real_events": {e: len(v) for e, v in real.items()}}
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from export.augmented import (
     bench_crop,
     build_augmented,
     load_backgrounds,
+    load_event_recordings,
     robust_rows,
     training_policy,
 )
@@ -77,6 +79,32 @@ def test_augmented_data_is_seeded_and_keeps_the_labels(local_corpus: Path) -> No
     assert data_hash(a) == data_hash(b) != data_hash(clean)
     assert np.array_equal(a.y_events, clean.y_events) and np.array_equal(a.y_action, clean.y_action)
     assert data_hash(build_augmented(scen, builder, 24, 5, None)) == data_hash(clean)
+
+
+def test_real_event_recordings_are_labelled_as_their_event_and_the_action_is_decided_again(
+        local_corpus: Path) -> None:
+    scen, builder = get_scenario("smart_home"), load_package("smart_home").feed_builder()
+    real = load_event_recordings(local_corpus, scen.audio_events)
+    assert list(real) == ["speech"]  # the spoken 'yes' of the local corpus; the bell is no doorbell recording
+    assert load_event_recordings(local_corpus, get_scenario("driving").audio_events) == {}
+    assert load_event_recordings(None, scen.audio_events) == {}
+    policy = replace(training_policy("smart_home"), p_real_event=0.5)
+    aug = RandomAugment(policy, load_backgrounds(local_corpus, scen.events).audio, events=real)
+    got = list(augmented_samples(scen, 60, 5, aug))
+    plain = list(generate_samples(scen, 60, 5))
+    added = [(s, p) for (s, _), p in zip(got, plain) if s.events != p.events]
+    assert 12 <= len(added) <= 40
+    for s, p in added:
+        assert s.events == p.events | {"speech"} and "speech" not in p.events
+        assert s.action == scen.decide(s.events, s.intent)
+    # the other samples draw their perturbations as before: the same windows with real events switched off
+    off = RandomAugment(replace(policy, p_real_event=0.0), aug.backgrounds, events=real)
+    kept = [(s, w) for (s, w), p in zip(got, plain) if s.events == p.events]
+    base = {i: w for i, (_, w) in enumerate(augmented_samples(scen, 60, 5, off))}
+    idx = [i for i, ((s, _), p) in enumerate(zip(got, plain)) if s.events == p.events]
+    assert all(np.array_equal(got[i][1].audio, base[i].audio) for i in idx) and len(kept) == len(idx)
+    ds = build_augmented(scen, builder, 60, 5, aug)
+    assert int(ds.y_events[:, scen.events.index("speech")].sum()) == sum("speech" in s.events for s, _ in got)
 
 
 def test_training_crops_keep_drivings_red_lights_in_the_frame() -> None:
