@@ -10,7 +10,8 @@ played through the same :class:`~edgefusion.sources.speech_asr.Listener` as ``ru
 (endpointer, grammar, confidence), one clip after another with 0.6 s pauses.
 
 Reports per task: accuracy (correct intent / phrasings), per voice, per noise level, per intent
-with what it was heard as, the lights_on/lights_off confusion (smart_home), unrelated sentences
+with what it was heard as, each phrasing said once with fillers around it ("please X", "could you
+X", "X please"), the lights_on/lights_off confusion (smart_home), unrelated sentences
 that made no command, and the security-sensitive commands (let_in) they made.
 
 Writes JSON (default bench/results/speech_accuracy.json).
@@ -32,6 +33,7 @@ from speech_clips import (
     CONDITIONS,
     UNRELATED,
     command_clips,
+    filler_clips,
     heard_per_clip,
     unrelated_clips,
     unrelated_sentences,
@@ -48,11 +50,13 @@ def _rate(good: int, total: int) -> dict[str, Any]:
 def run_task(task: str, config: SpeechConfig) -> dict[str, Any]:
     phrases, _ = task_phrases(task)
     commands = command_clips(phrases, per_phrase=len(CONDITIONS), seed=1)
+    fillers = filler_clips(phrases)
     unrelated = {"paraphrases": unrelated_clips(unrelated_sentences(task), seed=2),
                  "speech_clips.UNRELATED": unrelated_clips(UNRELATED, seed=3)}
-    clips = commands + [c for cs in unrelated.values() for c in cs]
+    clips = commands + fillers + [c for cs in unrelated.values() for c in cs]
     got = heard_per_clip(task, clips, config)
-    heard_cmd, heard_un = got[: len(commands)], got[len(commands):]
+    heard_cmd, heard_fill = got[: len(commands)], got[len(commands): len(commands) + len(fillers)]
+    heard_un = got[len(commands) + len(fillers):]
 
     by_voice: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     by_snr: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
@@ -73,6 +77,9 @@ def run_task(task: str, config: SpeechConfig) -> dict[str, Any]:
         "by_snr_db": {k: _rate(*v) for k, v in by_snr.items()},
         "by_intent": {k: {**_rate(row[k], sum(row.values())), "heard_as": dict(row)} for k, row in confusion.items()},
         "misheard": misheard,
+        "with_fillers": {**_rate(sum(g == c.label for c, g in zip(fillers, heard_fill)), len(fillers)),
+                         "misheard": [{"intent": c.label, "text": c.text, "condition": c.condition, "heard": g}
+                                      for c, g in zip(fillers, heard_fill) if g != c.label]},
     }
     if {"lights_on", "lights_off"} <= set(phrases):
         out["on_off_confusion"] = {a: {b: confusion[a][b] for b in ("lights_on", "lights_off", "-")}
@@ -103,6 +110,8 @@ def main() -> None:
     for task in a.tasks:
         r = report["tasks"][task] = run_task(task, config)
         print(f"{task}: {r['correct']} of {r['total']} phrasings heard as their intent ({r['accuracy']:.1%})")
+        print(f"  said with fillers: {r['with_fillers']['correct']} of {r['with_fillers']['total']} "
+              f"({r['with_fillers']['accuracy']:.1%})")
         print("  by voice: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_voice"].items()))
         print("  by SNR dB: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_snr_db"].items()))
         for k, v in r["by_intent"].items():

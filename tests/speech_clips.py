@@ -93,6 +93,18 @@ def command_clips(phrases: dict[str, tuple[str, ...]], per_phrase: int = 1, seed
     return clips
 
 
+def filler_clips(phrases: dict[str, tuple[str, ...]], seed: int = 5) -> list[Clip]:
+    """Each phrase once with fillers around it ("please X", "could you X", "X please" in turn), the conditions
+    taken in turn: commands as people say them, beside the bare phrasings."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for k, (intent, text) in enumerate((i, t) for i, ts in phrases.items() for t in ts):
+        said = ("please " + text, "could you " + text, text + " please")[k % 3]
+        voice, wpm, snr = CONDITIONS[k % len(CONDITIONS)]
+        clips.append(Clip(intent, said, f"{voice}/{wpm}/{snr or 'clean'}", noisy(say(said, voice, wpm), snr, rng)))
+    return clips
+
+
 def unrelated_clips(texts: Iterable[str], seed: int = 2) -> list[Clip]:
     """Each sentence spoken once, the conditions taken in turn."""
     rng = np.random.default_rng(seed)

@@ -32,7 +32,13 @@ from speech_clips import (
 from edgefusion.config import loads, parse
 from edgefusion.errors import ConfigError, InputError, MissingDependencyError
 from edgefusion.samples import SpokenCommand
-from edgefusion.sources.speech_asr import SENSITIVE_INTENTS, CommandGrammar, SpeechConfig, task_phrases
+from edgefusion.sources.speech_asr import (
+    FILLER_MIN_CONFIDENCE,
+    SENSITIVE_INTENTS,
+    CommandGrammar,
+    SpeechConfig,
+    task_phrases,
+)
 
 pocketsphinx = pytest.importorskip("pocketsphinx", reason="spoken commands need the 'speech' extra")
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed (.ci/run installs it)")
@@ -111,6 +117,13 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
     assert heard == {"let him in could you": None, "now let them in": None, "let them in": "let_in",
                      "lock the door please": "lock_door"}
     assert listener.counts["sensitive_unsure"] == 2 and listener.counts["commands"] == 2
+    # with fillers around it, a command needs FILLER_MIN_CONFIDENCE; said alone, min_confidence
+    rec.finish = lambda: (rec.text, FILLER_MIN_CONFIDENCE - 0.05, -4.0)  # type: ignore[method-assign]
+    for text, want in (("lock the door please", None), ("lock the door", "lock_door")):
+        rec.text = text
+        h = listener._close(RATE)
+        assert (h.intent if h else None) == want, text
+    assert listener.counts["low_confidence"] == 1
     assert "let_in" in SENSITIVE_INTENTS
 
 
@@ -163,8 +176,8 @@ def test_spoken_phrasings_in_every_condition(task):
         assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
     made = table["(no command)"]
     assert not any(made[i] for i in SENSITIVE_INTENTS), dict(made)
-    # measured 75% (smart_home) and 85% (driving) make no command; the goal is 95%
-    assert made["-"] / len(unrelated) >= 0.7, dict(made)
+    # measured here: 47 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
+    assert made["-"] / len(unrelated) >= 0.8, dict(made)
 
 
 @pytest.mark.parametrize("task", ["smart_home", "driving"])
