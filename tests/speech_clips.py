@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +22,8 @@ from edgefusion.preprocess.audio import resample
 from edgefusion.samples import AudioChunk
 
 RATE = 16000
+#: the paraphrase set, written by hand apart from any grammar: its 'unrelated' sentences are spoken as non-commands
+PARAPHRASES = Path(__file__).resolve().parent / "data" / "paraphrases"
 #: (voice, words per minute, signal-to-noise ratio in dB or None for clean)
 CONDITIONS = (
     ("en-us", 160, None),
@@ -37,6 +40,17 @@ UNRELATED = (
     "tell me a joke", "is it going to rain", "i am hungry", "where are my keys", "the light is green",
     "let me think", "open the window", "turn off the radio", "thank you very much", "never mind",
 )
+
+
+def unrelated_sentences(task: str) -> list[str]:
+    """The paraphrase set's sentences that are no command of ``task`` (questions, chit-chat, other devices)."""
+    out = []
+    for line in (PARAPHRASES / f"{task}.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            intent, text = line.split("\t", 1)
+            if intent == "unrelated":
+                out.append(text)
+    return out
 
 
 def espeak_available() -> bool:
@@ -79,6 +93,28 @@ def command_clips(phrases: dict[str, tuple[str, ...]], per_phrase: int = 1, seed
     return clips
 
 
+def filler_clips(phrases: dict[str, tuple[str, ...]], seed: int = 5) -> list[Clip]:
+    """Each phrase once with fillers around it ("please X", "could you X", "X please" in turn), the conditions
+    taken in turn: commands as people say them, beside the bare phrasings."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for k, (intent, text) in enumerate((i, t) for i, ts in phrases.items() for t in ts):
+        said = ("please " + text, "could you " + text, text + " please")[k % 3]
+        voice, wpm, snr = CONDITIONS[k % len(CONDITIONS)]
+        clips.append(Clip(intent, said, f"{voice}/{wpm}/{snr or 'clean'}", noisy(say(said, voice, wpm), snr, rng)))
+    return clips
+
+
+def unrelated_clips(texts: Iterable[str], seed: int = 2) -> list[Clip]:
+    """Each sentence spoken once, the conditions taken in turn."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for k, text in enumerate(texts):
+        voice, wpm, snr = CONDITIONS[k % len(CONDITIONS)]
+        clips.append(Clip("", text, f"{voice}/{wpm}/{snr or 'clean'}", noisy(say(text, voice, wpm), snr, rng)))
+    return clips
+
+
 def stream(clips: Iterable[np.ndarray], gap_s: float = 0.6, seed: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The clips one after another with ``gap_s`` of faint noise between; (audio, [(start, end) sample])."""
     rng = np.random.default_rng(seed)
@@ -99,3 +135,22 @@ def chunks(audio: np.ndarray, chunk_ms: int = 50, t0_ns: int = 0) -> list[AudioC
     n = RATE * chunk_ms // 1000
     return [AudioChunk(t_ns=t0_ns + i * 1_000_000_000 // RATE, samples=audio[i: i + n], sample_rate=RATE)
             for i in range(0, len(audio), n)]
+
+
+def heard_per_clip(task: str, clips: list[Clip], config: object = None) -> list[str]:
+    """The clips played one after another into a :class:`Listener`: per clip, the intent heard in its span,
+    "-" for none or "several"."""
+    from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, task_phrases
+
+    audio, spans = stream([c.audio for c in clips])
+    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig())  # type: ignore[arg-type]
+    heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
+    got = ["-"] * len(clips)
+    for h in heard:
+        s, e = h.start_ns * RATE // 10**9, h.end_ns * RATE // 10**9
+        overlap = [max(0, min(e, b) - max(s, a)) for a, b in spans]
+        k = int(np.argmax(overlap))
+        if overlap[k] <= 0:
+            raise AssertionError(f"a command {h.text!r} was heard between the clips")
+        got[k] = h.intent if got[k] == "-" else "several"
+    return got

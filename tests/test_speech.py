@@ -15,12 +15,30 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import TEST_DATA
-from speech_clips import CONDITIONS, RATE, UNRELATED, Clip, chunks, command_clips, espeak_available, noisy, say, stream
+from speech_clips import (
+    CONDITIONS,
+    RATE,
+    Clip,
+    chunks,
+    command_clips,
+    espeak_available,
+    heard_per_clip,
+    say,
+    stream,
+    unrelated_clips,
+    unrelated_sentences,
+)
 
 from edgefusion.config import loads, parse
 from edgefusion.errors import ConfigError, InputError, MissingDependencyError
 from edgefusion.samples import SpokenCommand
-from edgefusion.sources.speech_asr import CommandGrammar, SpeechConfig, task_phrases
+from edgefusion.sources.speech_asr import (
+    FILLER_MIN_CONFIDENCE,
+    SENSITIVE_INTENTS,
+    CommandGrammar,
+    SpeechConfig,
+    task_phrases,
+)
 
 pocketsphinx = pytest.importorskip("pocketsphinx", reason="spoken commands need the 'speech' extra")
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed (.ci/run installs it)")
@@ -39,15 +57,7 @@ def _listen(task: str, audio: np.ndarray, config: SpeechConfig | None = None):
 
 def _score(clips: list[Clip], task: str) -> dict[str, collections.Counter[str]]:
     """Per true label (intent, or "" for no command): how often each intent (or "-") was heard in its span."""
-    audio, spans = stream([c.audio for c in clips])
-    heard, _ = _listen(task, audio)
-    got: list[str] = ["-"] * len(clips)
-    for h in heard:
-        s, e = h.start_ns * RATE // 10**9, h.end_ns * RATE // 10**9
-        overlap = [max(0, min(e, b) - max(s, a)) for a, b in spans]
-        k = int(np.argmax(overlap))
-        assert overlap[k] > 0, f"a command {h.text!r} was heard between the clips"
-        got[k] = h.intent if got[k] == "-" else "several"
+    got = heard_per_clip(task, clips)
     table: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for c, g in zip(clips, got):
         table[c.label or "(no command)"][g] += 1
@@ -85,6 +95,38 @@ def test_grammar_leaves_out_phrases_it_cannot_pronounce_and_counts_them():
         CommandGrammar(({"lock_door": ("bolt it",)}, ()), known=known)
 
 
+def test_a_security_sensitive_command_is_taken_only_said_alone():
+    """let_in with a filler around it (how unrelated questions were forced into the grammar) makes no command;
+    a filler around any other intent, or let_in said alone, does."""
+    from edgefusion.sources.speech_asr import Listener
+
+    class Said:  # stands for the recognizer: what the decoder "heard", with a high confidence
+        def __init__(self) -> None:
+            self.grammar, self.active, self.text = CommandGrammar(task_phrases("smart_home")), False, ""
+
+        def finish(self):
+            return self.text, 0.9, 8.0
+
+    rec = Said()
+    listener = Listener(rec, SpeechConfig())  # type: ignore[arg-type]
+    heard = {}
+    for text in ("let him in could you", "now let them in", "let them in", "lock the door please"):
+        rec.text, listener._speech_samples = text, RATE
+        h = listener._close(RATE)
+        heard[text] = h.intent if h else None
+    assert heard == {"let him in could you": None, "now let them in": None, "let them in": "let_in",
+                     "lock the door please": "lock_door"}
+    assert listener.counts["sensitive_unsure"] == 2 and listener.counts["commands"] == 2
+    # with fillers around it, a command needs FILLER_MIN_CONFIDENCE; said alone, min_confidence
+    rec.finish = lambda: (rec.text, FILLER_MIN_CONFIDENCE - 0.05, -4.0)  # type: ignore[method-assign]
+    for text, want in (("lock the door please", None), ("lock the door", "lock_door")):
+        rec.text = text
+        h = listener._close(RATE)
+        assert (h.intent if h else None) == want, text
+    assert listener.counts["low_confidence"] == 1
+    assert "let_in" in SENSITIVE_INTENTS
+
+
 def test_phrases_of_an_unknown_task_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="no command phrases are known for task 'kitchen'"):
         task_phrases("kitchen")
@@ -115,22 +157,27 @@ def test_spoken_phrasings_are_heard_as_their_intent(task):
 
 @needs_espeak
 @pytest.mark.slow
-def test_spoken_phrasings_in_every_condition():
-    """The full matrix, both tasks: each phrasing in each voice, speed and noise level, >= 90% over all
-    of them (per-task and per-intent tables printed), and unrelated sentences (counted, printed)."""
-    correct = total = 0
-    for task in ("smart_home", "driving"):
-        phrases, _ = task_phrases(task)
-        clips = command_clips(phrases, per_phrase=len(CONDITIONS), seed=1)
-        rng = np.random.default_rng(2)
-        clips += [Clip("", t, "en-us", noisy(say(t), None, rng)) for t in UNRELATED]
-        table = _score(clips, task)
-        _print_table(task, table)
-        commands = [c for c in clips if c.label]
-        right = sum(row[label] for label, row in table.items() if label != "(no command)")
-        print(f"{task}: {right} of {len(commands)} phrasings heard as their intent ({right / len(commands):.1%})")
-        correct, total = correct + right, total + len(commands)
-    assert correct / total >= 0.9, f"{correct} of {total} heard as their intent"
+@pytest.mark.parametrize("task", ["smart_home", "driving"])
+def test_spoken_phrasings_in_every_condition(task):
+    """The full matrix, per task: each phrasing in each voice, speed and noise level, >= 90% heard as its
+    intent (table printed); lights on/off told apart >= 90%; the paraphrase set's unrelated sentences
+    (written apart from the grammar) spoken in the same conditions never make a security-sensitive
+    command, and mostly none at all."""
+    phrases, _ = task_phrases(task)
+    clips = command_clips(phrases, per_phrase=len(CONDITIONS), seed=1)
+    unrelated = unrelated_clips(unrelated_sentences(task), seed=2)
+    table = _score(clips + unrelated, task)
+    _print_table(task, table)
+    right = sum(row[label] for label, row in table.items() if label != "(no command)")
+    print(f"{task}: {right} of {len(clips)} phrasings heard as their intent ({right / len(clips):.1%})")
+    assert right / len(clips) >= 0.9, f"{task}: {right} of {len(clips)} heard as their intent"
+    if "lights_off" in phrases:
+        on, off = table["lights_on"], table["lights_off"]
+        assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
+    made = table["(no command)"]
+    assert not any(made[i] for i in SENSITIVE_INTENTS), dict(made)
+    # measured here: 47 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
+    assert made["-"] / len(unrelated) >= 0.8, dict(made)
 
 
 @pytest.mark.parametrize("task", ["smart_home", "driving"])

@@ -1,0 +1,129 @@
+"""Spoken commands: how often each task's spoken phrasings are heard as their intent, and how often
+unrelated sentences make a command, on espeak-ng speech (needs the Debian package).
+
+Each phrasing of each intent is spoken in every condition of ``tests/speech_clips.CONDITIONS``
+(6 voices, 140-190 words/min, clean to 10 dB SNR, seeded noise), the same matrix as the slow
+test ``test_spoken_phrasings_in_every_condition``; the ``unrelated`` sentences of the paraphrase
+set (``tests/data/paraphrases/<task>.tsv``, written apart from the grammar) and the short list
+``speech_clips.UNRELATED`` are spoken once each, the conditions taken in turn. Everything is
+played through the same :class:`~edgefusion.sources.speech_asr.Listener` as ``run --speech``
+(endpointer, grammar, confidence), one clip after another with 0.6 s pauses.
+
+Reports per task: accuracy (correct intent / phrasings), per voice, per noise level, per intent
+with what it was heard as, each phrasing said once with fillers around it ("please X", "could you
+X", "X please"), the lights_on/lights_off confusion (smart_home), unrelated sentences
+that made no command, and the security-sensitive commands (let_in) they made.
+
+Writes JSON (default bench/results/speech_accuracy.json).
+
+    python bench/speech_accuracy.py [--tasks smart_home driving]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the espeak-ng clip helpers
+from speech_clips import (
+    CONDITIONS,
+    UNRELATED,
+    command_clips,
+    filler_clips,
+    heard_per_clip,
+    unrelated_clips,
+    unrelated_sentences,
+)
+
+from edgefusion.benchmark.report import machine_facts, save_json
+from edgefusion.sources.speech_asr import SENSITIVE_INTENTS, SpeechConfig, task_phrases
+
+
+def _rate(good: int, total: int) -> dict[str, Any]:
+    return {"correct": good, "total": total, "accuracy": round(good / total, 4) if total else None}
+
+
+def run_task(task: str, config: SpeechConfig) -> dict[str, Any]:
+    phrases, _ = task_phrases(task)
+    commands = command_clips(phrases, per_phrase=len(CONDITIONS), seed=1)
+    fillers = filler_clips(phrases)
+    unrelated = {"paraphrases": unrelated_clips(unrelated_sentences(task), seed=2),
+                 "speech_clips.UNRELATED": unrelated_clips(UNRELATED, seed=3)}
+    clips = commands + fillers + [c for cs in unrelated.values() for c in cs]
+    got = heard_per_clip(task, clips, config)
+    heard_cmd, heard_fill = got[: len(commands)], got[len(commands): len(commands) + len(fillers)]
+    heard_un = got[len(commands) + len(fillers):]
+
+    by_voice: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    by_snr: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    confusion: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    misheard = []
+    for c, g in zip(commands, heard_cmd):
+        voice, wpm, snr = c.condition.split("/")
+        for table, key in ((by_voice, f"{voice}/{wpm}"), (by_snr, snr)):
+            table[key][0] += g == c.label
+            table[key][1] += 1
+        confusion[c.label][g] += 1
+        if g != c.label:
+            misheard.append({"intent": c.label, "text": c.text, "condition": c.condition, "heard": g})
+    right = sum(g == c.label for c, g in zip(commands, heard_cmd))
+    out: dict[str, Any] = {
+        **_rate(right, len(commands)),
+        "by_voice": {k: _rate(*v) for k, v in by_voice.items()},
+        "by_snr_db": {k: _rate(*v) for k, v in by_snr.items()},
+        "by_intent": {k: {**_rate(row[k], sum(row.values())), "heard_as": dict(row)} for k, row in confusion.items()},
+        "misheard": misheard,
+        "with_fillers": {**_rate(sum(g == c.label for c, g in zip(fillers, heard_fill)), len(fillers)),
+                         "misheard": [{"intent": c.label, "text": c.text, "condition": c.condition, "heard": g}
+                                      for c, g in zip(fillers, heard_fill) if g != c.label]},
+    }
+    if {"lights_on", "lights_off"} <= set(phrases):
+        out["on_off_confusion"] = {a: {b: confusion[a][b] for b in ("lights_on", "lights_off", "-")}
+                                   for a in ("lights_on", "lights_off")}
+    un: dict[str, Any] = {}
+    at = 0
+    for name, cs in unrelated.items():
+        heard = heard_un[at: at + len(cs)]
+        at += len(cs)
+        made = [{"text": c.text, "condition": c.condition, "heard": g} for c, g in zip(cs, heard) if g != "-"]
+        un[name] = {"sentences": len(cs), "no_command": len(cs) - len(made),
+                    "rejected": round((len(cs) - len(made)) / len(cs), 4),
+                    "security_sensitive": sum(m["heard"] in SENSITIVE_INTENTS for m in made), "made": made}
+    out["unrelated"] = un
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["smart_home", "driving"])
+    ap.add_argument("--out", default="bench/results/speech_accuracy.json")
+    a = ap.parse_args()
+    config = SpeechConfig()
+    report: dict[str, Any] = {"machine": machine_facts(), "goal": {"accuracy": 0.9, "unrelated_rejected": 0.95,
+                                                                    "security_sensitive_from_unrelated": 0},
+                              "config": config.__dict__, "conditions": [list(c) for c in CONDITIONS], "tasks": {}}
+    t0 = time.perf_counter()
+    for task in a.tasks:
+        r = report["tasks"][task] = run_task(task, config)
+        print(f"{task}: {r['correct']} of {r['total']} phrasings heard as their intent ({r['accuracy']:.1%})")
+        print(f"  said with fillers: {r['with_fillers']['correct']} of {r['with_fillers']['total']} "
+              f"({r['with_fillers']['accuracy']:.1%})")
+        print("  by voice: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_voice"].items()))
+        print("  by SNR dB: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_snr_db"].items()))
+        for k, v in r["by_intent"].items():
+            print(f"  {k:10s} {v['correct']:3d} / {v['total']:3d}  {v['heard_as']}")
+        if "on_off_confusion" in r:
+            print(f"  on/off confusion (true -> heard): {r['on_off_confusion']}")
+        for name, u in r["unrelated"].items():
+            print(f"  unrelated ({name}): {u['no_command']} of {u['sentences']} made no command "
+                  f"({u['rejected']:.1%}), security-sensitive commands: {u['security_sensitive']}")
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    save_json(report, a.out)
+
+
+if __name__ == "__main__":
+    main()
