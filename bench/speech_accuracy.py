@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the espeak-ng clip helpers
 from speech_clips import (
     CONDITIONS,
+    HELD_OUT_CONDITIONS,
     UNRELATED,
     command_clips,
     filler_clips,
@@ -47,12 +48,12 @@ def _rate(good: int, total: int) -> dict[str, Any]:
     return {"correct": good, "total": total, "accuracy": round(good / total, 4) if total else None}
 
 
-def run_task(task: str, config: SpeechConfig) -> dict[str, Any]:
+def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = CONDITIONS) -> dict[str, Any]:
     phrases, _ = task_phrases(task)
-    commands = command_clips(phrases, per_phrase=len(CONDITIONS), seed=1)
-    fillers = filler_clips(phrases)
-    unrelated = {"paraphrases": unrelated_clips(unrelated_sentences(task), seed=2),
-                 "speech_clips.UNRELATED": unrelated_clips(UNRELATED, seed=3)}
+    commands = command_clips(phrases, per_phrase=len(conditions), seed=1, conditions=conditions)
+    fillers = filler_clips(phrases, conditions=conditions)
+    unrelated = {"paraphrases": unrelated_clips(unrelated_sentences(task), seed=2, conditions=conditions),
+                 "speech_clips.UNRELATED": unrelated_clips(UNRELATED, seed=3, conditions=conditions)}
     clips = commands + fillers + [c for cs in unrelated.values() for c in cs]
     got = heard_per_clip(task, clips, config)
     heard_cmd, heard_fill = got[: len(commands)], got[len(commands): len(commands) + len(fillers)]
@@ -100,15 +101,23 @@ def run_task(task: str, config: SpeechConfig) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["smart_home", "driving"])
-    ap.add_argument("--out", default="bench/results/speech_accuracy.json")
+    ap.add_argument("--conditions", choices=("tuned", "held-out"), default="tuned",
+                    help="tuned: the test's voices, speeds and noise levels (the grammar was tuned on them); "
+                         "held-out: six others, never used in tuning")
+    ap.add_argument("--out", default=None, help="JSON to write (default bench/results/speech_accuracy.json, "
+                                                "or speech_accuracy_heldout.json with --conditions held-out)")
     a = ap.parse_args()
+    conditions = CONDITIONS if a.conditions == "tuned" else HELD_OUT_CONDITIONS
+    out = a.out or ("bench/results/speech_accuracy.json" if a.conditions == "tuned"
+                    else "bench/results/speech_accuracy_heldout.json")
     config = SpeechConfig()
     report: dict[str, Any] = {"machine": machine_facts(), "goal": {"accuracy": 0.9, "unrelated_rejected": 0.95,
                                                                     "security_sensitive_from_unrelated": 0},
-                              "config": config.__dict__, "conditions": [list(c) for c in CONDITIONS], "tasks": {}}
+                              "config": config.__dict__, "condition_set": a.conditions,
+                              "conditions": [list(c) for c in conditions], "tasks": {}}
     t0 = time.perf_counter()
     for task in a.tasks:
-        r = report["tasks"][task] = run_task(task, config)
+        r = report["tasks"][task] = run_task(task, config, conditions)
         print(f"{task}: {r['correct']} of {r['total']} phrasings heard as their intent ({r['accuracy']:.1%})")
         print(f"  said with fillers: {r['with_fillers']['correct']} of {r['with_fillers']['total']} "
               f"({r['with_fillers']['accuracy']:.1%})")
@@ -122,7 +131,7 @@ def main() -> None:
             print(f"  unrelated ({name}): {u['no_command']} of {u['sentences']} made no command "
                   f"({u['rejected']:.1%}), security-sensitive commands: {u['security_sensitive']}")
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    save_json(report, a.out)
+    save_json(report, out)
 
 
 if __name__ == "__main__":
