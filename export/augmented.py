@@ -58,7 +58,6 @@ from edgefusion.scenarios import LabeledSample, Scenario, generate_samples
 
 __all__ = [
     "AUGMENT_STREAM",
-    "REAL_EVENT_P",
     "SAFE_ANCHOR_Y",
     "SAFE_ASPECTS",
     "Backgrounds",
@@ -88,25 +87,15 @@ SAFE_ANCHOR_Y: dict[str, tuple[float, float]] = {"smart_home": (0.5, 0.5), "driv
 DEFAULT_ANCHOR_Y: tuple[float, float] = (0.5, 0.5)
 
 
-#: the share of windows that get a real recording of one of the scenario's audio event classes
-#: (:meth:`RandomAugment.insert_event`). ``driving``'s corpus holds two short training horns (4.8 s):
-#: too few to stand for the class, so it learns horns from synthesis alone.
-REAL_EVENT_P: dict[str, float] = {"driving": 0.0}
-
-
 def training_policy(scenario: str) -> AugmentPolicy:
     """The augmentation policy training uses for ``scenario``: the defaults, with label-safe crops.
 
     Example:
         >>> [round(a, 2) for a in training_policy("driving").aspects], training_policy("driving").crop_anchor_y
         ([1.78, 1.5], (0.0, 0.1))
-        >>> training_policy("smart_home").p_real_event, training_policy("driving").p_real_event
-        (0.1, 0.0)
     """
-    base = AugmentPolicy()
-    return replace(base, aspects=SAFE_ASPECTS.get(scenario, DEFAULT_ASPECTS),
-                   crop_anchor_y=SAFE_ANCHOR_Y.get(scenario, DEFAULT_ANCHOR_Y),
-                   p_real_event=REAL_EVENT_P.get(scenario, base.p_real_event))
+    return replace(AugmentPolicy(), aspects=SAFE_ASPECTS.get(scenario, DEFAULT_ASPECTS),
+                   crop_anchor_y=SAFE_ANCHOR_Y.get(scenario, DEFAULT_ANCHOR_Y))
 
 
 def bench_crop(scenario: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:

@@ -161,10 +161,11 @@ def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, d
         return None, {"enabled": False}
     bg = load_backgrounds(cfg.corpus, scen.events, "train")
     policy = training_policy(scen.name)
-    real = load_event_recordings(cfg.corpus, scen.audio_events, "train")
-    return RandomAugment(policy, bg.audio, events=real), {
-        "enabled": True, "policy": asdict(policy), "backgrounds": bg.describe(),
-        "real_events": {e: len(v) for e, v in real.items()}}
+    real = load_event_recordings(cfg.corpus, scen.audio_events, "train") if policy.p_real_event else {}
+    info = {"enabled": True, "policy": asdict(policy), "backgrounds": bg.describe()}
+    if real:
+        info["real_events"] = {e: len(v) for e, v in real.items()}
+    return RandomAugment(policy, bg.audio, events=real), info
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:
