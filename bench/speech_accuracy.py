@@ -41,7 +41,7 @@ from speech_clips import (
 )
 
 from edgefusion.benchmark.report import machine_facts, save_json
-from edgefusion.sources.speech_asr import SENSITIVE_INTENTS, SpeechConfig, task_phrases
+from edgefusion.sources.speech_asr import SpeechConfig, sensitive_intents, task_phrases
 
 
 def _rate(good: int, total: int) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = COND
         made = [{"text": c.text, "condition": c.condition, "heard": g} for c, g in zip(cs, heard) if g != "-"]
         un[name] = {"sentences": len(cs), "no_command": len(cs) - len(made),
                     "rejected": round((len(cs) - len(made)) / len(cs), 4),
-                    "security_sensitive": sum(m["heard"] in SENSITIVE_INTENTS for m in made), "made": made}
+                    "security_sensitive": sum(m["heard"] in sensitive_intents(task) for m in made), "made": made}
     out["unrelated"] = un
     return out
 

@@ -153,10 +153,11 @@ def chunks(audio: np.ndarray, chunk_ms: int = 50, t0_ns: int = 0) -> list[AudioC
 def heard_per_clip(task: str, clips: list[Clip], config: object = None) -> list[str]:
     """The clips played one after another into a :class:`Listener`: per clip, the intent heard in its span,
     "-" for none or "several"."""
-    from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, task_phrases
+    from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
 
     audio, spans = stream([c.audio for c in clips])
-    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig())  # type: ignore[arg-type]
+    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig(),  # type: ignore[arg-type]
+                        sensitive=sensitive_intents(task))
     heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
     got = ["-"] * len(clips)
     for h in heard:

@@ -34,9 +34,9 @@ from edgefusion.errors import ConfigError, InputError, MissingDependencyError
 from edgefusion.samples import SpokenCommand
 from edgefusion.sources.speech_asr import (
     FILLER_MIN_CONFIDENCE,
-    SENSITIVE_INTENTS,
     CommandGrammar,
     SpeechConfig,
+    sensitive_intents,
     task_phrases,
 )
 
@@ -50,7 +50,7 @@ NOT_COMMANDS = [TEST_DATA / "audio" / "speech_commands" / f"{w}_1000ms.wav" for 
 def _listen(task: str, audio: np.ndarray, config: SpeechConfig | None = None):
     from edgefusion.sources.speech_asr import Listener, Recognizer
 
-    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig())
+    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig(), sensitive=sensitive_intents(task))
     heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
     return heard, listener.counts
 
@@ -108,7 +108,7 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
             return self.text, 0.9, 8.0
 
     rec = Said()
-    listener = Listener(rec, SpeechConfig())  # type: ignore[arg-type]
+    listener = Listener(rec, SpeechConfig(), sensitive=sensitive_intents("smart_home"))  # type: ignore[arg-type]
     heard = {}
     for text in ("let him in could you", "now let them in", "let them in", "lock the door please"):
         rec.text, listener._speech_samples = text, RATE
@@ -124,7 +124,7 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
         h = listener._close(RATE)
         assert (h.intent if h else None) == want, text
     assert listener.counts["low_confidence"] == 1
-    assert "let_in" in SENSITIVE_INTENTS
+    assert "let_in" in sensitive_intents("smart_home")
 
 
 def test_phrases_of_an_unknown_task_are_refused_in_one_line():
@@ -175,7 +175,7 @@ def test_spoken_phrasings_in_every_condition(task):
         on, off = table["lights_on"], table["lights_off"]
         assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
     made = table["(no command)"]
-    assert not any(made[i] for i in SENSITIVE_INTENTS), dict(made)
+    assert not any(made[i] for i in sensitive_intents(task)), dict(made)
     # measured here: 47 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
     assert made["-"] / len(unrelated) >= 0.8, dict(made)
 
@@ -202,7 +202,8 @@ def test_a_stream_in_another_rate_and_an_utterance_cut_at_the_end_are_handled():
     from edgefusion.samples import AudioChunk
     from edgefusion.sources.speech_asr import Listener, Recognizer
 
-    listener = Listener(Recognizer(task_phrases("smart_home")), SpeechConfig())
+    listener = Listener(Recognizer(task_phrases("smart_home")), SpeechConfig(),
+                        sensitive=sensitive_intents("smart_home"))
     n = 4410
     for i in range(0, len(audio), n):
         assert listener.feed(AudioChunk(t_ns=i * 10**9 // 44100, samples=audio[i: i + n], sample_rate=44100)) == []

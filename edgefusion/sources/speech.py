@@ -34,7 +34,7 @@ from edgefusion.errors import ConfigError, InputError
 from edgefusion.package import ModelPackage
 from edgefusion.samples import AudioChunk, SpokenCommand
 from edgefusion.sources.base import Sample, Source
-from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, task_phrases
+from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
 
 __all__ = ["SpeechConfig", "SpeechSource", "check_speech_available", "speech_summary", "speech_task"]
 
@@ -117,7 +117,8 @@ class SpeechSource(Source):
                 log.info("speech: %s holds its recognized speech (%s); replaying it, not listening again",
                          getattr(self.inner, "path", self.inner.name), present["speech"])
             else:
-                self.listener = Listener(Recognizer(task_phrases(self.task)), self.config)
+                self.listener = Listener(Recognizer(task_phrases(self.task)), self.config,
+                                         sensitive=sensitive_intents(self.task))
         except BaseException:
             self.inner.close()
             raise

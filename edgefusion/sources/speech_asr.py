@@ -22,7 +22,7 @@ US English acoustic model, dictionary and phone language model, so nothing is do
 Example::
 
     grammar = CommandGrammar(task_phrases("smart_home"))
-    listener = Listener(Recognizer(grammar), SpeechConfig())
+    listener = Listener(Recognizer(grammar), SpeechConfig(), sensitive=sensitive_intents("smart_home"))
     for chunk in chunks:                       # AudioChunk, any rate
         for heard in listener.feed(chunk):     # Heard(text, intent, confidence, start_ns, end_ns)
             print(heard.intent, heard.confidence)
@@ -44,8 +44,8 @@ from edgefusion.errors import ConfigError, MissingDependencyError
 from edgefusion.preprocess.audio import StreamResampler
 from edgefusion.samples import AudioChunk
 
-__all__ = ["FILLER_MIN_CONFIDENCE", "RATE", "SENSITIVE_INTENTS", "CommandGrammar", "Heard", "Listener", "Recognizer",
-           "SpeechConfig", "task_phrases"]
+__all__ = ["FILLER_MIN_CONFIDENCE", "RATE", "CommandGrammar", "Heard", "Listener", "Recognizer", "SpeechConfig",
+           "sensitive_intents", "task_phrases"]
 
 log = logging.getLogger("edgefusion.speech")
 SECOND = 1_000_000_000
@@ -79,16 +79,33 @@ SPOKEN: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 SPOKEN_FILLERS = ("please", "now", "hey", "could you", "right away", "thanks")
-#: spoken intents that lead to a security-sensitive action (letting someone in): taken only when the phrase
-#: is said alone, no filler around it (unrelated questions were forced into "let him in could you", "now let
-#: him in"). "buzz them in" and "unlock for the visitor" are not spoken phrasings: unrelated questions
-#: ("what can you do", "what's for dinner") were heard as them.
-SENSITIVE_INTENTS = frozenset({"let_in"})
 #: the confidence a command said with fillers around it needs (at least): fillers are where an unrelated
 #: sentence's extra words go ("turn on the lights could you" from "turn on the washing machine"). Measured on
 #: espeak-ng speech (bench/speech_accuracy.py): unrelated sentences making no command 75% -> 84% (smart_home)
 #: and 88% -> 92% (driving), bare phrasings unchanged, phrasings said with fillers unchanged.
 FILLER_MIN_CONFIDENCE = 0.32
+
+
+def sensitive_intents(task: str) -> frozenset[str]:
+    """The intents of ``task`` whose rules decide one of its security-sensitive actions (``[policy] secure``).
+
+    A :class:`Listener` takes them only when the phrase is said alone, no filler around it: fillers
+    are where an unrelated sentence's extra words go (unrelated questions were forced into "let him
+    in could you", "now let him in"). "buzz them in" and "unlock for the visitor" are not spoken
+    phrasings for the same reason ("what can you do", "what's for dinner" were heard as them).
+
+    Example:
+        >>> sorted(sensitive_intents("smart_home")), sorted(sensitive_intents("driving"))
+        (['let_in'], [])
+    """
+    from edgefusion.policy import Decider
+    from edgefusion.task import load_task
+
+    spec = load_task(task)
+    if spec.policy is None:
+        return frozenset()
+    decider = Decider(spec.policy, spec)
+    return frozenset().union(*(decider.enabling_intents(a) for a in spec.policy.secure))
 
 
 def task_phrases(task: str) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
@@ -314,16 +331,17 @@ class Listener:
     ``commands`` made, ``too_short``, ``out_of_grammar`` (the decoder ended outside the
     grammar), ``low_confidence`` (below ``min_confidence``, or below :data:`FILLER_MIN_CONFIDENCE`
     with fillers around the phrase), ``sensitive_unsure`` (a security-sensitive intent with
-    fillers around it, see :data:`SENSITIVE_INTENTS`), ``cut`` (longer than
+    fillers around it, see :func:`sensitive_intents`), ``cut`` (longer than
     ``max_utterance_s``).
     """
 
     #: audio before an utterance decoded with it (see __init__)
     PREROLL_MS = 200
 
-    def __init__(self, recognizer: Recognizer, config: SpeechConfig) -> None:
+    def __init__(self, recognizer: Recognizer, config: SpeechConfig, *, sensitive: frozenset[str]) -> None:
+        """``sensitive``: the intents taken only said alone (:func:`sensitive_intents` of the task)."""
         ps = _pocketsphinx()
-        self.rec, self.config = recognizer, config
+        self.rec, self.config, self.sensitive = recognizer, config, sensitive
         # The endpointer's ratio must leave at least one frame of the window either way.
         self._ep = ps.Endpointer(window=config.window_ms / 1000, ratio=0.9, vad_mode=config.vad_mode,
                                  sample_rate=RATE)
@@ -421,7 +439,7 @@ class Listener:
             log.debug("speech: %r (%s) below the confidence threshold: %.3f", text, intent, confidence)
             return None
         bare = self.rec.grammar.phrase(text or "") == _words(text or "")
-        if intent in SENSITIVE_INTENTS and not bare:
+        if intent in self.sensitive and not bare:
             self.counts["sensitive_unsure"] += 1
             log.debug("speech: %r (%s) not taken: a security-sensitive command is taken only said alone", text, intent)
             return None
