@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,7 +23,7 @@ from edgefusion.errors import ConfigError
 from edgefusion.preprocess.audio import AudioParams, preprocess_audio
 from edgefusion.preprocess.image import Geometry, ImageParams, preprocess_image_geometry
 from edgefusion.preprocess.tensors import ConstantParams, StateParams, WaveformParams, waveform
-from edgefusion.preprocess.text import encode_text, text_params
+from edgefusion.preprocess.text import HashedParams, TextParams, Tokens, encode_text, text_params
 from edgefusion.samples import FusionWindow
 
 __all__ = ["INPUT_KINDS", "FeedBuilder", "FeedInfo", "InputDecl", "Note", "register_input_kind"]
@@ -118,14 +119,28 @@ def _logmel(d: InputDecl, _: Sequence[InputDecl]) -> Handler:
     return _PerWindow(one)
 
 
+def _encoder(t: TextParams | HashedParams) -> Callable[[str], Tokens]:
+    """:func:`encode_text` with ``t``, cached by command (arrays read-only): a command stays in the
+    window for many frames (up to the command horizon), and hashing its n-grams costs ~50 us."""
+
+    @lru_cache(maxsize=64)
+    def encode(text: str) -> Tokens:
+        tok = encode_text(text, t)
+        tok.ids.flags.writeable = False
+        tok.mask.flags.writeable = False
+        return tok
+    return encode
+
+
 def _tokens(d: InputDecl, _: Sequence[InputDecl]) -> Handler:
     """``tokens`` (word ids, (max_tokens,)) or ``hashed_ngrams`` (n-gram ids per word, (max_tokens, max_ngrams))."""
     t = text_params(d.preprocess)
+    encode = _encoder(t)
 
     def one(w: FusionWindow, note: Note) -> np.ndarray:
         if w.command_text is None or "text" in w.missing:
             return np.zeros(t.shape, np.int64)
-        tok = encode_text(w.command_text, t)
+        tok = encode(w.command_text)
         note.unknown_words, note.truncated = tok.unknown, tok.truncated
         return tok.ids
     return _PerWindow(one)
@@ -136,11 +151,12 @@ def _token_mask(d: InputDecl, inputs: Sequence[InputDecl]) -> Handler:
     if src is None:
         raise ConfigError(f"input '{d.name}': a token_mask needs a tokens or hashed_ngrams input")
     t = text_params(src.preprocess)
+    encode = _encoder(t)
 
     def one(w: FusionWindow, note: Note) -> np.ndarray:
         if w.command_text is None or "text" in w.missing:
             return np.zeros(t.max_tokens, np.float32)
-        return encode_text(w.command_text, t).mask
+        return encode(w.command_text).mask
     return _PerWindow(one)
 
 
