@@ -160,13 +160,20 @@ def tables(r: dict[str, Any], md: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--packages", nargs="+", default=["smart_home", "driving"])
+    ap.add_argument("--packages", nargs="+", default=["smart_home", "driving"],
+                    help="built-in package names or package directories (their task is the manifest's scenario)")
     ap.add_argument("--variants", nargs="+", default=["fp32", "int8"])
     ap.add_argument("--grammar-samples", type=int, default=40_000,
                     help="generated commands the set is compared with, word for word (default 40000)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "paraphrases.json")
     a = ap.parse_args(argv)
-    results = [evaluate(t, v, grammar_samples=a.grammar_samples) for t in a.packages for v in a.variants]
+    results = []
+    for p in a.packages:
+        pkg = load_package(p)
+        task = pkg.manifest.scenario or pkg.name
+        if not (DATA / f"{task}.tsv").is_file():
+            raise SystemExit(f"error: package {p}: no paraphrase set for its task '{task}' in {DATA}")
+        results += [evaluate(task, v, package=pkg, grammar_samples=a.grammar_samples) for v in a.variants]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=2) + "\n")
     md = "\n\n".join(tables(r, md=True) for r in results)
