@@ -92,6 +92,8 @@ class TaskTrainConfig:
     image_size: int = 96
     augment: bool = True
     corpus: str | None = "runs/corpus"
+    #: procedural music clips that join the augmentation's backgrounds (:mod:`export.music`)
+    music: int = TrainConfig.music
     #: with ``init``: a fresh open-vocabulary text input (hashed n-grams) instead of the package's
     new_text: bool = False
     #: with ``new_text``: steps of text-only warm-up of the text encoder and intent head (:mod:`export.text_warmup`)
@@ -232,6 +234,8 @@ def train_command(cfg: TaskTrainConfig, lr: float) -> str:
         parts.append("--no-real-backgrounds")
     elif cfg.corpus != "runs/corpus":
         parts += ["--corpus", q(cfg.corpus)]
+    if cfg.augment and cfg.music != TrainConfig.music:
+        parts += ["--music", str(cfg.music)]
     return " ".join(parts)
 
 
@@ -255,7 +259,7 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
     hp = TrainConfig(scenario=scen.name if scen else task.name, arch=model.cfg.arch, seed=cfg.seed, n_eval=cfg.n_eval,
                      epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, weight_decay=cfg.weight_decay,
                      drop_image=cfg.drop_image, drop_audio=cfg.drop_audio, threads=cfg.threads,
-                     augment=cfg.augment, corpus=cfg.corpus)
+                     augment=cfg.augment, corpus=cfg.corpus, music=cfg.music)
     if cfg.init and cfg.new_text and scen is not None and cfg.text_warmup > 0:
         warm = warm_text(model, scen, text_params(dict(inputs)["tokens"]), cfg.text_warmup, TrainConfig.lr, cfg.seed,
                          progress=progress)

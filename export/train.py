@@ -52,8 +52,11 @@ from export.augmented import (
 )
 from export.evaluate import evaluate, predict, robust_metrics
 from export.model import FusionNet, ModelConfig, count_parameters
+from export.music import music_clips
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "model_config", "predict", "train"]
+
+MUSIC_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class TrainConfig:
     image_size: int = 96
     augment: bool = True
     corpus: str | None = "runs/corpus"
+    #: procedural music clips (:mod:`export.music`, 8 s each) that join the backgrounds when augmenting
+    music: int = 24
 
 
 def model_config(arch: str, img: ImageParams, aud: AudioParams, txt: TextParams | HashedParams, n_events: int,
@@ -163,9 +168,12 @@ def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, d
     policy = training_policy(scen.name)
     real = load_event_recordings(cfg.corpus, scen.audio_events, "train") if policy.p_real_event else {}
     info = {"enabled": True, "policy": asdict(policy), "backgrounds": bg.describe()}
+    music = music_clips(cfg.music, MUSIC_SECONDS, seed=cfg.seed) if cfg.music > 0 else []
+    if music:
+        info["music"] = {"clips": len(music), "seconds_each": MUSIC_SECONDS, "seed": cfg.seed, "source": "export.music"}
     if real:
         info["real_events"] = {e: len(v) for e, v in real.items()}
-    return RandomAugment(policy, bg.audio, events=real), info
+    return RandomAugment(policy, [*bg.audio, *music], events=real), info
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:

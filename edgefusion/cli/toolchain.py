@@ -20,6 +20,8 @@ from edgefusion.errors import ConfigError, MissingDependencyError
 
 def cmd_train(a: argparse.Namespace) -> None:
     require_toolchain("edgefusion train")
+    if a.music < 0:
+        raise ConfigError(f"--music is a number of clips, 0 or more; got {a.music}")
     if a.task:
         _train_task(a)
         return
@@ -37,7 +39,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     if arch not in ("attention", "concat"):
         raise ConfigError(f"--arch must be 'attention' or 'concat', got {arch!r}")
     cfg = with_overrides(TrainConfig(scenario=a.scenario, arch=arch, augment=not a.no_augment,
-                                     corpus=None if a.no_real_backgrounds else a.corpus),
+                                     corpus=None if a.no_real_backgrounds else a.corpus, music=a.music),
                          seed=a.seed, epochs=a.epochs, n_train=a.samples, threads=a.threads, n_eval=a.eval_samples)
     out = a.out or f"runs/{a.scenario}-{arch}"
     res = train(cfg, out)
@@ -67,7 +69,7 @@ def _train_task(a: argparse.Namespace) -> None:
     cfg = TaskTrainConfig(task=a.task, data=tuple(a.data), init=a.init, freeze=freeze,
                           synthetic_fraction=a.synthetic_fraction, samples=a.samples, steps=a.steps, lr=a.lr,
                           augment=not a.no_augment, corpus=None if a.no_real_backgrounds else a.corpus,
-                          new_text=a.new_text, text_warmup=a.text_warmup, **kw)
+                          new_text=a.new_text, text_warmup=a.text_warmup, music=a.music, **kw)
     out = a.out or f"runs/{task.name}-{a.arch or 'attention'}"
     res = train_task(cfg, out)
     m = res.metrics
@@ -160,6 +162,9 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
                          "(default runs/corpus; build it with 'make corpus')")
     sp.add_argument("--no-real-backgrounds", action="store_true",
                     help="augment without real background recordings (no corpus needed)")
+    sp.add_argument("--music", type=int, default=24, metavar="N",
+                    help="procedural music clips (8 s each, seeded) added to the augmentation's backgrounds, so "
+                         "music and ringtones are learned as no event (default 24; 0: none, as before this option)")
     g = sp.add_argument_group("task training (with --task)")
     g.add_argument("--data", nargs="+", action="extend", default=[], metavar="DIR",
                    help="recorded dataset(s) from 'edgefusion dataset build': train on their train split, "
