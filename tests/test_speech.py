@@ -34,6 +34,7 @@ from edgefusion.errors import ConfigError, InputError, MissingDependencyError
 from edgefusion.samples import SpokenCommand
 from edgefusion.sources.speech_asr import (
     FILLER_MIN_CONFIDENCE,
+    FILLERS_BOTH_SIDES_MIN_CONFIDENCE,
     CommandGrammar,
     SpeechConfig,
     sensitive_intents,
@@ -124,6 +125,13 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
         h = listener._close(RATE)
         assert (h.intent if h else None) == want, text
     assert listener.counts["low_confidence"] == 1
+    # fillers on both sides of the phrase need FILLERS_BOTH_SIDES_MIN_CONFIDENCE
+    rec.finish = lambda: (rec.text, FILLERS_BOTH_SIDES_MIN_CONFIDENCE - 0.05, 2.0)  # type: ignore[method-assign]
+    for text, want in (("please lock the door now", None), ("lock the door please", "lock_door")):
+        rec.text = text
+        h = listener._close(RATE)
+        assert (h.intent if h else None) == want, text
+    assert listener.counts["low_confidence"] == 2
     assert "let_in" in sensitive_intents("smart_home")
 
 
