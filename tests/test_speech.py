@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,7 +185,7 @@ def test_spoken_phrasings_in_every_condition(task):
         assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
     made = table["(no command)"]
     assert not any(made[i] for i in sensitive_intents(task)), dict(made)
-    # measured here: 47 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
+    # measured here: 50 of 55 (smart_home) and 48 of 53 (driving) make no command; the goal is 95%
     assert made["-"] / len(unrelated) >= 0.8, dict(made)
 
 
@@ -349,11 +350,13 @@ def test_a_hostile_speech_message_is_one_line():
     ok = decode(msg({"timestamp": {"sec": 3}, "start": {"sec": 1}, "end": {"sec": 2}, "text": "lights on",
                      "intent": "lights_on", "confidence": 0.5}))
     assert isinstance(ok, SpokenCommand) and (ok.start_ns, ok.end_ns, ok.t_ns) == (10**9, 2 * 10**9, 3 * 10**9)
-    for body, what in [({"text": "x", "intent": "i", "confidence": 2.0}, "confidence"),
-                       ({"text": "x", "intent": "i", "confidence": "high"}, "confidence"),
-                       ({"text": "x", "intent": 3, "confidence": 0.5}, "intent"),
-                       ({"timestamp": {"sec": 1}, "start": {"sec": 2}, "text": "x", "intent": "i",
-                         "confidence": 0.5}, "start_ns <= end_ns <= t_ns")]:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"text": "x", "intent": "i", "confidence": 2.0}, "confidence"),
+        ({"text": "x", "intent": "i", "confidence": "high"}, "confidence"),
+        ({"text": "x", "intent": 3, "confidence": 0.5}, "intent"),
+        ({"timestamp": {"sec": 1}, "start": {"sec": 2}, "text": "x", "intent": "i", "confidence": 0.5},
+         "start_ns <= end_ns <= t_ns")]
+    for body, what in bad:
         with pytest.raises(InputError, match=what) as e:
             decode(msg(body))
         assert "\n" not in str(e.value) and "byte 77" in str(e.value)
