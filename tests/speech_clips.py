@@ -193,8 +193,9 @@ def listen_per_clip(task: str, clips: list[Clip], config: object = None) -> tupl
     from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
 
     audio, spans = stream([c.audio for c in clips])
-    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig(),  # type: ignore[arg-type]
-                        sensitive=sensitive_intents(task))
+    sensitive = sensitive_intents(task)
+    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive), config or SpeechConfig(),  # type: ignore[arg-type]
+                        sensitive=sensitive)
     listener.trace = []
     for c in chunks(audio):
         listener.feed(c)

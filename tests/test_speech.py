@@ -52,7 +52,9 @@ NOT_COMMANDS = [TEST_DATA / "audio" / "speech_commands" / f"{w}_1000ms.wav" for 
 def _listen(task: str, audio: np.ndarray, config: SpeechConfig | None = None):
     from edgefusion.sources.speech_asr import Listener, Recognizer
 
-    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig(), sensitive=sensitive_intents(task))
+    sensitive = sensitive_intents(task)
+    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive), config or SpeechConfig(),
+                        sensitive=sensitive)
     heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
     return heard, listener.counts
 
@@ -136,6 +138,19 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
     assert "let_in" in sensitive_intents("smart_home")
 
 
+def test_british_pronunciations_are_added_for_the_grammars_words_but_not_a_sensitive_intents():
+    from edgefusion.sources.speech_asr import Recognizer, british_variant
+
+    assert british_variant("door", "D AO R") == "D AO" and british_variant("turn", "T ER N") is None
+    sensitive = sensitive_intents("smart_home")
+    rec = Recognizer(task_phrases("smart_home"), sensitive=sensitive)
+    added = dict(rec.variants)
+    assert added["lock"] == "L AO K" and rec._grammar.lookup_word("lock(2)") == "L AO K"
+    let_in = {w for p, i in rec.grammar.phrases.items() if i in sensitive for w in p.split()}
+    assert "door" in let_in and not let_in & set(added)  # "door" is in "open the door for them": left alone
+    assert "door" in dict(Recognizer(task_phrases("smart_home")).variants)  # without sensitive intents it gets one
+
+
 def test_phrases_of_an_unknown_task_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="no command phrases are known for task 'kitchen'"):
         task_phrases("kitchen")
@@ -211,8 +226,9 @@ def test_a_stream_in_another_rate_and_an_utterance_cut_at_the_end_are_handled():
     from edgefusion.samples import AudioChunk
     from edgefusion.sources.speech_asr import Listener, Recognizer
 
-    listener = Listener(Recognizer(task_phrases("smart_home")), SpeechConfig(),
-                        sensitive=sensitive_intents("smart_home"))
+    sensitive = sensitive_intents("smart_home")
+    listener = Listener(Recognizer(task_phrases("smart_home"), sensitive=sensitive), SpeechConfig(),
+                        sensitive=sensitive)
     n = 4410
     for i in range(0, len(audio), n):
         assert listener.feed(AudioChunk(t_ns=i * 10**9 // 44100, samples=audio[i: i + n], sample_rate=44100)) == []
