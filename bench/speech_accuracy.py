@@ -14,9 +14,18 @@ with what it was heard as, each phrasing said once with fillers around it ("plea
 X", "X please"), the lights_on/lights_off confusion (smart_home), unrelated sentences
 that made no command, and the security-sensitive commands (let_in) they made.
 
-Writes JSON (default bench/results/speech_accuracy.json).
+Every miss says why (``misheard[].why``, counted per voice in ``miss_causes_by_voice``): the endpointer
+opened no utterance in it (``no_speech``), split it (``split``), the decoder ended outside the grammar
+(``out_of_grammar``), the confidence rule rejected it (``low_confidence``, ``sensitive_unsure``), or another
+intent came out (``wrong_intent``); ``decoded`` holds what each of its utterances was decoded as.
 
-    python bench/speech_accuracy.py [--tasks smart_home driving]
+Three condition sets (``--conditions``): ``tuned``, the test's six; ``dev``, eight other voices and variants
+used beside them to choose every setting; ``held-out``, six more, measured only to report how the choices
+carry to voices never used in choosing (``tests/speech_clips.py``).
+
+Writes JSON (default bench/results/speech_accuracy.json, speech_accuracy_dev.json, speech_accuracy_heldout.json).
+
+    python bench/speech_accuracy.py [--tasks smart_home driving] [--conditions tuned|dev|held-out]
 """
 
 from __future__ import annotations
@@ -31,11 +40,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the espeak-ng clip helpers
 from speech_clips import (
     CONDITIONS,
+    DEV_CONDITIONS,
     HELD_OUT_CONDITIONS,
     UNRELATED,
     command_clips,
     filler_clips,
-    heard_per_clip,
+    listen_per_clip,
     unrelated_clips,
     unrelated_sentences,
 )
@@ -43,9 +53,26 @@ from speech_clips import (
 from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.sources.speech_asr import SpeechConfig, sensitive_intents, task_phrases
 
+CONDITION_SETS = {"tuned": (CONDITIONS, "bench/results/speech_accuracy.json"),
+                  "dev": (DEV_CONDITIONS, "bench/results/speech_accuracy_dev.json"),
+                  "held-out": (HELD_OUT_CONDITIONS, "bench/results/speech_accuracy_heldout.json")}
+
 
 def _rate(good: int, total: int) -> dict[str, Any]:
     return {"correct": good, "total": total, "accuracy": round(good / total, 4) if total else None}
+
+
+def miss_cause(heard: str, said: list[Any]) -> str:
+    """Why a command clip was not heard as its intent: ``wrong_intent`` (another command came out), ``no_speech``
+    (the endpointer opened no utterance in it), ``split`` (several utterances, none a command), or what became
+    of its one utterance (``out_of_grammar``: the decoder ended outside the grammar; ``low_confidence``; ...)."""
+    if heard != "-":
+        return "wrong_intent"
+    if not said:
+        return "no_speech"
+    if len(said) > 1:
+        return "split"
+    return str(said[0].outcome)
 
 
 def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = CONDITIONS) -> dict[str, Any]:
@@ -55,7 +82,7 @@ def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = COND
     unrelated = {"paraphrases": unrelated_clips(unrelated_sentences(task), seed=2, conditions=conditions),
                  "speech_clips.UNRELATED": unrelated_clips(UNRELATED, seed=3, conditions=conditions)}
     clips = commands + fillers + [c for cs in unrelated.values() for c in cs]
-    got = heard_per_clip(task, clips, config)
+    got, said = listen_per_clip(task, clips, config)
     heard_cmd, heard_fill = got[: len(commands)], got[len(commands): len(commands) + len(fillers)]
     heard_un = got[len(commands) + len(fillers):]
 
@@ -63,20 +90,25 @@ def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = COND
     by_snr: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     confusion: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     misheard = []
-    for c, g in zip(commands, heard_cmd):
+    causes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for c, g, us in zip(commands, heard_cmd, said):
         voice, wpm, snr = c.condition.split("/")
         for table, key in ((by_voice, f"{voice}/{wpm}"), (by_snr, snr)):
             table[key][0] += g == c.label
             table[key][1] += 1
         confusion[c.label][g] += 1
         if g != c.label:
-            misheard.append({"intent": c.label, "text": c.text, "condition": c.condition, "heard": g})
+            why = miss_cause(g, us)
+            causes[voice][why] += 1
+            misheard.append({"intent": c.label, "text": c.text, "condition": c.condition, "heard": g, "why": why,
+                             "decoded": [[u.outcome, u.text, round(u.confidence, 3)] for u in us]})
     right = sum(g == c.label for c, g in zip(commands, heard_cmd))
     out: dict[str, Any] = {
         **_rate(right, len(commands)),
         "by_voice": {k: _rate(*v) for k, v in by_voice.items()},
         "by_snr_db": {k: _rate(*v) for k, v in by_snr.items()},
         "by_intent": {k: {**_rate(row[k], sum(row.values())), "heard_as": dict(row)} for k, row in confusion.items()},
+        "miss_causes_by_voice": {k: dict(v) for k, v in causes.items()},
         "misheard": misheard,
         "with_fillers": {**_rate(sum(g == c.label for c, g in zip(fillers, heard_fill)), len(fillers)),
                          "misheard": [{"intent": c.label, "text": c.text, "condition": c.condition, "heard": g}
@@ -101,15 +133,14 @@ def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = COND
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["smart_home", "driving"])
-    ap.add_argument("--conditions", choices=("tuned", "held-out"), default="tuned",
-                    help="tuned: the test's voices, speeds and noise levels (the grammar was tuned on them); "
-                         "held-out: six others, never used in tuning")
+    ap.add_argument("--conditions", choices=tuple(CONDITION_SETS), default="tuned",
+                    help="tuned: the test's voices, speeds and noise levels; dev: eight others, also used to choose "
+                         "changes; held-out: six others, never used in choosing anything (measure it last)")
     ap.add_argument("--out", default=None, help="JSON to write (default bench/results/speech_accuracy.json, "
-                                                "or speech_accuracy_heldout.json with --conditions held-out)")
+                                                "speech_accuracy_dev.json or speech_accuracy_heldout.json)")
     a = ap.parse_args()
-    conditions = CONDITIONS if a.conditions == "tuned" else HELD_OUT_CONDITIONS
-    out = a.out or ("bench/results/speech_accuracy.json" if a.conditions == "tuned"
-                    else "bench/results/speech_accuracy_heldout.json")
+    conditions, default_out = CONDITION_SETS[a.conditions]
+    out = a.out or default_out
     config = SpeechConfig()
     report: dict[str, Any] = {"machine": machine_facts(), "goal": {"accuracy": 0.9, "unrelated_rejected": 0.95,
                                                                     "security_sensitive_from_unrelated": 0},
@@ -122,6 +153,7 @@ def main() -> None:
         print(f"  said with fillers: {r['with_fillers']['correct']} of {r['with_fillers']['total']} "
               f"({r['with_fillers']['accuracy']:.1%})")
         print("  by voice: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_voice"].items()))
+        print("  misses by cause: " + "; ".join(f"{k} {v}" for k, v in r["miss_causes_by_voice"].items()))
         print("  by SNR dB: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_snr_db"].items()))
         for k, v in r["by_intent"].items():
             print(f"  {k:10s} {v['correct']:3d} / {v['total']:3d}  {v['heard_as']}")

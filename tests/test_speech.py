@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ from edgefusion.errors import ConfigError, InputError, MissingDependencyError
 from edgefusion.samples import SpokenCommand
 from edgefusion.sources.speech_asr import (
     FILLER_MIN_CONFIDENCE,
+    FILLERS_BOTH_SIDES_MIN_CONFIDENCE,
     CommandGrammar,
     SpeechConfig,
     sensitive_intents,
@@ -50,7 +52,9 @@ NOT_COMMANDS = [TEST_DATA / "audio" / "speech_commands" / f"{w}_1000ms.wav" for 
 def _listen(task: str, audio: np.ndarray, config: SpeechConfig | None = None):
     from edgefusion.sources.speech_asr import Listener, Recognizer
 
-    listener = Listener(Recognizer(task_phrases(task)), config or SpeechConfig(), sensitive=sensitive_intents(task))
+    sensitive = sensitive_intents(task)
+    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive), config or SpeechConfig(),
+                        sensitive=sensitive)
     heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
     return heard, listener.counts
 
@@ -124,7 +128,27 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
         h = listener._close(RATE)
         assert (h.intent if h else None) == want, text
     assert listener.counts["low_confidence"] == 1
+    # fillers on both sides of the phrase need FILLERS_BOTH_SIDES_MIN_CONFIDENCE
+    rec.finish = lambda: (rec.text, FILLERS_BOTH_SIDES_MIN_CONFIDENCE - 0.05, 2.0)  # type: ignore[method-assign]
+    for text, want in (("please lock the door now", None), ("lock the door please", "lock_door")):
+        rec.text = text
+        h = listener._close(RATE)
+        assert (h.intent if h else None) == want, text
+    assert listener.counts["low_confidence"] == 2
     assert "let_in" in sensitive_intents("smart_home")
+
+
+def test_british_pronunciations_are_added_for_the_grammars_words_but_not_a_sensitive_intents():
+    from edgefusion.sources.speech_asr import Recognizer, british_variant
+
+    assert british_variant("door", "D AO R") == "D AO" and british_variant("turn", "T ER N") is None
+    sensitive = sensitive_intents("smart_home")
+    rec = Recognizer(task_phrases("smart_home"), sensitive=sensitive)
+    added = dict(rec.variants)
+    assert added["lock"] == "L AO K" and rec._grammar.lookup_word("lock(2)") == "L AO K"
+    let_in = {w for p, i in rec.grammar.phrases.items() if i in sensitive for w in p.split()}
+    assert "door" in let_in and not let_in & set(added)  # "door" is in "open the door for them": left alone
+    assert "door" in dict(Recognizer(task_phrases("smart_home")).variants)  # without sensitive intents it gets one
 
 
 def test_phrases_of_an_unknown_task_are_refused_in_one_line():
@@ -176,7 +200,7 @@ def test_spoken_phrasings_in_every_condition(task):
         assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
     made = table["(no command)"]
     assert not any(made[i] for i in sensitive_intents(task)), dict(made)
-    # measured here: 47 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
+    # measured here: 50 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
     assert made["-"] / len(unrelated) >= 0.8, dict(made)
 
 
@@ -202,8 +226,9 @@ def test_a_stream_in_another_rate_and_an_utterance_cut_at_the_end_are_handled():
     from edgefusion.samples import AudioChunk
     from edgefusion.sources.speech_asr import Listener, Recognizer
 
-    listener = Listener(Recognizer(task_phrases("smart_home")), SpeechConfig(),
-                        sensitive=sensitive_intents("smart_home"))
+    sensitive = sensitive_intents("smart_home")
+    listener = Listener(Recognizer(task_phrases("smart_home"), sensitive=sensitive), SpeechConfig(),
+                        sensitive=sensitive)
     n = 4410
     for i in range(0, len(audio), n):
         assert listener.feed(AudioChunk(t_ns=i * 10**9 // 44100, samples=audio[i: i + n], sample_rate=44100)) == []
@@ -341,11 +366,13 @@ def test_a_hostile_speech_message_is_one_line():
     ok = decode(msg({"timestamp": {"sec": 3}, "start": {"sec": 1}, "end": {"sec": 2}, "text": "lights on",
                      "intent": "lights_on", "confidence": 0.5}))
     assert isinstance(ok, SpokenCommand) and (ok.start_ns, ok.end_ns, ok.t_ns) == (10**9, 2 * 10**9, 3 * 10**9)
-    for body, what in [({"text": "x", "intent": "i", "confidence": 2.0}, "confidence"),
-                       ({"text": "x", "intent": "i", "confidence": "high"}, "confidence"),
-                       ({"text": "x", "intent": 3, "confidence": 0.5}, "intent"),
-                       ({"timestamp": {"sec": 1}, "start": {"sec": 2}, "text": "x", "intent": "i",
-                         "confidence": 0.5}, "start_ns <= end_ns <= t_ns")]:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"text": "x", "intent": "i", "confidence": 2.0}, "confidence"),
+        ({"text": "x", "intent": "i", "confidence": "high"}, "confidence"),
+        ({"text": "x", "intent": 3, "confidence": 0.5}, "intent"),
+        ({"timestamp": {"sec": 1}, "start": {"sec": 2}, "text": "x", "intent": "i", "confidence": 0.5},
+         "start_ns <= end_ns <= t_ns")]
+    for body, what in bad:
         with pytest.raises(InputError, match=what) as e:
             decode(msg(body))
         assert "\n" not in str(e.value) and "byte 77" in str(e.value)

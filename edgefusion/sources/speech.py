@@ -117,8 +117,9 @@ class SpeechSource(Source):
                 log.info("speech: %s holds its recognized speech (%s); replaying it, not listening again",
                          getattr(self.inner, "path", self.inner.name), present["speech"])
             else:
-                self.listener = Listener(Recognizer(task_phrases(self.task)), self.config,
-                                         sensitive=sensitive_intents(self.task))
+                sensitive = sensitive_intents(self.task)
+                self.listener = Listener(Recognizer(task_phrases(self.task), sensitive=sensitive), self.config,
+                                         sensitive=sensitive)
         except BaseException:
             self.inner.close()
             raise
