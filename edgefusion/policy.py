@@ -52,7 +52,8 @@ from edgefusion.task.policy import (
     missing_rule,
 )
 
-__all__ = ["COMMAND", "INTENT_RULE", "MISMATCH_RULE", "NO_COMMAND", "TEXT_MISSING", "UNKNOWN", "Decider", "Outcome",
+__all__ = ["COMMAND", "INTENT_RULE", "MISMATCH_RULE", "NO_COMMAND", "TASK_FILE", "TEXT_MISSING", "UNKNOWN", "Decider",
+           "Outcome",
            "Verdict", "decide_step", "decider_for", "describe_policy", "task_of", "text_status"]
 
 # What a Result's ``text_status`` says about the command input. The model sees the last two
@@ -234,12 +235,19 @@ def decide_step(decider: Decider | None, post: PostProcessor, decision: Decision
                    emitted, smooth.events)
 
 
+#: the task spec a package carries (``sources.task`` in its manifest): export writes the spec it was trained on
+TASK_FILE = "task.toml"
+
+
 def task_of(package: ModelPackage) -> Task | None:
-    """The built-in task a package names (its manifest's ``scenario``, else its name), or None."""
+    """The task a package runs under, or None: the built-in task it names (its manifest's ``scenario``,
+    else its name), else the spec it carries (``sources.task``, :data:`TASK_FILE`: a package trained on
+    a user's own ``task.toml`` takes its rules and policy along to the device)."""
     for name in (package.manifest.scenario, package.manifest.name):
         if name and name in builtin_tasks():
             return load_task(name)
-    return None
+    record = package.manifest.sources.get("task")
+    return load_task(package.file(record)) if record is not None else None
 
 
 def decider_for(package: ModelPackage, task: Task | str | None = None, policy: Policy | bool = True) -> Decider | None:

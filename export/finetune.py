@@ -294,8 +294,11 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
     train_config = {**asdict(cfg), "scenario": scen.name if scen else None, "arch": model.cfg.arch, "lr": lr,
                     "n_train": len(y_act), "data": list(cfg.data), "freeze": list(cfg.freeze)}
     metrics["train_config"] = train_config
+    source = Path(task.source)
     provenance = {"task": {"name": task.name, "source": task.source,
-                           "sha256": _sha256(Path(task.source)) if Path(task.source).is_file() else ""},
+                           "sha256": _sha256(source) if source.is_file() else "",
+                           # the spec itself, so that export packs it (a user's task.toml stays on their machine)
+                           "text": source.read_text(encoding="utf-8") if source.is_file() else ""},
                   "datasets": recorded.sources if recorded else [], "init": init_info,
                   "command": train_command(cfg, lr)}
     intents = list(intent_labels(task.intents)) if model.cfg.n_intents else []

@@ -27,6 +27,7 @@ from edgefusion.dataset import INPUT_ORDER, build_dataset
 from edgefusion.errors import ExportError, ParityError
 from edgefusion.package import FORMAT_VERSION
 from edgefusion.packaging import file_record, staged_package
+from edgefusion.policy import TASK_FILE
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
 from export.evaluate import predict_all
@@ -124,6 +125,9 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
                               f"{par['max_abs_diff']:.3g} (limit {PARITY_ATOL}), argmax agreement "
                               f"{100 * par['argmax_agreement']:.2f}% (need 100%); nothing was written")
         shutil.copyfile(checkpoint, st.path / "checkpoint.pt")
+        task_text = ((ck.get("provenance") or {}).get("task") or {}).get("text")
+        if task_text:  # the task's rules and policy travel with the package (edgefusion.policy.task_of)
+            (st.path / TASK_FILE).write_text(task_text, encoding="utf-8")
         st.manifest.update(_manifest(ck, st.path, par, parity_source,
                                      command or f"edgefusion export {checkpoint} --out {out}"))
         st.commit()  # verifies every hash, then swaps the package into place
@@ -185,6 +189,8 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_sourc
     task = cfg.get("task")
     task_name = prov.get("task", {}).get("name") if task else None
     extra = {k: prov[k] for k in ("task", "datasets", "init") if prov.get(k)}
+    if "task" in extra:
+        extra["task"] = {k: v for k, v in extra["task"].items() if k != "text"}
     return {
         "format_version": FORMAT_VERSION,
         "name": f"{task_name or cfg['scenario']}-{cfg['arch']}",
@@ -198,7 +204,9 @@ def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_sourc
               if ck["model_config"].get("n_intents") else []),
         ],
         "artifacts": {"fp32": file_record(stage, "model.fp32.onnx", format="onnx", opset=OPSET, precision="fp32")},
-        "sources": {"checkpoint": file_record(stage, "checkpoint.pt", format="torch")},
+        "sources": {"checkpoint": file_record(stage, "checkpoint.pt", format="torch"),
+                    **({"task": file_record(stage, TASK_FILE, format="toml")}
+                       if (stage / TASK_FILE).is_file() else {})},
         "engines": {},
         "model": ck["model_config"],
         "parity": {**par, **parity_source},

@@ -230,3 +230,29 @@ def test_check_reads_labels_only_with_a_task(recorded):
     rep = check_against_log(logs["car_a"], new, task=load_task("smart_home"))
     assert rep.truth["source"] == "/labels" and rep.truth["frames"] == 60
     assert rep.truth["action_accuracy"] == 1.0  # person and speech decide 'none' in smart_home's rules
+
+
+def test_a_package_carries_the_task_it_was_trained_on(recorded, tmp_path):
+    """A user's task.toml is packed into the package, so its rules and policy reach the device without it."""
+    from edgefusion.policy import decider_for, task_of
+    from edgefusion.task import load_task
+    from export.finetune import TaskTrainConfig, train_task
+    from export.onnx_export import export_package
+
+    _, ds, _ = recorded
+    spec = tmp_path / "kitchen.toml"
+    spec.write_text((TASKS / "smart_home.toml").read_text().replace('name = "smart_home"', 'name = "kitchen"'))
+    cfg = TaskTrainConfig(task=str(spec), data=(str(ds),), init="smart_home", steps=1, n_eval=0,
+                          synthetic_fraction=0.0)
+    res = train_task(cfg, tmp_path / "run", progress=False)
+    out = export_package(res.checkpoint, tmp_path / "pkg", n_parity=4, parity_data=ds)
+    spec.unlink()  # the user's spec stays on the training machine
+    pkg = load_package(out)
+    assert pkg.manifest.sources["task"].path == "task.toml" and pkg.manifest.scenario is None
+    assert "text" not in pkg.manifest.provenance["task"]
+    task = task_of(pkg)
+    assert task is not None and task.name == "kitchen" and task.policy == load_task("smart_home").policy
+    assert decider_for(pkg) is not None
+    (out / "task.toml").write_text((out / "task.toml").read_text() + "\n# edited\n")
+    with pytest.raises(Exception, match="task.toml has sha256"):
+        load_package(out)
