@@ -360,12 +360,17 @@ class Recognizer:
     #: COVER_REF): an unrelated sentence forced into a short phrase leaves much of itself to silence
     COVER_WEIGHT = 15.0
     COVER_REF = 0.6
+    #: below this margin the score is the margin alone: white noise and a beep fit the phone loop well and can be
+    #: covered by a stretched command's words ("pull over" in noise: margin -16, 0.24 with both terms). No command
+    #: the choosing conditions made had a margin below -9.8 (bench/speech_accuracy.py), so it changed none of them.
+    MIN_MARGIN = -12.0
 
     @classmethod
     def score(cls, margin: float, loop_per_frame: float, cover: float) -> float:
         """The confidence's argument: the per-frame ``margin`` (grammar path minus phone loop), plus
         ``LOOP_WEIGHT`` of the loop's own per-frame score, plus ``COVER_WEIGHT`` times the share of the
-        utterance's frames the grammar path spends in words (not silence or noise).
+        utterance's frames the grammar path spends in words (not silence or noise); the margin alone
+        below ``MIN_MARGIN``.
 
         With LOOP_WEIGHT 0.75 the phone loop counts a quarter, the grammar path in full: a loop that fits
         the audio poorly (an unrelated sentence's sounds) no longer lifts a poor grammar path. Chosen on the
@@ -378,9 +383,11 @@ class Recognizer:
         utterance, like the grammar's) changed the means by under 0.3 points for more latency.
 
         Example:
-            >>> Recognizer.score(2.0, -30.0, 0.6), Recognizer.score(2.0, -34.0, 0.4)
-            (2.0, -4.0)
+            >>> [round(Recognizer.score(*a), 6) for a in ((2, -30, 0.6), (2, -34, 0.4), (-16, -10, 0.9))]
+            [2.0, -4.0, -16]
         """
+        if margin < cls.MIN_MARGIN:
+            return margin
         return margin + cls.LOOP_WEIGHT * (loop_per_frame - cls.LOOP_REF) + cls.COVER_WEIGHT * (cover - cls.COVER_REF)
 
     def __init__(self, grammar_phrases: tuple[dict[str, tuple[str, ...]], tuple[str, ...]], *,
