@@ -226,8 +226,8 @@ def test_spoken_phrasings_in_every_condition(task):
         assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
     made = table["(no command)"]
     assert not any(made[i] for i in sensitive_intents(task)), dict(made)
-    # measured here: 50 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
-    assert made["-"] / len(unrelated) >= 0.8, dict(made)
+    # measured here: 54 of 55 (smart_home) and 52 of 53 (driving) make no command; the goal is 95%
+    assert made["-"] / len(unrelated) >= 0.9, dict(made)
 
 
 @pytest.mark.parametrize("task", ["smart_home", "driving"])
