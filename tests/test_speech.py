@@ -159,9 +159,13 @@ def test_confidence_weighs_the_loops_own_fit_and_the_words_cover():
     assert Recognizer.score(1.5, Recognizer.LOOP_REF, 0.4) < ref < Recognizer.score(1.5, Recognizer.LOOP_REF, 0.9)
     # the margin still counts in full: the same loop and cover with a larger margin score higher
     assert Recognizer.score(3.0, -35.0, 0.5) - Recognizer.score(1.0, -35.0, 0.5) == pytest.approx(2.0)
+    # shorter utterances score higher, LENGTH_REF frames long neither
+    at_ref = Recognizer.score(1.5, -35.0, 0.5, Recognizer.LENGTH_REF)
+    assert at_ref == pytest.approx(Recognizer.score(1.5, -35.0, 0.5))
+    assert Recognizer.score(1.5, -35.0, 0.5, 100) > at_ref > Recognizer.score(1.5, -35.0, 0.5, 250)
     # far below the loop, a well-fitting loop (noise, a beep) and a stretched phrase's cover lift nothing
     low = Recognizer.MIN_MARGIN - 1
-    assert Recognizer.score(low, Recognizer.LOOP_REF + 15, 0.95) == low
+    assert Recognizer.score(low, Recognizer.LOOP_REF + 15, 0.95, 50) == low
 
 
 def test_british_pronunciations_are_added_for_the_grammars_words_but_not_a_sensitive_intents():
