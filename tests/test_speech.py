@@ -36,6 +36,7 @@ from edgefusion.samples import SpokenCommand
 from edgefusion.sources.speech_asr import (
     FILLER_MIN_CONFIDENCE,
     FILLERS_BOTH_SIDES_MIN_CONFIDENCE,
+    SENSITIVE_MIN_CONFIDENCE,
     CommandGrammar,
     SpeechConfig,
     sensitive_intents,
@@ -135,7 +136,36 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
         h = listener._close(RATE)
         assert (h.intent if h else None) == want, text
     assert listener.counts["low_confidence"] == 2
+    # a security-sensitive command said alone needs SENSITIVE_MIN_CONFIDENCE, above min_confidence
+    assert SpeechConfig().min_confidence < SENSITIVE_MIN_CONFIDENCE
+    rec.finish = lambda: (rec.text, SENSITIVE_MIN_CONFIDENCE - 0.01, 0.0)  # type: ignore[method-assign]
+    for text, want in (("let them in", None), ("lock the door", "lock_door")):
+        rec.text = text
+        h = listener._close(RATE)
+        assert (h.intent if h else None) == want, text
+    assert listener.counts["low_confidence"] == 3
     assert "let_in" in sensitive_intents("smart_home")
+
+
+def test_confidence_weighs_the_loops_own_fit_and_the_words_cover():
+    """The score is the margin where the phone loop fits as usual and the words cover the usual share; a loop
+    that fits worse (an unrelated sentence's sounds) or words covering less of the utterance lower it."""
+    from edgefusion.sources.speech_asr import Recognizer
+
+    ref = Recognizer.score(1.5, Recognizer.LOOP_REF, Recognizer.COVER_REF)
+    assert ref == pytest.approx(1.5)
+    worse_loop = Recognizer.score(1.5, Recognizer.LOOP_REF - 4, Recognizer.COVER_REF)
+    assert worse_loop == pytest.approx(1.5 - 4 * Recognizer.LOOP_WEIGHT)
+    assert Recognizer.score(1.5, Recognizer.LOOP_REF, 0.4) < ref < Recognizer.score(1.5, Recognizer.LOOP_REF, 0.9)
+    # the margin still counts in full: the same loop and cover with a larger margin score higher
+    assert Recognizer.score(3.0, -35.0, 0.5) - Recognizer.score(1.0, -35.0, 0.5) == pytest.approx(2.0)
+    # shorter utterances score higher, LENGTH_REF frames long neither
+    at_ref = Recognizer.score(1.5, -35.0, 0.5, Recognizer.LENGTH_REF)
+    assert at_ref == pytest.approx(Recognizer.score(1.5, -35.0, 0.5))
+    assert Recognizer.score(1.5, -35.0, 0.5, 100) > at_ref > Recognizer.score(1.5, -35.0, 0.5, 250)
+    # far below the loop, a well-fitting loop (noise, a beep) and a stretched phrase's cover lift nothing
+    low = Recognizer.MIN_MARGIN - 1
+    assert Recognizer.score(low, Recognizer.LOOP_REF + 15, 0.95, 50) == low
 
 
 def test_british_pronunciations_are_added_for_the_grammars_words_but_not_a_sensitive_intents():
@@ -200,8 +230,8 @@ def test_spoken_phrasings_in_every_condition(task):
         assert (on["lights_on"] + off["lights_off"]) / (sum(on.values()) + sum(off.values())) >= 0.9
     made = table["(no command)"]
     assert not any(made[i] for i in sensitive_intents(task)), dict(made)
-    # measured here: 50 of 55 (smart_home) and 47 of 53 (driving) make no command; the goal is 95%
-    assert made["-"] / len(unrelated) >= 0.8, dict(made)
+    # measured here: 54 of 55 (smart_home) and 52 of 53 (driving) make no command; the goal is 95%
+    assert made["-"] / len(unrelated) >= 0.9, dict(made)
 
 
 @pytest.mark.parametrize("task", ["smart_home", "driving"])
