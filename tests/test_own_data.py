@@ -14,7 +14,7 @@ from labelled_logs import SPEECH, VIDEO
 
 from edgefusion.cli import main
 from edgefusion.dataset import read_manifest
-from edgefusion.errors import ConfigError
+from edgefusion.errors import ConfigError, IntegrityError
 from edgefusion.package import BUILTIN_DIR, load_package
 from edgefusion.task import BUILTIN_DIR as TASKS
 
@@ -254,5 +254,5 @@ def test_a_package_carries_the_task_it_was_trained_on(recorded, tmp_path):
     assert task is not None and task.name == "kitchen" and task.policy == load_task("smart_home").policy
     assert decider_for(pkg) is not None
     (out / "task.toml").write_text((out / "task.toml").read_text() + "\n# edited\n")
-    with pytest.raises(Exception, match="task.toml has sha256"):
+    with pytest.raises(IntegrityError, match=r"task\.toml has sha256"):
         load_package(out)
