@@ -36,7 +36,7 @@ import numpy as np
 from edgefusion.backends import open_backend
 from edgefusion.engine import FusionStep
 from edgefusion.package import ModelPackage, load_package
-from edgefusion.policy import decider_for
+from edgefusion.policy import decider_for, task_of
 from edgefusion.preprocess import normalize_text
 from edgefusion.samples import FusionWindow
 from edgefusion.scenarios import get_scenario
@@ -161,7 +161,7 @@ def tables(r: dict[str, Any], md: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packages", nargs="+", default=["smart_home", "driving"],
-                    help="built-in package names or package directories (their task is the manifest's scenario)")
+                    help="built-in package names or package directories (each runs under its own task)")
     ap.add_argument("--variants", nargs="+", default=["fp32", "int8"])
     ap.add_argument("--grammar-samples", type=int, default=40_000,
                     help="generated commands the set is compared with, word for word (default 40000)")
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for p in a.packages:
         pkg = load_package(p)
-        task = pkg.manifest.scenario or pkg.name
+        spec = task_of(pkg)
+        task = spec.name if spec else pkg.name
         if not (DATA / f"{task}.tsv").is_file():
             raise SystemExit(f"error: package {p}: no paraphrase set for its task '{task}' in {DATA}")
         results += [evaluate(task, v, package=pkg, grammar_samples=a.grammar_samples) for v in a.variants]

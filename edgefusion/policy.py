@@ -53,8 +53,7 @@ from edgefusion.task.policy import (
 )
 
 __all__ = ["COMMAND", "INTENT_RULE", "MISMATCH_RULE", "NO_COMMAND", "TASK_FILE", "TEXT_MISSING", "UNKNOWN", "Decider",
-           "Outcome",
-           "Verdict", "decide_step", "decider_for", "describe_policy", "task_of", "text_status"]
+           "Outcome", "Verdict", "decide_step", "decider_for", "describe_policy", "task_of", "text_status"]
 
 # What a Result's ``text_status`` says about the command input. The model sees the last two
 # alike (the text input masked), so this is the runtime's knowledge, not the model's.

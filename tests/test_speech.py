@@ -122,27 +122,24 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
     assert heard == {"let him in could you": None, "now let them in": None, "let them in": "let_in",
                      "lock the door please": "lock_door"}
     assert listener.counts["sensitive_unsure"] == 2 and listener.counts["commands"] == 2
+    def judged_at(confidence: float, margin: float, cases: tuple[tuple[str, str | None], ...]) -> None:
+        """Each (text, intent it should make, or None) decoded at ``confidence``."""
+        rec.finish = lambda: (rec.text, confidence, margin)  # type: ignore[method-assign]
+        for text, want in cases:
+            rec.text = text
+            h = listener._close(RATE)
+            assert (h.intent if h else None) == want, text
+
     # with fillers around it, a command needs FILLER_MIN_CONFIDENCE; said alone, min_confidence
-    rec.finish = lambda: (rec.text, FILLER_MIN_CONFIDENCE - 0.05, -4.0)  # type: ignore[method-assign]
-    for text, want in (("lock the door please", None), ("lock the door", "lock_door")):
-        rec.text = text
-        h = listener._close(RATE)
-        assert (h.intent if h else None) == want, text
+    judged_at(FILLER_MIN_CONFIDENCE - 0.05, -4.0, (("lock the door please", None), ("lock the door", "lock_door")))
     assert listener.counts["low_confidence"] == 1
     # fillers on both sides of the phrase need FILLERS_BOTH_SIDES_MIN_CONFIDENCE
-    rec.finish = lambda: (rec.text, FILLERS_BOTH_SIDES_MIN_CONFIDENCE - 0.05, 2.0)  # type: ignore[method-assign]
-    for text, want in (("please lock the door now", None), ("lock the door please", "lock_door")):
-        rec.text = text
-        h = listener._close(RATE)
-        assert (h.intent if h else None) == want, text
+    judged_at(FILLERS_BOTH_SIDES_MIN_CONFIDENCE - 0.05, 2.0,
+              (("please lock the door now", None), ("lock the door please", "lock_door")))
     assert listener.counts["low_confidence"] == 2
     # a security-sensitive command said alone needs SENSITIVE_MIN_CONFIDENCE, above min_confidence
     assert SpeechConfig().min_confidence < SENSITIVE_MIN_CONFIDENCE
-    rec.finish = lambda: (rec.text, SENSITIVE_MIN_CONFIDENCE - 0.01, 0.0)  # type: ignore[method-assign]
-    for text, want in (("let them in", None), ("lock the door", "lock_door")):
-        rec.text = text
-        h = listener._close(RATE)
-        assert (h.intent if h else None) == want, text
+    judged_at(SENSITIVE_MIN_CONFIDENCE - 0.01, 0.0, (("let them in", None), ("lock the door", "lock_door")))
     assert listener.counts["low_confidence"] == 3
     assert "let_in" in sensitive_intents("smart_home")
 
