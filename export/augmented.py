@@ -157,11 +157,15 @@ def load_backgrounds(corpus: str | Path | None, events: Sequence[str], split: st
     return Backgrounds(tuple(r.audio for r in recs), tuple(r.id for r in recs), h.hexdigest(), f"{path} ({split})")
 
 
-def load_event_recordings(corpus: str | Path | None, events: Sequence[str], split: str = "train") -> dict[
-        str, tuple[np.ndarray, ...]]:
-    """The corpus recordings of ``split`` that are one of ``events`` (real speech for ``speech``), by event.
+def load_event_recordings(corpus: str | Path | None, events: Sequence[str], split: str = "train",
+                          min_source_rate: int = RATE) -> dict[str, tuple[np.ndarray, ...]]:
+    """The wide-band corpus recordings of ``split`` that are one of ``events`` (real speech for ``speech``), by event.
 
     Empty without a corpus or when none of its recordings is of the scenario's event classes.
+    Recordings of a source below ``min_source_rate`` are left out: the corpus' telephone prompts
+    (8 kHz) inserted as ``speech`` taught smart_home that band-limited harmonic sound is speech,
+    and held-out music fired it (see :class:`edgefusion.augment.AugmentPolicy`). Band-limiting
+    itself stays in the augmentation, applied to whole windows, events and backgrounds alike.
     """
     if corpus is None or not (Path(corpus) / "provenance.json").is_file():
         return {}
@@ -169,7 +173,7 @@ def load_event_recordings(corpus: str | Path | None, events: Sequence[str], spli
 
     out: dict[str, list[np.ndarray]] = {}
     for r in load_prepared(Path(corpus), split=split):
-        if r.role in events:
+        if r.role in events and r.source_rate >= min_source_rate:
             out.setdefault(r.role, []).append(r.audio)
     return {e: tuple(v) for e, v in sorted(out.items())}
 

@@ -103,6 +103,8 @@ class Recording:
     role: str
     split: str
     sound: str
+    #: the rate the source was recorded at (8000 for a telephone prompt: its band ends at 4 kHz)
+    source_rate: int = RATE
 
     @property
     def seconds(self) -> float:
@@ -361,7 +363,7 @@ def load_prepared(cache: Path = DEFAULT_CACHE, split: str | None = None,
             x, rate = sf.read(str(cache / e["wav"]), dtype="float32")
             if rate != RATE:
                 raise ConfigError(f"{cache / e['wav']}: {rate} Hz, expected {RATE} (prepare the corpus again)")
-            out.append(Recording(e["id"], x, e["role"], e["split"], e["sound"]))
+            out.append(Recording(e["id"], x, e["role"], e["split"], e["sound"], int(e.get("source_rate", RATE))))
     return out
 
 

@@ -94,6 +94,10 @@ class TaskTrainConfig:
     corpus: str | None = "runs/corpus"
     #: procedural music clips that join the augmentation's backgrounds (:mod:`export.music`)
     music: int = TrainConfig.music
+    #: espeak-ng clips (:mod:`export.spoken`): ``speech`` recordings for a task with that event, else backgrounds
+    spoken: int = TrainConfig.spoken
+    #: the chance a window gets a real recording of one of its audio events (with ``spoken``: the clips)
+    real_events: float = TrainConfig.real_events
     #: with ``init``: a fresh open-vocabulary text input (hashed n-grams) instead of the package's
     new_text: bool = False
     #: with ``new_text``: steps of text-only warm-up of the text encoder and intent head (:mod:`export.text_warmup`)
@@ -236,6 +240,10 @@ def train_command(cfg: TaskTrainConfig, lr: float) -> str:
         parts += ["--corpus", q(cfg.corpus)]
     if cfg.augment and cfg.music != TrainConfig.music:
         parts += ["--music", str(cfg.music)]
+    if cfg.augment and cfg.spoken:
+        parts += ["--spoken", str(cfg.spoken)]
+    if cfg.augment and cfg.real_events:
+        parts += ["--real-events", f"{cfg.real_events:g}"]
     return " ".join(parts)
 
 
@@ -259,7 +267,8 @@ def train_task(cfg: TaskTrainConfig, out_dir: str | Path, progress: bool = True)
     hp = TrainConfig(scenario=scen.name if scen else task.name, arch=model.cfg.arch, seed=cfg.seed, n_eval=cfg.n_eval,
                      epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, weight_decay=cfg.weight_decay,
                      drop_image=cfg.drop_image, drop_audio=cfg.drop_audio, threads=cfg.threads,
-                     augment=cfg.augment, corpus=cfg.corpus, music=cfg.music)
+                     augment=cfg.augment, corpus=cfg.corpus, music=cfg.music, spoken=cfg.spoken,
+                     real_events=cfg.real_events)
     if cfg.init and cfg.new_text and scen is not None and cfg.text_warmup > 0:
         warm = warm_text(model, scen, text_params(dict(inputs)["tokens"]), cfg.text_warmup, TrainConfig.lr, cfg.seed,
                          progress=progress)

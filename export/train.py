@@ -37,7 +37,7 @@ from edgefusion.dataset import (
     make_params,
     stack_feeds,
 )
-from edgefusion.errors import ExportError
+from edgefusion.errors import ConfigError, ExportError
 from edgefusion.preprocess import AudioParams, FeedBuilder, HashedParams, ImageParams, TextParams
 from edgefusion.scenarios import EVAL_SEED_OFFSET, Scenario, get_scenario
 from export.augmented import (
@@ -50,9 +50,11 @@ from export.augmented import (
     robust_windows,
     training_policy,
 )
+from export.corpus_sources import espeak_version
 from export.evaluate import evaluate, predict, robust_metrics
 from export.model import FusionNet, ModelConfig, count_parameters
 from export.music import music_clips
+from export.spoken import spoken_clips
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "model_config", "predict", "train"]
 
@@ -85,6 +87,10 @@ class TrainConfig:
     corpus: str | None = "runs/corpus"
     #: procedural music clips (:mod:`export.music`, 8 s each) that join the backgrounds when augmenting
     music: int = 24
+    #: espeak-ng clips (:mod:`export.spoken`): real ``speech`` recordings for a task with that event, else backgrounds
+    spoken: int = 0
+    #: the chance a training window gets a real recording of one of its audio events (``AugmentPolicy.p_real_event``)
+    real_events: float = 0.0
 
 
 def model_config(arch: str, img: ImageParams, aud: AudioParams, txt: TextParams | HashedParams, n_events: int,
@@ -166,14 +172,28 @@ def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, d
         return None, {"enabled": False}
     bg = load_backgrounds(cfg.corpus, scen.events, "train")
     policy = training_policy(scen.name)
+    if cfg.real_events:
+        policy = replace(policy, p_real_event=cfg.real_events)
     real = load_event_recordings(cfg.corpus, scen.audio_events, "train") if policy.p_real_event else {}
     info = {"enabled": True, "policy": asdict(policy), "backgrounds": bg.describe()}
     music = music_clips(cfg.music, MUSIC_SECONDS, seed=cfg.seed) if cfg.music > 0 else []
     if music:
         info["music"] = {"clips": len(music), "seconds_each": MUSIC_SECONDS, "seed": cfg.seed, "source": "export.music"}
+    as_event = "speech" in scen.audio_events and policy.p_real_event > 0
+    if cfg.spoken > 0 and "speech" in scen.audio_events and not as_event:
+        raise ConfigError(f"--spoken {cfg.spoken}: '{scen.name}' has a 'speech' event, so the clips are speech "
+                          "recordings inserted into windows; say how often with --real-events P (e.g. 0.1)")
+    spoken = spoken_clips(cfg.spoken, seed=cfg.seed) if cfg.spoken > 0 else []
+    if spoken:
+        info["spoken"] = {"clips": len(spoken), "seed": cfg.seed, "source": "export.spoken", "espeak": espeak_version(),
+                          "seconds": round(sum(len(x) for x in spoken) / 16000, 1),
+                          "role": "speech" if as_event else "background"}
+        if as_event:
+            real = {**real, "speech": (*real.get("speech", ()), *spoken)}
     if real:
         info["real_events"] = {e: len(v) for e, v in real.items()}
-    return RandomAugment(policy, [*bg.audio, *music], events=real), info
+    backgrounds = [*bg.audio, *music, *([] if as_event else spoken)]
+    return RandomAugment(policy, backgrounds, events=real), info
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainResult:

@@ -22,6 +22,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     require_toolchain("edgefusion train")
     if a.music < 0:
         raise ConfigError(f"--music is a number of clips, 0 or more; got {a.music}")
+    if a.spoken < 0:
+        raise ConfigError(f"--spoken is a number of clips, 0 or more; got {a.spoken}")
+    if not 0.0 <= a.real_events <= 1.0:
+        raise ConfigError(f"--real-events is a chance per window, in [0, 1]; got {a.real_events:g}")
     if a.task:
         _train_task(a)
         return
@@ -39,7 +43,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     if arch not in ("attention", "concat"):
         raise ConfigError(f"--arch must be 'attention' or 'concat', got {arch!r}")
     cfg = with_overrides(TrainConfig(scenario=a.scenario, arch=arch, augment=not a.no_augment,
-                                     corpus=None if a.no_real_backgrounds else a.corpus, music=a.music),
+                                     corpus=None if a.no_real_backgrounds else a.corpus, music=a.music,
+                                     spoken=a.spoken, real_events=a.real_events),
                          seed=a.seed, epochs=a.epochs, n_train=a.samples, threads=a.threads, n_eval=a.eval_samples)
     out = a.out or f"runs/{a.scenario}-{arch}"
     res = train(cfg, out)
@@ -69,7 +74,8 @@ def _train_task(a: argparse.Namespace) -> None:
     cfg = TaskTrainConfig(task=a.task, data=tuple(a.data), init=a.init, freeze=freeze,
                           synthetic_fraction=a.synthetic_fraction, samples=a.samples, steps=a.steps, lr=a.lr,
                           augment=not a.no_augment, corpus=None if a.no_real_backgrounds else a.corpus,
-                          new_text=a.new_text, text_warmup=a.text_warmup, music=a.music, **kw)
+                          new_text=a.new_text, text_warmup=a.text_warmup, music=a.music,
+                          spoken=a.spoken, real_events=a.real_events, **kw)
     out = a.out or f"runs/{task.name}-{a.arch or 'attention'}"
     res = train_task(cfg, out)
     m = res.metrics
@@ -165,6 +171,13 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--music", type=int, default=24, metavar="N",
                     help="procedural music clips (8 s each, seeded) added to the augmentation's backgrounds, so "
                          "music and ringtones are learned as no event (default 24; 0: none, as before this option)")
+    sp.add_argument("--spoken", type=int, default=0, metavar="N",
+                    help="wide-band speech clips rendered by espeak-ng (seeded sentences, voices, speeds; needs "
+                         "espeak-ng): speech recordings for a task with a 'speech' event (with --real-events), "
+                         "background for any other (default 0)")
+    sp.add_argument("--real-events", type=float, default=0.0, metavar="P",
+                    help="chance a training window gets a real recording of one of the task's audio events, mixed "
+                         "in and labelled (the corpus' wide-band event recordings and --spoken clips; default 0)")
     g = sp.add_argument_group("task training (with --task)")
     g.add_argument("--data", nargs="+", action="extend", default=[], metavar="DIR",
                    help="recorded dataset(s) from 'edgefusion dataset build': train on their train split, "
