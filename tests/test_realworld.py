@@ -235,8 +235,11 @@ def test_robustness_quick_run(local_corpus: Path, tmp_path: Path) -> None:
     (level,) = pkg["false_alarms"]["levels"]
     assert set(level["fires"]) == {"doorbell", "glass_break", "smoke_alarm", "speech"}
     assert level["windows"] == 1 and pkg["false_alarms"]["enough"] is False
+    (det,) = pkg["detections"]["levels"]  # the held-out spoken 'no' is smart_home's speech
+    assert pkg["detections"]["recordings"] == ["speech_commands_no"] and det["windows"] == 1
+    assert det["by_recording"]["speech_commands_no"]["event"] == "speech" and set(det["recall"]) == {"speech"}
     md = out.with_suffix(".md").read_text()
-    assert "| real noise SNR 0 dB |" in md and "| glass_break |" in md
+    assert "| real noise SNR 0 dB |" in md and "| glass_break |" in md and "| speech_commands_no | speech |" in md
 
 
 @pytest.mark.slow
