@@ -260,10 +260,12 @@ class AugmentPolicy:
     (smart_home 99.15% -> 98.7% -> 98.3%).
     ``p_real_event``: the chance a window gets a real recording of one of its task's audio event
     classes, ``real_event_db`` above the scene, labelled as that event
-    (:meth:`RandomAugment.insert_event`). Off by default: tried on smart_home at 0.1 with the
-    corpus' real speech (telephone prompts and espeak-ng, 8 kHz-like), it taught the model that
-    band-limited harmonic sound is speech, and held-out music and ringtones at -20 dBFS fired
-    ``speech`` on 17.7% of windows (9.4% without). Worth trying with wide-band speech.
+    (:meth:`RandomAugment.insert_event`). Off by default (``edgefusion train --real-events P``):
+    tried on smart_home at 0.1 with the corpus' real speech (telephone prompts and espeak-ng,
+    8 kHz-like), it taught the model that band-limited harmonic sound is speech, and held-out
+    music and ringtones at -20 dBFS fired ``speech`` on 17.7% of windows (9.4% without); training
+    now inserts only wide-band recordings (:func:`export.augmented.load_event_recordings`) and
+    espeak-ng clips (``--spoken``, :mod:`export.spoken`).
 
     Example:
         >>> AugmentPolicy().snr_db

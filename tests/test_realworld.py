@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import json
 import struct
 import sys
@@ -240,6 +241,23 @@ def test_robustness_quick_run(local_corpus: Path, tmp_path: Path) -> None:
     assert det["by_recording"]["speech_commands_no"]["event"] == "speech" and set(det["recall"]) == {"speech"}
     md = out.with_suffix(".md").read_text()
     assert "| real noise SNR 0 dB |" in md and "| glass_break |" in md and "| speech_commands_no | speech |" in md
+
+
+def test_event_threshold_bench_puts_false_alarms_beside_detections(local_corpus: Path, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_event_thresholds", REPO / "bench" / "event_thresholds.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "thresholds.json"
+    assert bench.main(["--packages", "smart_home", "--corpus", str(local_corpus), "--out", str(out)]) == 0
+    (pkg,) = json.loads(out.read_text())["packages"]
+    speech = pkg["events"]["speech"]  # the only event with a held-out recording of its own here ('no')
+    assert set(pkg["events"]) == {"speech"} and speech["recordings"] == ["speech_commands_no"]
+    rows = speech["by_threshold"]
+    assert [r["threshold"] for r in rows] == list(bench.THRESHOLDS)
+    for a, b in itertools.pairwise(rows):  # a higher threshold never fires more
+        assert b["false_alarms"] <= a["false_alarms"] and b["detected"] <= a["detected"]
+    assert "| 0.5 |" in out.with_suffix(".md").read_text()
 
 
 @pytest.mark.slow
