@@ -68,7 +68,8 @@ def train_and_export(scenario: str, arch: str, args: argparse.Namespace) -> tupl
         print(f"train {scenario}/{arch} -> {run}", file=sys.stderr, flush=True)
         _edgefusion(["train", "--scenario", scenario, "--arch", arch, "--seed", str(args.seed), "--samples",
                      str(args.samples), "--epochs", str(args.epochs), "--threads", str(args.threads),
-                     "--eval-samples", str(args.eval_samples), "--corpus", str(args.corpus), "--out", str(run)],
+                     "--eval-samples", str(args.eval_samples), "--corpus", str(args.corpus), "--out", str(run),
+                     "--spoken", str(args.spoken), "--real-events", f"{args.real_events:g}"],
                     run / "train.log")
     if not (args.reuse and (pkg / "manifest.json").is_file()):
         _edgefusion(["export", str(ckpt), "--out", str(pkg), "--force", "--parity-samples", "64"], run / "export.log")
@@ -96,7 +97,9 @@ def markdown(report: dict[str, Any]) -> str:
     b = report["budget"]
     lines = ["# Attention fusion against the late-fusion (concat) baseline", "",
              f"Trained from scratch, seed {b['seed']}, {b['samples']} samples x {b['epochs']} epochs, "
-             f"{b['threads']} thread(s), augmentation with the corpus' train backgrounds; robustness rows on "
+             f"{b['threads']} thread(s), augmentation with the corpus' train backgrounds"
+             + (f" and {b['spoken']} espeak-ng speech clips (real events on {b['real_events']:g} of windows)"
+                if b.get("spoken") else "") + "; robustness rows on "
              f"{b['bench_samples']} held-out samples each (ONNX Runtime fp32).", ""]
     for scen, res in report["scenarios"].items():
         a, c = res["attention"], res["concat"]
@@ -127,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-samples", type=int, default=2000, help="training's clean/hard held-out samples")
     ap.add_argument("--bench-samples", type=int, default=500, help="held-out samples per robustness row")
+    ap.add_argument("--spoken", type=int, default=0, help="espeak-ng speech clips, as edgefusion train --spoken")
+    ap.add_argument("--real-events", type=float, default=0.0, help="as edgefusion train --real-events")
     ap.add_argument("--corpus", type=Path, default=ROOT / "runs" / "corpus")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "fusion_vs_concat", help="runs and packages")
     ap.add_argument("--reuse", action="store_true", help="evaluate checkpoints already in --work")
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = {"benchmark": "fusion_vs_concat", "machine": machine_facts(),
               "budget": {k: getattr(args, k) for k in ("samples", "epochs", "threads", "seed", "eval_samples",
-                                                         "bench_samples")},
+                                                         "bench_samples", "spoken", "real_events")},
               "corpus": str(args.corpus), "scenarios": scenarios}
     save_json(report, args.out)
     md = args.out.with_suffix(".md")
