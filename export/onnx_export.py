@@ -31,7 +31,7 @@ from edgefusion.policy import TASK_FILE
 from edgefusion.preprocess import FeedBuilder
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
 from export.evaluate import predict_all
-from export.train import load_checkpoint
+from export.train import TrainConfig, load_checkpoint
 
 __all__ = ["PARITY_ATOL", "export_package"]
 
@@ -172,8 +172,17 @@ def train_command(cfg: dict[str, Any]) -> str:
     if not cfg.get("augment", False):  # checkpoints from before augmentation lack the key: they trained clean
         return cmd + " --no-augment"
     if cfg.get("corpus") is None:
-        return cmd + " --no-real-backgrounds"
-    return cmd + (f" --corpus {shlex.quote(str(cfg['corpus']))}" if cfg["corpus"] != "runs/corpus" else "")
+        cmd += " --no-real-backgrounds"
+    elif cfg["corpus"] != "runs/corpus":
+        cmd += f" --corpus {shlex.quote(str(cfg['corpus']))}"
+    music = cfg.get("music", 0)  # checkpoints from before the option lack the key: they trained without music
+    if music != TrainConfig.music:
+        cmd += f" --music {music}"
+    if cfg.get("spoken"):
+        cmd += f" --spoken {cfg['spoken']}"
+    if cfg.get("real_events"):
+        cmd += f" --real-events {cfg['real_events']:g}"
+    return cmd
 
 
 def _manifest(ck: dict[str, Any], stage: Path, par: dict[str, Any], parity_source: dict[str, Any],

@@ -101,3 +101,15 @@ def test_the_recorded_command_repeats_the_options() -> None:
     cmd = train_command(TaskTrainConfig(task="smart_home", init="smart_home", spoken=48, real_events=0.1), 5e-4)
     assert cmd.endswith("--spoken 48 --real-events 0.1")
     assert "--spoken" not in train_command(TaskTrainConfig(task="smart_home"), 5e-4)
+
+
+def test_the_scenario_path_records_the_augmentation_options_too() -> None:
+    pytest.importorskip("torch")
+    from export.onnx_export import train_command as scenario_command
+
+    cfg = {"scenario": "driving", "arch": "attention", "seed": 0, "epochs": 6, "n_train": 16000, "threads": 1,
+           "augment": True, "corpus": "runs/corpus", "music": 24}
+    assert scenario_command(cfg).endswith("--threads 1")  # the defaults say nothing
+    assert scenario_command({**cfg, "spoken": 8, "real_events": 0.1}).endswith("--spoken 8 --real-events 0.1")
+    old = {k: v for k, v in cfg.items() if k != "music"}  # a checkpoint from before --music trained without it
+    assert scenario_command(old).endswith("--music 0")
