@@ -190,6 +190,10 @@ def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, d
                           "role": "speech" if as_event else "background"}
         if as_event:
             real = {**real, "speech": (*real.get("speech", ()), *spoken)}
+    if policy.p_real_event > 0 and not real:
+        raise ConfigError(f"--real-events {policy.p_real_event:g}: nothing to insert: the corpus has no wide-band "
+                          f"'train' recording of {', '.join(scen.audio_events) or 'an audio event'} of '{scen.name}'"
+                          + (" and --spoken is 0" if "speech" in scen.audio_events else ""))
     if real:
         info["real_events"] = {e: len(v) for e, v in real.items()}
     backgrounds = [*bg.audio, *music, *([] if as_event else spoken)]

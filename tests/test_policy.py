@@ -148,7 +148,10 @@ def test_task_check_prints_a_bad_policy_as_one_error_line(tmp_path, capsys):
 # -- packages name their task -----------------------------------------------------------
 
 def without_task(pkg: ModelPackage) -> ModelPackage:
-    return dataclasses.replace(pkg, manifest=dataclasses.replace(pkg.manifest, name="mine", scenario=None))
+    """``pkg`` renamed, with no scenario and no packed task spec: a package that names no task."""
+    sources = {k: v for k, v in pkg.manifest.sources.items() if k != "task"}
+    return dataclasses.replace(pkg, manifest=dataclasses.replace(pkg.manifest, name="mine", scenario=None,
+                                                                 sources=sources))
 
 
 def test_packages_resolve_their_task_and_a_package_without_one_runs_without_policy():

@@ -81,6 +81,9 @@ def test_the_augmenter_puts_the_clips_where_the_task_says(local_corpus: Path) ->
     assert len(drive.backgrounds) == 2 + 2  # bell and 'yes' (speech is no driving event), and the clips
     with pytest.raises(ConfigError, match=r"--spoken 2: 'smart_home' has a 'speech' event.*--real-events"):
         augmenter(TrainConfig(scenario="smart_home", corpus=str(local_corpus), spoken=2), get_scenario("smart_home"))
+    # the local corpus holds no horn or siren: asking to insert real ones is one clear line, not a silent no-op
+    with pytest.raises(ConfigError, match=r"--real-events 0.1: nothing to insert: .* of siren, horn of 'driving'$"):
+        augmenter(TrainConfig(scenario="driving", corpus=str(local_corpus), real_events=0.1), get_scenario("driving"))
 
 
 @pytest.mark.parametrize(("flag", "value", "line"), [
