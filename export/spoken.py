@@ -1,8 +1,8 @@
 """Spoken clips: wide-band speech rendered by espeak-ng, so ``speech`` is learned from speech.
 
 smart_home's ``speech`` event was learned from the generator's formant babble alone (a
-harmonic source under moving formants), and the package fired ``speech`` on about a tenth
-of held-out music-on-hold windows at -20 dBFS, on the *training* music too: music with
+harmonic source under moving formants), and the package fired ``speech`` on 9.7% of held-out
+windows at -20 dBFS (24 of 80 music-on-hold windows), on the *training* music too: music with
 sustained harmonic notes is what babble sounds like. The corpus' real speech could not be
 used as positives: most of it is 8 kHz telephone prompts, and inserted as ``speech`` it
 taught that band-limited harmonic sound is speech (held-out music fired on 17.7% of windows,
@@ -72,7 +72,7 @@ SENTENCES = (
     "Excuse me, do you know where the nearest pharmacy is?",
 )
 
-#: (voice, espeak-ng's language code for the sentence's reading) English voices and accents, variants, and
+#: espeak-ng voices (``-v``): English voices and accents, with voice variants (``+f2``, ``+klatt``...), and
 #: other languages reading the same English sentences (accented English, another set of phonemes)
 VOICES = (
     "en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
@@ -105,6 +105,7 @@ def spoken_clips(n: int, seed: int, progress: Any = None) -> list[np.ndarray]:
     Needs espeak-ng (``apt-get install espeak-ng``, as ``make corpus`` does); without it, one
     :class:`edgefusion.errors.ExportError` line that says how to install it.
     """
+    from edgefusion.errors import ExportError
     from edgefusion.preprocess.audio import resample
     from export.corpus import trim_silence
     from export.corpus_sources import render_espeak
@@ -115,8 +116,9 @@ def spoken_clips(n: int, seed: int, progress: Any = None) -> list[np.ndarray]:
             x, rate = render_espeak(s["text"], s["voice"], s["speed"], s["pitch"], Path(tmp) / f"{i}.wav")
             y = trim_silence(resample(x, rate, RATE) if rate != RATE else x)
             peak = float(np.abs(y).max()) if len(y) else 0.0
-            if peak > 0:
-                out.append((y / peak * 0.5).astype(np.float32))
+            if peak <= 0:
+                raise ExportError(f"espeak-ng rendered silence for voice {s['voice']!r} ({s['text'][:40]!r}...)")
+            out.append((y / peak * 0.5).astype(np.float32))
             if progress is not None:
                 progress.update(1)
     return out
