@@ -12,6 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 
 
+@pytest.fixture(scope="session")
+def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped corpus list's ``local`` files, prepared once (no network, no Debian tools needed): train = a
+    bell and a spoken 'yes', held out = a spoken 'no' and Speech Commands' background noise. Read-only: a test
+    that edits it works on a copy."""
+    pytest.importorskip("soundfile")
+    from export import corpus
+
+    cache = tmp_path_factory.mktemp("corpus")
+    corpus.prepare(cache, only=["local"], progress=False)
+    return cache
+
+
 @pytest.fixture
 def pkg_copy(tmp_path: Path) -> Path:
     """A writable copy of the built-in smart_home package."""

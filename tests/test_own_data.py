@@ -53,15 +53,6 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     return d, d / "ds", logs
 
 
-@pytest.fixture(scope="module")
-def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export import corpus
-
-    cache = tmp_path_factory.mktemp("corpus")
-    corpus.prepare(cache, only=["local"], progress=False)
-    return cache
-
-
 @pytest.mark.slow
 def test_end_to_end_on_real_files(recorded, local_corpus, capsys):
     d, ds, logs = recorded

@@ -87,15 +87,6 @@ def test_bad_lists_fail_with_one_clear_line(tmp_path: Path, body: str, message: 
 # -- prepare -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped list's ``local`` files, prepared (no network, no Debian tools needed)."""
-    pytest.importorskip("soundfile")
-    cache = tmp_path_factory.mktemp("corpus")
-    corpus.prepare(cache, only=["local"], progress=False)
-    return cache
-
-
 def test_prepare_writes_16k_float_wavs_with_provenance(local_corpus: Path) -> None:
     import soundfile as sf
 

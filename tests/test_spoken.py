@@ -13,19 +13,11 @@ import pytest
 
 from edgefusion.augment import power_db
 from edgefusion.scenarios import get_scenario
-from export import corpus
 from export.augmented import load_event_recordings
 from export.spoken import RATE, SENTENCES, VOICES, spoken_clip_specs, spoken_clips
 
 REPO = Path(__file__).resolve().parents[1]
 HELD_OUT_VOICES = ("en-gb-scotland", "en-029", "es")  # the corpus' held-out espeak-ng speech
-
-
-@pytest.fixture(scope="module")
-def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("corpus")
-    corpus.prepare(cache, only=["local"], progress=False)
-    return cache
 
 
 def test_specs_are_seeded_and_cover_voices_and_sentences_in_turn() -> None:

@@ -16,7 +16,6 @@ from edgefusion.dataset import build_dataset, data_hash
 from edgefusion.errors import ConfigError
 from edgefusion.package import load_package
 from edgefusion.scenarios import generate_samples, get_scenario
-from export import corpus
 from export.augmented import (
     SAFE_ANCHOR_Y,
     SAFE_ASPECTS,
@@ -30,14 +29,6 @@ from export.augmented import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The corpus' committed files only (no network): train = a bell and a spoken 'yes'."""
-    cache = tmp_path_factory.mktemp("corpus")
-    corpus.prepare(cache, only=["local"], progress=False)
-    return cache
 
 
 def test_backgrounds_leave_out_the_scenarios_own_event_classes(local_corpus: Path) -> None:
