@@ -26,12 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from edgefusion import augment as aug
 from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.errors import EdgeFusionError
 from edgefusion.metrics import sigmoid
 from edgefusion.package import load_package
-from edgefusion.samples import FusionWindow
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
 from export.corpus import DEFAULT_CACHE, backgrounds_for, load_prepared
 
@@ -48,16 +46,10 @@ def _robustness() -> ModuleType:
 
 
 def probabilities(rb: ModuleType, model: Any, recordings: Sequence[Any], level: float, seed: int,
-                  audio_events: set[str]) -> tuple[np.ndarray, list[str]]:
+                  audio_events: Sequence[str]) -> np.ndarray:
     """Event probabilities on 1-s windows of ``recordings`` mixed into event-free scenes (rows: windows)."""
-    scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
-    windows, owners = rb.recording_windows(recordings, level)
-    if not windows:
-        return np.zeros((0, len(model.events.labels))), []
-    scenes = rb._quiet_scenes(scenario, len(windows), seed, audio_events)
-    ev, _ = model.run([FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
-                       for s, w in zip(scenes, windows)])
-    return sigmoid(ev), owners
+    _, ev, _, _ = rb.mixed_into_quiet_scenes(model, recordings, level, seed, audio_events)
+    return sigmoid(ev)
 
 
 def bench_package(rb: ModuleType, name: str, heldout: Sequence[Any], level: float, threads: int) -> dict[str, Any]:
@@ -65,14 +57,14 @@ def bench_package(rb: ModuleType, name: str, heldout: Sequence[Any], level: floa
     scenario = get_scenario(pkg.manifest.scenario or pkg.name)
     seed = int(pkg.manifest.provenance.get("seed", 0)) + EVAL_SEED_OFFSET + rb.FA_SEED_SHIFT
     model = rb.Model(pkg, threads)
-    events = set(scenario.audio_events)
-    p_bg, _ = probabilities(rb, model, backgrounds_for(heldout, scenario.events), level, seed, events)
+    events = scenario.audio_events
+    p_bg = probabilities(rb, model, backgrounds_for(heldout, scenario.events), level, seed, events)
     out: dict[str, Any] = {}
     for event in scenario.audio_events:
         mine = [r for r in heldout if r.role == event]
         if not mine:
             continue
-        p_ev, _ = probabilities(rb, model, mine, level, seed + 1, events)
+        p_ev = probabilities(rb, model, mine, level, seed + 1, events)
         j = model.events.labels.index(event)
         out[event] = {"recordings": [r.id for r in mine], "windows": len(p_ev), "background_windows": len(p_bg),
                       "by_threshold": [{"threshold": t, "false_alarms": round(float(np.mean(p_bg[:, j] >= t)), 4),

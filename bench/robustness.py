@@ -157,20 +157,30 @@ def recording_windows(recordings: Sequence[Recording], level_dbfs: float,
     return windows, owners
 
 
+def mixed_into_quiet_scenes(model: Model, recordings: Sequence[Recording], level_dbfs: float, seed: int,
+                            audio_events: Sequence[str], limit: int | None = None) -> tuple[
+        list[LabeledSample], np.ndarray, np.ndarray, list[str]]:
+    """1-s windows of ``recordings`` at ``level_dbfs`` mixed into event-free held-out scenes of the package's
+    scenario (frame and command kept): the scenes, event and action logits, and each window's recording."""
+    windows, owners = recording_windows(recordings, level_dbfs, limit)
+    if not windows:
+        return [], np.zeros((0, len(model.events.labels))), np.zeros((0, len(model.actions.labels))), []
+    scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
+    scenes = _quiet_scenes(scenario, len(windows), seed, set(audio_events))
+    ev, act = model.run([FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
+                         for s, w in zip(scenes, windows)])
+    return scenes, ev, act, owners
+
+
 def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence[Recording],
                  levels_dbfs: Sequence[float], seed: int, limit: int | None = None) -> dict[str, Any]:
     """Per audio event, the share of 1-s windows of real recordings on which it fires."""
-    scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
     idx = [model.events.labels.index(e) for e in audio_events]
     levels = []
     for level in levels_dbfs:
-        windows, owners = recording_windows(recordings, level, limit)
-        scenes = _quiet_scenes(scenario, len(windows), seed, set(audio_events))
-        clean = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command) for s in scenes]
-        mixed = [FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
-                 for s, w in zip(scenes, windows)]
-        ev_clean, act_clean = model.run(clean)
-        ev, act = model.run(mixed)
+        scenes, ev, act, owners = mixed_into_quiet_scenes(model, recordings, level, seed, audio_events, limit)
+        ev_clean, act_clean = model.run([FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command)
+                                         for s in scenes])
         fired_clean = sigmoid(ev_clean[:, idx]) >= model.events.threshold
         fired = sigmoid(ev[:, idx]) >= model.events.threshold
         per_rec: dict[str, dict[str, int]] = {}
@@ -180,7 +190,7 @@ def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence
             for j, e in enumerate(audio_events):
                 d[e] += int(fired[w, j])
         levels.append({
-            "level_dbfs": level, "windows": len(windows), "seconds": float(len(windows)),
+            "level_dbfs": level, "windows": len(owners), "seconds": float(len(owners)),
             "fires": {e: round(float(fired[:, j].mean()), 4) for j, e in enumerate(audio_events)},
             "fires_without_recording": {e: round(float(fired_clean[:, j].mean()), 4)
                                         for j, e in enumerate(audio_events)},
@@ -200,23 +210,19 @@ def detections(model: Model, audio_events: Sequence[str], recordings: Sequence[R
     A recall on sounds the model never trained on; a window can fall in a pause between two sentences, so
     100% is not expected. Recordings of a source below 16 kHz are marked: the event may be learned wide-band.
     """
-    scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
     mine = [r for r in recordings if r.role in audio_events]
     levels = []
     for level in levels_dbfs:
-        windows, owners = recording_windows(mine, level, limit)
-        if not windows:
+        _, ev, _, owners = mixed_into_quiet_scenes(model, mine, level, seed, audio_events, limit)
+        if not owners:
             break
-        scenes = _quiet_scenes(scenario, len(windows), seed, set(audio_events))
-        ev, _ = model.run([FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
-                           for s, w in zip(scenes, windows)])
         fired = sigmoid(ev) >= model.events.threshold
         role = {r.id: r.role for r in mine}
         hits = [bool(fired[w, model.events.labels.index(role[o])]) for w, o in enumerate(owners)]
         by_rec = {r.id: {"event": r.role, "source_rate": r.source_rate, "windows": owners.count(r.id),
                          "fires": sum(h for h, o in zip(hits, owners) if o == r.id)} for r in mine if r.id in owners}
         per_event = {e: [h for h, o in zip(hits, owners) if role[o] == e] for e in audio_events}
-        levels.append({"level_dbfs": level, "windows": len(windows),
+        levels.append({"level_dbfs": level, "windows": len(owners),
                        "recall": {e: round(float(np.mean(v)), 4) for e, v in per_event.items() if v},
                        "by_recording": by_rec})
     return {"mode": "held-out recordings of the audio events mixed into event-free synthesized scenes",

@@ -54,6 +54,7 @@ from export.corpus_sources import espeak_version
 from export.evaluate import evaluate, predict, robust_metrics
 from export.model import FusionNet, ModelConfig, count_parameters
 from export.music import music_clips
+from export.spoken import RATE as SPOKEN_RATE
 from export.spoken import spoken_clips
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "model_config", "predict", "train"]
@@ -186,7 +187,7 @@ def augmenter(cfg: TrainConfig, scen: Scenario) -> tuple[RandomAugment | None, d
     spoken = spoken_clips(cfg.spoken, seed=cfg.seed) if cfg.spoken > 0 else []
     if spoken:
         info["spoken"] = {"clips": len(spoken), "seed": cfg.seed, "source": "export.spoken", "espeak": espeak_version(),
-                          "seconds": round(sum(len(x) for x in spoken) / 16000, 1),
+                          "seconds": round(sum(len(x) for x in spoken) / SPOKEN_RATE, 1),
                           "role": "speech" if as_event else "background"}
         if as_event:
             real = {**real, "speech": (*real.get("speech", ()), *spoken)}
