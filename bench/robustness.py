@@ -15,11 +15,19 @@ whole recording) and *mixed into event-free synthesized scenes* (held-out sample
 audio event, their frame and command kept). Reported per audio event: the fraction of
 windows on which it fires, beside the same scenes without the recording.
 
+``--stage NAME=PACKAGE,confirm=LABEL[,scan=MS]`` measures false alarms and detections with a
+stage confirming one event, as ``run --stage`` would (e.g. Silero VAD confirming ``speech``:
+``--stage vad=runs/silero_vad,scan=32,confirm=speech``). The perturbation rows stay the
+model's own; the report says on what share of the synthetic held-out windows with that event
+the stage finds it (the generator's sounds are not real ones).
+
 Writes JSON (default bench/results/robustness.json) and a Markdown table beside it.
 Needs the prepared corpus (``python -m export.corpus prepare``).
 
     python bench/robustness.py [--packages smart_home driving] [--samples 1000] [--corpus runs/corpus]
     python bench/robustness.py --quick   # a few samples: checks that it runs
+    python bench/robustness.py --packages smart_home --stage vad=runs/silero_vad,scan=32,confirm=speech \
+        --out bench/results/robustness_vad.json
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from edgefusion.metrics import action_accuracy, event_f1, sigmoid
 from edgefusion.package import ModelPackage, load_package
 from edgefusion.samples import FusionWindow
 from edgefusion.scenarios import EVAL_SEED_OFFSET, LabeledSample, generate_samples, get_scenario
+from edgefusion.stages import Stage, StageSpec, open_stages
 from export.augmented import bench_crop
 from export.corpus import DEFAULT_CACHE, RATE, Recording, backgrounds_for, load_prepared
 
@@ -158,29 +167,50 @@ def recording_windows(recordings: Sequence[Recording], level_dbfs: float,
 
 
 def mixed_into_quiet_scenes(model: Model, recordings: Sequence[Recording], level_dbfs: float, seed: int,
-                            audio_events: Sequence[str], limit: int | None = None) -> tuple[
+                            audio_events: Sequence[str], limit: int | None = None,
+                            stage: Stage | None = None) -> tuple[
         list[LabeledSample], np.ndarray, np.ndarray, list[str]]:
     """1-s windows of ``recordings`` at ``level_dbfs`` mixed into event-free held-out scenes of the package's
-    scenario (frame and command kept): the scenes, event and action logits, and each window's recording."""
+    scenario (frame and command kept): the scenes, event and action logits, and each window's recording.
+
+    With a ``stage`` that confirms a label, that label's logit is set far below any threshold on the
+    windows where the stage does not find it (as the runtime reads it, :mod:`edgefusion.stages`).
+    """
     windows, owners = recording_windows(recordings, level_dbfs, limit)
     if not windows:
         return [], np.zeros((0, len(model.events.labels))), np.zeros((0, len(model.actions.labels))), []
     scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
     scenes = _quiet_scenes(scenario, len(windows), seed, set(audio_events))
-    ev, act = model.run([FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
-                         for s, w in zip(scenes, windows)])
+    mixed = [FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
+             for s, w in zip(scenes, windows)]
+    ev, act = model.run(mixed)
+    if stage is not None and stage.spec.confirm is not None:
+        found = confirmed(stage, mixed)
+        ev[~found, model.events.labels.index(stage.spec.confirm)] = VETOED_LOGIT
     return scenes, ev, act, owners
 
 
+#: the logit a label gets where a confirming stage does not find it: below any threshold
+VETOED_LOGIT = -30.0
+
+
+def confirmed(stage: Stage, windows: Sequence[FusionWindow]) -> np.ndarray:
+    """Per window, whether ``stage`` finds its ``confirm`` label in it."""
+    return np.array([stage.spec.confirm in stage.run(w)[0]["events"] for w in windows], bool)
+
+
 def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence[Recording],
-                 levels_dbfs: Sequence[float], seed: int, limit: int | None = None) -> dict[str, Any]:
+                 levels_dbfs: Sequence[float], seed: int, limit: int | None = None,
+                 stage: Stage | None = None) -> dict[str, Any]:
     """Per audio event, the share of 1-s windows of real recordings on which it fires."""
     idx = [model.events.labels.index(e) for e in audio_events]
     levels = []
     for level in levels_dbfs:
-        scenes, ev, act, owners = mixed_into_quiet_scenes(model, recordings, level, seed, audio_events, limit)
-        ev_clean, act_clean = model.run([FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command)
-                                         for s in scenes])
+        scenes, ev, act, owners = mixed_into_quiet_scenes(model, recordings, level, seed, audio_events, limit, stage)
+        clean = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command) for s in scenes]
+        ev_clean, act_clean = model.run(clean)
+        if stage is not None and stage.spec.confirm is not None and clean:
+            ev_clean[~confirmed(stage, clean), model.events.labels.index(stage.spec.confirm)] = VETOED_LOGIT
         fired_clean = sigmoid(ev_clean[:, idx]) >= model.events.threshold
         fired = sigmoid(ev[:, idx]) >= model.events.threshold
         per_rec: dict[str, dict[str, int]] = {}
@@ -203,7 +233,8 @@ def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence
 
 
 def detections(model: Model, audio_events: Sequence[str], recordings: Sequence[Recording],
-               levels_dbfs: Sequence[float], seed: int, limit: int | None = None) -> dict[str, Any]:
+               levels_dbfs: Sequence[float], seed: int, limit: int | None = None,
+               stage: Stage | None = None) -> dict[str, Any]:
     """Per held-out recording of one of the audio events (real speech, a real horn): the share of its 1-s
     windows, mixed into event-free scenes as in :func:`false_alarms`, on which that event fires.
 
@@ -213,7 +244,7 @@ def detections(model: Model, audio_events: Sequence[str], recordings: Sequence[R
     mine = [r for r in recordings if r.role in audio_events]
     levels = []
     for level in levels_dbfs:
-        _, ev, _, owners = mixed_into_quiet_scenes(model, mine, level, seed, audio_events, limit)
+        _, ev, _, owners = mixed_into_quiet_scenes(model, mine, level, seed, audio_events, limit, stage)
         if not owners:
             break
         fired = sigmoid(ev) >= model.events.threshold
@@ -251,22 +282,50 @@ def bench_package(name: str, args: argparse.Namespace, heldout: Sequence[Recordi
     t0 = time.perf_counter()
     samples = list(generate_samples(scenario, args.samples, seed=seed))
     rows = score_rows(model, samples, perturbations(backgrounds, scenario.name), seed)
-    fa = false_alarms(model, scenario.audio_events, backgrounds, args.levels_dbfs, seed + FA_SEED_SHIFT,
-                      limit=args.fa_windows)
-    det = detections(model, scenario.audio_events, heldout, args.levels_dbfs, seed + FA_SEED_SHIFT + 1,
-                     limit=args.fa_windows)
+    spec = getattr(args, "stage", None)  # fusion_vs_concat passes its own namespace
+    specs = [spec] if spec is not None else []
+    with open_stages(specs) as stages:
+        stage = stages[0] if stages else None
+        if stage is not None and stage.spec.confirm not in model.events.labels:
+            raise ConfigError(f"--stage confirms {stage.spec.confirm!r}, which is not an event of {pkg.name} "
+                              f"({', '.join(model.events.labels)})")
+        fa = false_alarms(model, scenario.audio_events, backgrounds, args.levels_dbfs, seed + FA_SEED_SHIFT,
+                          limit=args.fa_windows, stage=stage)
+        det = detections(model, scenario.audio_events, heldout, args.levels_dbfs, seed + FA_SEED_SHIFT + 1,
+                         limit=args.fa_windows, stage=stage)
+        staged = _stage_report(stage, samples) if stage is not None else None
     return {"package": pkg.name, "path": str(pkg.path), "scenario": scenario.name, "variant": "fp32",
             "backend": "onnxruntime", "samples": len(samples), "seed": seed, "rows": rows, "false_alarms": fa,
-            "detections": det,
+            "detections": det, **({"stage": staged} if staged else {}),
             "noise_backgrounds": [r.id for r in backgrounds], "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _stage_report(stage: Stage, samples: Sequence[LabeledSample]) -> dict[str, Any]:
+    """The confirming stage, and the share of clean synthetic held-out windows with its label that it confirms."""
+    label = stage.spec.confirm
+    mine = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command) for s in samples if label in s.events]
+    return {"spec": args_spec(stage.spec), "confirms": label, "synthetic_windows": len(mine),
+            "synthetic_confirmed": round(float(confirmed(stage, mine).mean()), 4) if mine else None}
+
+
+def args_spec(spec: StageSpec) -> str:
+    """A stage spec as one ``--stage`` argument."""
+    opts = [f"confirm={spec.confirm}"] + ([f"scan={spec.scan}", f"share={spec.share:g}"] if spec.scan else [])
+    return ",".join([f"{spec.name}={spec.package}", *opts])
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The robustness table and the false-alarm table of every package."""
     lines = ["# Robustness (held-out samples, fp32, ONNX Runtime)", ""]
     for p in report["packages"]:
-        lines += [f"## {p['package']} ({p['samples']} samples, seed {p['seed']})", "",
-                  "| input | action accuracy | Δ points | event macro-F1 | Δ points |", "|---|---:|---:|---:|---:|"]
+        lines += [f"## {p['package']} ({p['samples']} samples, seed {p['seed']})", ""]
+        st = p.get("stage")
+        if st:
+            lines += [f"False alarms and detections with stage `{st['spec']}`: `{st['confirms']}` counts only where "
+                      f"the stage finds it too. It finds it in {100 * (st['synthetic_confirmed'] or 0):.1f}% of the "
+                      f"{st['synthetic_windows']} synthetic held-out windows with `{st['confirms']}` (the rows "
+                      "below are the model's own).", ""]
+        lines += ["| input | action accuracy | Δ points | event macro-F1 | Δ points |", "|---|---:|---:|---:|---:|"]
         for r in p["rows"]:
             lines.append(f"| {r['name']} | {100 * r['action_accuracy']:.1f}% | {r['delta_action_points']:+.1f} "
                          f"| {r['event_macro_f1']:.3f} | {r['delta_f1_points']:+.1f} |")
@@ -308,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="held-out seed (default: training seed + EVAL_SEED_OFFSET)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="8 samples and 8 false-alarm windows: a smoke run")
+    ap.add_argument("--stage", type=StageSpec.parse, default=None, metavar="NAME=PACKAGE,confirm=LABEL[,scan=MS]",
+                    help="a stage that confirms one event in the false alarms and detections (e.g. "
+                         "vad=runs/silero_vad,scan=32,confirm=speech)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/robustness.json"))
     args = ap.parse_args(argv)
     if args.quick:
@@ -315,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.samples < 1:
             raise ConfigError(f"--samples must be at least 1, got {args.samples}")
+        if args.stage is not None and args.stage.confirm is None:
+            raise ConfigError("--stage: the bench applies a stage that confirms an event; add confirm=LABEL")
         heldout = load_prepared(args.corpus, split="heldout")
         report = {"benchmark": "robustness", "machine": machine_facts(), "corpus": str(args.corpus),
                   "quick": args.quick, "packages": [bench_package(p, args, heldout) for p in args.packages]}

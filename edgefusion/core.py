@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from edgefusion.backends import Backend
-from edgefusion.engine import FusionStep, build_result
+from edgefusion.engine import Decision, FusionStep, build_result
+from edgefusion.errors import ConfigError
 from edgefusion.package import ModelPackage
 from edgefusion.policy import Decider, decide_step, decider_for, text_status
 from edgefusion.postprocess import PostConfig, PostProcessor
@@ -97,6 +99,7 @@ class FusionCore:
         self.stages = list(stages)
         self.post_config = post or PostConfig()
         step = FusionStep(package, backend)
+        _check_confirms(self.stages, step)
         self.post = PostProcessor(self.post_config, step.event_labels)
         self._choice = (task, policy)
         self._active: tuple[FusionStep, Decider | None] = (step, decider_for(package, task, policy))
@@ -201,11 +204,12 @@ class FusionCore:
         t0 = time.perf_counter_ns()
         step, window = prepared.step, prepared.window
         decision = step.postprocess(outs, prepared.info)
+        heard = _confirmed(decision, self.stages, prepared.stages)
         # "a command had arrived by then" by the window's time, not by how far the sources ran ahead:
         # the prepare thread may already hold later commands, and the result must not depend on it
         first = self.sync.first_command_t_ns
         status = text_status(window, self.text_source, int(first is not None and first <= window.t_ns))
-        out = decide_step(prepared.decider, self.post, decision, window, status, prepared.info.unknown_words)
+        out = decide_step(prepared.decider, self.post, heard, window, status, prepared.info.unknown_words)
         timings = {**prepared.timings_ns, "postprocess": time.perf_counter_ns() - t0}
         events = out.events
         for stage in self.stages:  # a stage's events join the main model's when it says so (a detector's labels)
@@ -238,10 +242,37 @@ class FusionCore:
         is chosen again as at construction (the new package may name another task).
         """
         step = FusionStep(package, backend)
+        _check_confirms(self.stages, step)
         decider = decider_for(package, *self._choice)
         if step.event_labels != self.step.event_labels:
             self.post = PostProcessor(self.post_config, step.event_labels)
         self._active = (step, decider)
+
+
+def _check_confirms(stages: Sequence[Stage], step: FusionStep) -> None:
+    for stage in stages:
+        label = stage.spec.confirm
+        if label is not None and label not in step.event_labels:
+            raise ConfigError(f"stage '{stage.spec.name}' confirms {label!r}, which is not an event label of "
+                              f"{step.package.name} ({', '.join(step.event_labels) or 'none'})")
+
+
+def _confirmed(decision: Decision, stages: Sequence[Stage], records: dict[str, dict[str, Any]]) -> Decision:
+    """``decision`` as smoothing and the policy see it: each label a stage confirms counts only where that
+    stage found it in this window (its score is read as 0 otherwise; the Result keeps the model's score).
+    Each confirming stage's record says whether it confirmed."""
+    vetoed = []
+    for stage in stages:
+        label, rec = stage.spec.confirm, records.get(stage.spec.name)
+        if label is None or rec is None:
+            continue
+        rec["confirmed"] = label in rec["events"]
+        if not rec["confirmed"]:
+            vetoed.append(label)
+    if not vetoed:
+        return decision
+    return dataclasses.replace(decision, scores={**decision.scores, **dict.fromkeys(vetoed, 0.0)},
+                               events=tuple(e for e in decision.events if e not in vetoed))
 
 
 def _window(sync: Synchronizer, frame: Frame) -> FusionWindow | None:

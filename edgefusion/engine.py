@@ -58,6 +58,13 @@ class Decision:
     intent_score: float = 0.0
 
 
+def event_labels(package: ModelPackage) -> tuple[str, ...]:
+    """Every label an event of ``package`` can carry: its events output's, then its detectors'."""
+    events = package.role_output("events")
+    return tuple(dict.fromkeys([*(events.labels if events else ()),
+                                *(label for o in package.outputs if o.kind == "detections" for label in o.labels)]))
+
+
 def build_result(window: FusionWindow, seq: int, model: str, decision: Decision, info: FeedInfo,
                  timings_ns: dict[str, int], action: str | None = None, events: tuple[str, ...] | None = None,
                  emitted: bool = False, *, rule: str = NO_POLICY_RULE, abstained: bool = False,
@@ -100,9 +107,7 @@ class FusionStep:
         self.action_out = package.role_output("action")
         self.event_out = package.role_output("events")
         #: every label an event can carry: the events output's, then the detectors'
-        self.event_labels: tuple[str, ...] = tuple(dict.fromkeys(
-            [*(self.event_out.labels if self.event_out else ()),
-             *(label for o in package.outputs if o.kind == "detections" for label in o.labels)]))
+        self.event_labels: tuple[str, ...] = event_labels(package)
         self.state = RecurrentState([StateParams.from_decl(i.name, i.preprocess, i.dtype, i.shape)
                                      for i in package.inputs if i.preprocess.get("kind") == "state"])
         self.intent_out = package.output_role("intent")

@@ -11,7 +11,15 @@ bench and the recording. It can also act on the main model's window:
   main model's window is masked (e.g. a VAD's ``speech`` below 0.5 masks ``audio``, or
   ``text`` for a speech-driven command source), so the main model and the policy see it
   as missing, and say so;
-- ``events``: the stage's events (a detector's labels) join the main Result's events.
+- ``events``: the stage's events (a detector's labels) join the main Result's events;
+- ``confirm``: the main model's event of that label stands only when the stage finds it too
+  in the same window (e.g. a VAD confirming ``speech``, so music does not pass for it).
+
+A streaming model that takes a few milliseconds of audio per step (Silero VAD: 32 ms) can
+``scan`` the window: it runs over the window's whole audio in steps of ``scan`` ms, from a
+fresh state each window (so the result does not depend on the pipeline's hop), and its
+score for a label is the share of steps on which the label fired; the label is one of the
+stage's events when that share reaches ``share`` (default 0.1).
 
 Stages are declared as specs: ``NAME=PACKAGE`` with options after commas, on the command
 line (``--stage vad=./silero_vad,gate=speech<0.5:audio``) or as ``[[stages]]`` tables in
@@ -21,6 +29,9 @@ Example:
     >>> s = StageSpec.parse("vad=./silero_vad,gate=speech<0.5:audio,threads=1")
     >>> s.name, s.package, s.gate, s.events
     ('vad', './silero_vad', Gate(label='speech', below=0.5, mask='audio'), False)
+    >>> s = StageSpec.parse("vad=silero_vad,scan=32,confirm=speech")
+    >>> s.scan, s.share, s.confirm
+    (32, 0.1, 'speech')
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -76,10 +88,17 @@ class StageSpec:
     threads: int | None = 1
     gate: Gate | None = None
     events: bool = False
+    #: the main model's event with this label stands only when the stage finds it too
+    confirm: str | None = None
+    #: run over the window's audio in steps of this many ms (fresh state each window); None: once per window
+    scan: int | None = None
+    #: with ``scan``: the share of steps on which a label must fire to be the stage's event
+    share: float = 0.1
 
     @classmethod
     def parse(cls, spec: str) -> StageSpec:
-        """``NAME=PACKAGE[,backend=B][,variant=V][,threads=N][,gate=LABEL<T:MODALITY][,events]``."""
+        """``NAME=PACKAGE[,backend=B][,variant=V][,threads=N][,gate=LABEL<T:MODALITY][,events][,confirm=LABEL]
+        [,scan=MS][,share=S]``."""
         head, *opts = [p.strip() for p in spec.split(",")]
         name, sep, package = head.partition("=")
         d: dict[str, Any] = {"name": name, "package": package if sep else ""}
@@ -114,21 +133,48 @@ class StageSpec:
         events = d.get("events", False)
         if not isinstance(events, bool):
             raise ConfigError(f"{where}: stage '{name}': events: expected true or false")
+        confirm = d.get("confirm")
+        if confirm is not None and (not isinstance(confirm, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", confirm)):
+            raise ConfigError(f"{where}: stage '{name}': confirm {confirm!r}: expected one event label, e.g. speech")
+        scan = _number(d.get("scan"), int, 1, 10_000, f"{where}: stage '{name}': scan", "milliseconds per step")
+        share = _number(d.get("share", 0.1), float, 0.0, 1.0, f"{where}: stage '{name}': share",
+                        "a share of the scan's steps")
+        if "share" in d and scan is None:
+            raise ConfigError(f"{where}: stage '{name}': share applies to a scanning stage; add scan=MS")
         return cls(name, package, str(d.get("backend", "onnxruntime")), str(d.get("variant", "fp32")), threads,
-                   Gate.parse(gate, f"{where}: stage '{name}'") if gate else None, events)
+                   Gate.parse(gate, f"{where}: stage '{name}'") if gate else None, events, confirm,
+                   int(scan) if scan is not None else None, float(share if share is not None else 0.1))
 
 
     def to_toml(self) -> str:
         """This spec as a ``[[stages]]`` table of a service config."""
         d = {"name": self.name, "package": self.package, "backend": self.backend, "variant": self.variant,
-             "threads": self.threads or 0, "events": self.events, **({"gate": str(self.gate)} if self.gate else {})}
+             "threads": self.threads or 0, "events": self.events, **({"gate": str(self.gate)} if self.gate else {}),
+             **({"confirm": self.confirm} if self.confirm else {}),
+             **({"scan": self.scan, "share": self.share} if self.scan else {})}
         return "[[stages]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in d.items())
+
+
+def _number(raw: Any, kind: type, lo: float, hi: float, where: str, what: str) -> float | None:
+    """``raw`` (a config value or a command line's text) as a number in [lo, hi]; None stays None."""
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, bool) or (kind is int and isinstance(raw, float)):
+            raise ValueError
+        v = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} {raw!r}: expected {'a whole number' if kind is int else 'a number'} "
+                          f"({what})") from None
+    if not lo <= v <= hi:
+        raise ConfigError(f"{where} {raw!r}: expected {lo:g} to {hi:g} ({what})")
+    return float(v)
 
 
 def _toml(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int):
+    if isinstance(v, (int, float)):
         return str(v)
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -164,6 +210,12 @@ class Stage:
                 step.action_out.labels if step.action_out else ())):
             raise ConfigError(f"stage '{spec.name}': gate label {spec.gate.label!r} is not a label of "
                               f"{step.package.name} ({', '.join(step.event_labels) or 'none'})")
+        if spec.confirm is not None and spec.confirm not in step.event_labels:
+            raise ConfigError(f"stage '{spec.name}': confirm label {spec.confirm!r} is not an event label of "
+                              f"{step.package.name} ({', '.join(step.event_labels) or 'none'})")
+        if spec.scan is not None and not any(i.preprocess.get("kind") == "waveform" for i in step.package.inputs):
+            raise ConfigError(f"stage '{spec.name}': scan steps through audio, and {step.package.name} takes no "
+                              "waveform input")
 
     @property
     def timing_key(self) -> str:
@@ -171,21 +223,24 @@ class Stage:
 
     def run(self, window: FusionWindow) -> tuple[dict[str, Any], FusionWindow]:
         """The stage's record for ``window``, and the window the main model gets (gated or not)."""
-        step = self.step
-        t0 = time.perf_counter_ns()
-        feeds, info = step.preprocess(window)
-        t1 = time.perf_counter_ns()
-        outs = step.infer(feeds, window.t_ns)
-        t2 = time.perf_counter_ns()
-        d = step.postprocess(outs, info)
-        t3 = time.perf_counter_ns()
-        rec: dict[str, Any] = {"model": step.package.name, "events": list(d.events),
-                               "scores": {k: round(v, 5) for k, v in {**d.action_scores, **d.scores}.items()},
-                               "timings_ns": {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}}
-        if d.action_scores:
-            rec["action"] = d.action
-        if d.extras:
-            rec["outputs"] = d.extras
+        if self.spec.scan is not None:
+            rec, d = self._scan(window)
+        else:
+            step = self.step
+            t0 = time.perf_counter_ns()
+            feeds, info = step.preprocess(window)
+            t1 = time.perf_counter_ns()
+            outs = step.infer(feeds, window.t_ns)
+            t2 = time.perf_counter_ns()
+            d = step.postprocess(outs, info)
+            t3 = time.perf_counter_ns()
+            rec = {"model": step.package.name, "events": list(d.events),
+                   "scores": {k: round(v, 5) for k, v in {**d.action_scores, **d.scores}.items()},
+                   "timings_ns": {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}}
+            if d.action_scores:
+                rec["action"] = d.action
+            if d.extras:
+                rec["outputs"] = d.extras
         g = self.spec.gate
         if g is not None:
             score = d.scores.get(g.label, d.action_scores.get(g.label, 0.0))
@@ -193,6 +248,45 @@ class Stage:
             if rec["gated"] and g.mask not in window.missing:
                 window = dataclasses.replace(window, missing=(*window.missing, g.mask))
         return rec, window
+
+    def _scan(self, window: FusionWindow) -> tuple[dict[str, Any], Any]:
+        """Run over the window's audio in ``scan`` ms steps from a fresh state: the record, and a reading
+        whose scores are each label's share of steps fired (and whose events reach ``share``)."""
+        step, spec = self.step, self.spec
+        assert spec.scan is not None
+        hop = max(1, spec.scan * window.audio_rate // 1000)
+        n = 0 if window.audio is None else len(window.audio)
+        steps = n // hop
+        fired: Counter[str] = Counter()
+        t = dict.fromkeys(("preprocess", "inference", "postprocess"), 0)
+        step.state.reset()
+        step.state.last_t_ns = None
+        for k in range(steps):
+            back = steps - 1 - k
+            assert window.audio is not None
+            sub = dataclasses.replace(window, audio=window.audio[: n - back * hop],
+                                      t_ns=max(0, window.t_ns - back * spec.scan * 1_000_000))
+            t0 = time.perf_counter_ns()
+            feeds, info = step.preprocess(sub)
+            t1 = time.perf_counter_ns()
+            outs = step.infer(feeds, sub.t_ns)
+            t2 = time.perf_counter_ns()
+            fired.update(step.postprocess(outs, info).events)
+            t["preprocess"] += t1 - t0
+            t["inference"] += t2 - t1
+            t["postprocess"] += time.perf_counter_ns() - t2
+        shares = {label: round(fired[label] / steps, 5) if steps else 0.0 for label in step.event_labels}
+        events = [label for label, v in shares.items() if steps and v >= spec.share]
+        rec = {"model": step.package.name, "events": events, "scores": shares, "steps": steps, "timings_ns": t}
+        return rec, _Reading(shares)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What a gate reads from a scanning stage: its scores (shares of steps), no action scores."""
+
+    scores: dict[str, float]
+    action_scores: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @contextmanager

@@ -22,7 +22,11 @@ def stage_option(sp: argparse.ArgumentParser) -> None:
                          "options: backend=, variant=, threads=, gate=LABEL<T:MODALITY (mask that modality of the "
                          "main model's window when the stage's LABEL score is below T, e.g. "
                          "vad=./silero_vad,gate=speech<0.5:audio), events (add the stage's events to the "
-                         "results'). Its results are in each result's 'stages', its latency is 'stage:NAME'")
+                         "results'), confirm=LABEL (the main model's LABEL event stands only where the stage finds "
+                         "it too), scan=MS (run over the whole window in MS-ms steps from a fresh state; a label is "
+                         "found when it fires on share=S of the steps, default 0.1), e.g. "
+                         "vad=./silero_vad,scan=32,confirm=speech. Its results are in each result's 'stages', its "
+                         "latency is 'stage:NAME'")
 
 
 def stage_specs(a: argparse.Namespace) -> list[Any]:

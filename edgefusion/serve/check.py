@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from edgefusion.config import ServiceConfig, parse, problems_error, read
 from edgefusion.errors import EdgeFusionError
+
+if TYPE_CHECKING:
+    from edgefusion.package import ModelPackage
 
 __all__ = ["URL_SCHEMES", "check_config", "load_checked"]
 
@@ -136,6 +140,28 @@ def _stages(cfg: ServiceConfig) -> list[str]:
             continue
         if s.backend != "tensorrt" and s.variant not in pkg.variants:
             out.append(f"{where}.variant: {unknown_name(f'variant of package {pkg.name!r}', s.variant, pkg.variants)}")
+        if s.confirm is not None:
+            out += _confirm_problems(where, s.confirm, pkg, cfg.model.package)
+    return out
+
+
+def _confirm_problems(where: str, label: str, stage_pkg: ModelPackage, model: str) -> list[str]:
+    """A confirmed label must be an event of both the stage and the main model (else serve refuses to start)."""
+    from edgefusion.engine import event_labels
+    from edgefusion.package import load_package
+
+    out = []
+    try:
+        main = load_package(model)
+    except EdgeFusionError:
+        main = None  # the model's own check says why
+    for who, pkg in (("the stage", stage_pkg), ("the model", main)):
+        if pkg is None:
+            continue
+        labels = event_labels(pkg)
+        if label not in labels:
+            out.append(f"{where}.confirm: {label!r} is not an event label of {who}, {pkg.name} "
+                       f"({', '.join(labels) or 'none'})")
     return out
 
 

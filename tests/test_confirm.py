@@ -1,0 +1,159 @@
+"""A stage that confirms an event: Silero VAD scanning the window, so the fusion model's ``speech`` stands
+only where the VAD hears speech too (the generator's babble, which the model calls speech, is not)."""
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("silero_vad")
+
+from edgefusion.anymodel import silero_vad_package
+from edgefusion.backends import open_backend
+from edgefusion.core import FusionCore
+from edgefusion.errors import ConfigError
+from edgefusion.package import load_package
+from edgefusion.samples import AudioChunk, Frame, FusionWindow
+from edgefusion.scenarios import sounds
+from edgefusion.stages import StageSpec, open_stages
+
+CLIPS = Path(__file__).parent / "data" / "audio" / "speech_commands"
+
+
+def _clip(name: str) -> np.ndarray:
+    with wave.open(str(CLIPS / f"{name}_1000ms.wav")) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+
+
+@pytest.fixture(scope="module")
+def vad_dir(tmp_path_factory):
+    return silero_vad_package(tmp_path_factory.mktemp("confirm") / "vad").path
+
+
+def _results(audio: np.ndarray, stage: str | None, steps: int = 5):
+    """The smart_home model's results on ``steps`` frames over ``audio`` (from t = 0), with ``stage`` or none."""
+    fusion = load_package("smart_home")
+    with open_stages([StageSpec.parse(stage)] if stage else []) as stages, \
+            open_backend("onnxruntime", fusion, threads=1) as backend:
+        core = FusionCore(fusion, backend, stages=stages, policy=False)
+        core.add(AudioChunk(t_ns=0, samples=audio, sample_rate=16000))
+        return [core.push(Frame(t_ns=1_000_000_000 + k * 33_333_333, image=np.full((96, 96, 3), 90, np.uint8)))
+                for k in range(steps)]
+
+
+def _babble(seed: int) -> np.ndarray:
+    return np.concatenate([np.zeros(8000, np.float32), sounds.babble(1.5, np.random.default_rng(seed)) * 0.3])
+
+
+@pytest.mark.parametrize("name, speech", [("yes", True), ("no", True), ("noise", False), ("silence", False)])
+def test_a_scanning_vad_finds_speech_in_words_and_not_in_noise_or_silence(vad_dir, name, speech):
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as (stage,):
+        w = FusionWindow(t_ns=10**9, image=None, audio=_clip(name), command=None)
+        rec, _ = stage.run(w)
+        again, _ = stage.run(w)  # a fresh state per window: the same window reads the same
+    assert rec["steps"] == 16000 // 512 and rec == {**again, "timings_ns": rec["timings_ns"]}
+    assert ("speech" in rec["events"]) == speech
+    assert (rec["scores"]["speech"] >= 0.1) == speech
+
+
+def test_a_window_without_audio_scans_no_steps(vad_dir):
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as (stage,):
+        rec, _ = stage.run(FusionWindow(t_ns=0, image=None, audio=None, command=None))
+    assert rec["steps"] == 0 and rec["events"] == [] and rec["scores"] == {"speech": 0.0}
+
+
+def test_speech_the_vad_does_not_hear_is_not_an_event(vad_dir):
+    """Babble (seed 0) is speech to the model (p > 0.9) and no speech to the VAD: with the stage confirming,
+    the event is gone, the model's score is still reported, and the record says the stage did not confirm."""
+    plain = _results(_babble(0), None)
+    assert all("speech" in r.events for r in plain[1:])
+    confirmed = _results(_babble(0), f"vad={vad_dir},scan=32,confirm=speech")
+    assert not any("speech" in r.events for r in confirmed)
+    assert [r.scores["speech"] for r in confirmed] == [r.scores["speech"] for r in plain]
+    assert all(r.stages["vad"]["confirmed"] is False for r in confirmed)
+
+
+def test_speech_the_vad_hears_stays_an_event(vad_dir):
+    audio = _babble(3)  # one the VAD hears as speech
+    confirmed = _results(audio, f"vad={vad_dir},scan=32,confirm=speech")
+    assert [r.events for r in confirmed] == [r.events for r in _results(audio, None)]
+    assert "speech" in confirmed[-1].events and confirmed[-1].stages["vad"]["confirmed"] is True
+
+
+def test_a_higher_share_asks_for_more_speech(vad_dir):
+    audio = _babble(6)  # the VAD hears speech on ~19% of its steps
+    assert "speech" in _results(audio, f"vad={vad_dir},scan=32,confirm=speech")[-1].events
+    assert "speech" not in _results(audio, f"vad={vad_dir},scan=32,share=0.5,confirm=speech")[-1].events
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ("vad=x,scan=0", "scan '0': expected 1 to 10000"), ("vad=x,scan=fast", "scan 'fast': expected a whole number"),
+    ("vad=x,scan=32,share=2", "share '2': expected 0 to 1"), ("vad=x,share=0.2", "add scan=MS"),
+    ("vad=x,confirm=spe ech", "confirm 'spe ech': expected one event label")])
+def test_confirm_and_scan_options_are_checked(spec, msg):
+    with pytest.raises(ConfigError, match=msg):
+        StageSpec.parse(spec)
+
+
+def test_config_tables_take_numbers_and_round_trip():
+    s = StageSpec.from_dict({"name": "vad", "package": "p", "scan": 32, "share": 0.25, "confirm": "speech"}, "cfg")
+    assert (s.scan, s.share, s.confirm) == (32, 0.25, "speech")
+    with pytest.raises(ConfigError, match=r"scan 32\.5: expected a whole number"):
+        StageSpec.from_dict({"name": "vad", "package": "p", "scan": 32.5}, "cfg")
+    import tomllib
+
+    table = tomllib.loads(s.to_toml())["stages"][0]
+    assert StageSpec.from_dict(table, "cfg") == StageSpec("vad", "p", scan=32, share=0.25, confirm="speech")
+
+
+def test_confirming_a_label_the_stage_or_the_model_lacks_is_refused(vad_dir):
+    with pytest.raises(ConfigError, match="confirm label 'music' is not an event label of silero_vad"), \
+            open_stages([StageSpec.parse(f"vad={vad_dir},confirm=music")]):
+        pass
+    driving = load_package("driving")
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32,confirm=speech")]) as stages, \
+            open_backend("onnxruntime", driving, threads=1) as backend, \
+            pytest.raises(ConfigError, match="confirms 'speech', which is not an event label of driving"):
+        FusionCore(driving, backend, stages=stages)
+
+
+def test_scanning_a_model_without_a_waveform_input_is_refused():
+    with pytest.raises(ConfigError, match="takes no waveform input"), \
+            open_stages([StageSpec.parse("sh=smart_home,scan=32")]):
+        pass
+
+
+def test_config_check_reports_a_confirmed_label_the_model_lacks(vad_dir, tmp_path, capsys):
+    from edgefusion.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\npackage = "driving"\n[sources.camera]\nuri = "synth:driving"\n'
+                   f'[[stages]]\nname = "vad"\npackage = "{vad_dir}"\nscan = 32\nconfirm = "speech"\n')
+    assert main(["config", "check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "stages.vad.confirm: 'speech' is not an event label of the model, driving-attention" in err
+    assert "of the stage" not in err
+    cfg.write_text(cfg.read_text().replace('"driving"', '"smart_home"'))
+    assert main(["config", "check", str(cfg)]) == 0
+
+
+def test_the_robustness_bench_measures_with_a_confirming_stage(vad_dir, local_corpus, tmp_path, capsys):
+    from test_realworld import load_bench
+
+    bench = load_bench()
+    args = ["--quick", "--packages", "smart_home", "--samples", "40", "--corpus", str(local_corpus),
+            "--levels-dbfs", "-20"]
+    assert bench.main([*args, "--out", str(tmp_path / "plain.json")]) == 0
+    assert bench.main([*args, "--out", str(tmp_path / "vad.json"),
+                       "--stage", f"vad={vad_dir},scan=32,confirm=speech"]) == 0
+    plain, vad = ((json.loads((tmp_path / f"{n}.json").read_text())["packages"][0]) for n in ("plain", "vad"))
+    assert "stage" not in plain and vad["stage"]["confirms"] == "speech" and vad["stage"]["synthetic_windows"] > 0
+    assert 0.0 <= vad["stage"]["synthetic_confirmed"] < 1.0  # the generator's babble is not all speech to the VAD
+    assert vad["rows"] == plain["rows"]  # the rows are the model's own
+    for kind, key in (("detections", "recall"), ("false_alarms", "fires")):  # a veto never adds an event
+        assert vad[kind]["levels"][0][key]["speech"] <= plain[kind]["levels"][0][key]["speech"]
+    assert "with stage `vad=" in (tmp_path / "vad.md").read_text()
+    assert bench.main([*args, "--out", str(tmp_path / "x.json"), "--stage", f"vad={vad_dir}"]) == 2
+    assert "add confirm=LABEL" in capsys.readouterr().err
