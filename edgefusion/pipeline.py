@@ -165,6 +165,19 @@ class Pipeline:
             self._pending_swap = (package, backend, done)
         return done.wait(timeout_s)
 
+    def cancel_swap(self, backend: Backend) -> bool:
+        """Withdraw a swap to ``backend`` that :meth:`swap_model` asked for and the pipeline has not applied.
+
+        True: withdrawn, the pipeline will never use ``backend`` (the caller may close it). False:
+        no such swap is pending (it was applied, or another one replaced it).
+        """
+        with self._lock:
+            pending = self._pending_swap
+            if pending is not None and pending[1] is backend:
+                self._pending_swap = None
+                return True
+        return False
+
     def _fail(self, stage: str, exc: BaseException) -> None:
         with self._lock:
             if self._error is None:

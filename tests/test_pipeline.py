@@ -194,3 +194,14 @@ def test_lossless_runs_from_files_give_the_same_windows_every_time(pkg):
         runs.append([r.missing for r in got])
     assert len(runs[0]) == 120 and runs[0] == runs[1] == runs[2]
     assert 0 < sum("audio" in m for m in runs[0]) < 120  # 3 s of audio under 4 s of video
+
+
+def test_a_swap_not_yet_applied_can_be_cancelled(pkg):
+    """A pipeline that is not stepping never takes the swap: the caller withdraws it and may close the backend."""
+    with open_backend("null", pkg) as be, open_backend("null", pkg) as new, open_backend("null", pkg) as other:
+        pipe = Pipeline(pkg, be, [Ticker(n=1, pace=False)], [], PipelineConfig())
+        assert pipe.swap_model(pkg, new, timeout_s=0.01) is False
+        assert pipe.cancel_swap(other) is False  # not the pending one: left pending
+        assert pipe.cancel_swap(new) is True
+        assert pipe.cancel_swap(new) is False  # nothing pending any more
+        assert pipe.run().steps == 1 and pipe.backend is be  # the old model ran

@@ -19,10 +19,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from edgefusion.backends import Backend
 from edgefusion.config import ServiceConfig
 from edgefusion.errors import EdgeFusionError
-from edgefusion.pipeline import Pipeline
 from edgefusion.serve.check import load_checked
 from edgefusion.serve.memory import release_memory
 
@@ -32,20 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["Reloader"]
 
 log = logging.getLogger("edgefusion.serve")
-
-
-def _withdraw_swap(pipe: Pipeline, backend: Backend) -> bool:
-    """Take back a swap the pipeline has not applied (True), so it cannot apply a backend we close.
-
-    ``Pipeline.swap_model`` leaves its request pending when it times out; this reaches into
-    it under the pipeline's own lock until the pipeline can withdraw it itself.
-    """
-    with pipe._lock:
-        pending = pipe._pending_swap
-        if pending is not None and pending[1] is backend:
-            pipe._pending_swap = None
-            return True
-    return False
 
 
 def _now() -> str:
@@ -101,9 +85,9 @@ class Reloader:
         error: Exception = EdgeFusionError(f"the pipeline did not take the new model within {self.swap_timeout_s:g} s "
                                            "(is it stalled?)")
         try:
-            swapped = pipe.swap_model(pkg, be, self.swap_timeout_s) or not _withdraw_swap(pipe, be)
+            swapped = pipe.swap_model(pkg, be, self.swap_timeout_s) or not pipe.cancel_swap(be)
         except Exception as exc:
-            swapped, error = not _withdraw_swap(pipe, be), exc
+            swapped, error = not pipe.cancel_swap(be), exc
         if not swapped:
             be.close()
             release_memory()
