@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from edgefusion.backends import Backend
-from edgefusion.engine import Decision, FusionStep, build_result
+from edgefusion.engine import Decision, FusionStep, build_result, event_labels
 from edgefusion.errors import ConfigError
 from edgefusion.package import ModelPackage
 from edgefusion.policy import Decider, decide_step, decider_for, text_status
@@ -99,7 +99,7 @@ class FusionCore:
         self.stages = list(stages)
         self.post_config = post or PostConfig()
         step = FusionStep(package, backend)
-        _check_confirms(self.stages, step)
+        check_confirms(self.stages, package)
         self.post = PostProcessor(self.post_config, step.event_labels)
         self._choice = (task, policy)
         self._active: tuple[FusionStep, Decider | None] = (step, decider_for(package, task, policy))
@@ -242,19 +242,21 @@ class FusionCore:
         is chosen again as at construction (the new package may name another task).
         """
         step = FusionStep(package, backend)
-        _check_confirms(self.stages, step)
+        check_confirms(self.stages, package)
         decider = decider_for(package, *self._choice)
         if step.event_labels != self.step.event_labels:
             self.post = PostProcessor(self.post_config, step.event_labels)
         self._active = (step, decider)
 
 
-def _check_confirms(stages: Sequence[Stage], step: FusionStep) -> None:
+def check_confirms(stages: Sequence[Stage], package: ModelPackage) -> None:
+    """Refuse a main model that lacks a label one of ``stages`` confirms (ConfigError, one line)."""
+    labels = event_labels(package)
     for stage in stages:
         label = stage.spec.confirm
-        if label is not None and label not in step.event_labels:
+        if label is not None and label not in labels:
             raise ConfigError(f"stage '{stage.spec.name}' confirms {label!r}, which is not an event label of "
-                              f"{step.package.name} ({', '.join(step.event_labels) or 'none'})")
+                              f"{package.name} ({', '.join(labels) or 'none'})")
 
 
 def _confirmed(decision: Decision, stages: Sequence[Stage], records: dict[str, dict[str, Any]]) -> Decision:

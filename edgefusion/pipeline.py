@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefusion.backends import Backend
-from edgefusion.core import FusionCore, Prepared
+from edgefusion.core import FusionCore, Prepared, check_confirms
 from edgefusion.engine import STAGES, FusionStep
 from edgefusion.errors import EdgeFusionError, PipelineError
 from edgefusion.histogram import LatencyHistogram
@@ -159,7 +159,11 @@ class Pipeline:
         """Replace the model between two steps; sequence numbers continue. True once applied.
 
         The caller owns both backends: close the old one after this returns True.
+
+        Raises:
+            ConfigError: the new model lacks an event label a stage confirms (nothing is queued).
         """
+        check_confirms(self.core.stages, package)
         done = threading.Event()
         with self._lock:
             self._pending_swap = (package, backend, done)

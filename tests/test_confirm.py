@@ -157,3 +157,19 @@ def test_the_robustness_bench_measures_with_a_confirming_stage(vad_dir, local_co
     assert "with stage `vad=" in (tmp_path / "vad.md").read_text()
     assert bench.main([*args, "--out", str(tmp_path / "x.json"), "--stage", f"vad={vad_dir}"]) == 2
     assert "add confirm=LABEL" in capsys.readouterr().err
+
+
+def test_a_swap_to_a_model_without_the_confirmed_label_is_refused_before_it_is_queued(vad_dir):
+    """A reload must not hand the pipeline a model it cannot run with its stages (that would stop it mid-run)."""
+    from conftest import Ticker
+
+    from edgefusion.pipeline import Pipeline, PipelineConfig
+
+    home, driving = load_package("smart_home"), load_package("driving")
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32,confirm=speech")]) as stages, \
+            open_backend("null", home) as be, open_backend("null", driving) as new:
+        pipe = Pipeline(home, be, [Ticker(n=3, pace=False)], [], PipelineConfig(lossless=True), stages=stages)
+        with pytest.raises(ConfigError, match="confirms 'speech', which is not an event label of driving"):
+            pipe.swap_model(driving, new, timeout_s=0.01)
+        assert pipe.cancel_swap(new) is False  # nothing was queued
+        assert pipe.run().steps == 3 and pipe.backend is be
