@@ -173,3 +173,42 @@ def test_a_swap_to_a_model_without_the_confirmed_label_is_refused_before_it_is_q
             pipe.swap_model(driving, new, timeout_s=0.01)
         assert pipe.cancel_swap(new) is False  # nothing was queued
         assert pipe.run().steps == 3 and pipe.backend is be
+
+
+@pytest.fixture(scope="module")
+def babble_log(tmp_path_factory):
+    """2 s of the generator's babble (seed 0: speech to the model, not to the VAD) in 20 ms chunks, frames at 30 fps."""
+    pytest.importorskip("mcap")
+    from edgefusion.logs import LogWriter
+
+    path = tmp_path_factory.mktemp("confirm_log") / "babble.mcap"
+    audio = np.concatenate([_babble(0), _babble(0)])[:32000]
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    items = [(k * 20_000_000, AudioChunk(t_ns=k * 20_000_000, samples=audio[k * 320:(k + 1) * 320], sample_rate=16000))
+             for k in range(len(audio) // 320)]
+    items += [(k * 33_333_333, Frame(t_ns=k * 33_333_333, image=frame)) for k in range(31, 60)]
+    with LogWriter(path) as w:
+        for t, s in sorted(items, key=lambda x: (x[0], isinstance(x[1], Frame))):
+            (w.frame if isinstance(s, Frame) else w.audio)(s, t)
+    return path
+
+
+def test_replay_with_a_confirming_stage_drops_unheard_speech_and_repeats_byte_for_byte(vad_dir, babble_log, tmp_path):
+    from edgefusion.cli import main
+
+    stage = f"vad={vad_dir},scan=32,confirm=speech"
+    plain, confirmed = tmp_path / "plain.jsonl", tmp_path / "confirmed.jsonl"
+    assert main(["replay", str(babble_log), "--model", "smart_home", "--threads", "1", "--out", f"jsonl:{plain}"]) == 0
+    recs = []
+    for i in range(2):
+        rec = tmp_path / f"r{i}.mcap"
+        assert main(["replay", str(babble_log), "--model", "smart_home", "--threads", "1", "--record", str(rec),
+                     "--out", f"jsonl:{confirmed}", "--stage", stage]) == 0
+        recs.append(rec.read_bytes())
+    assert recs[0] == recs[1]  # a scan starts from a fresh state each window: replays repeat
+    before = [json.loads(x) for x in plain.read_text().splitlines()]
+    after = [json.loads(x) for x in confirmed.read_text().splitlines()]
+    assert len(before) == len(after) == 29
+    assert sum("speech" in r["events"] for r in before) > 20  # the model alone calls the babble speech
+    assert not any("speech" in r["events"] for r in after)
+    assert all(r["stages"]["vad"]["confirmed"] is False and r["stages"]["vad"]["steps"] > 0 for r in after)
