@@ -114,6 +114,14 @@ class FusionStep:
         self.seq = 0
 
     def __call__(self, window: FusionWindow) -> Result:
+        decision, info, timings = self.timed(window)
+        timings["end_to_end"] = sum(timings.values())
+        result = build_result(window, self.seq, self.package.name, decision, info, timings)
+        self.seq += 1
+        return result
+
+    def timed(self, window: FusionWindow) -> tuple[Decision, FeedInfo, dict[str, int]]:
+        """Preprocess, infer and decode one window: the decision, what preprocessing did, and each part's ns."""
         t0 = time.perf_counter_ns()
         feeds, info = self.preprocess(window)
         t1 = time.perf_counter_ns()
@@ -121,10 +129,7 @@ class FusionStep:
         t2 = time.perf_counter_ns()
         decision = self.postprocess(outs, info)
         t3 = time.perf_counter_ns()
-        timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2, "end_to_end": t3 - t0}
-        result = build_result(window, self.seq, self.package.name, decision, info, timings)
-        self.seq += 1
-        return result
+        return decision, info, {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
 
     def preprocess(self, window: FusionWindow) -> tuple[dict[str, np.ndarray], FeedInfo]:
         """The model feeds (batch of 1) for a window, and what preprocessing had to do to it."""

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -226,17 +225,10 @@ class Stage:
         if self.spec.scan is not None:
             rec, d = self._scan(window)
         else:
-            step = self.step
-            t0 = time.perf_counter_ns()
-            feeds, info = step.preprocess(window)
-            t1 = time.perf_counter_ns()
-            outs = step.infer(feeds, window.t_ns)
-            t2 = time.perf_counter_ns()
-            d = step.postprocess(outs, info)
-            t3 = time.perf_counter_ns()
-            rec = {"model": step.package.name, "events": list(d.events),
+            d, _, timings = self.step.timed(window)
+            rec = {"model": self.step.package.name, "events": list(d.events),
                    "scores": {k: round(v, 5) for k, v in {**d.action_scores, **d.scores}.items()},
-                   "timings_ns": {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}}
+                   "timings_ns": timings}
             if d.action_scores:
                 rec["action"] = d.action
             if d.extras:
@@ -266,15 +258,9 @@ class Stage:
             assert window.audio is not None
             sub = dataclasses.replace(window, audio=window.audio[: n - back * hop],
                                       t_ns=max(0, window.t_ns - back * spec.scan * 1_000_000))
-            t0 = time.perf_counter_ns()
-            feeds, info = step.preprocess(sub)
-            t1 = time.perf_counter_ns()
-            outs = step.infer(feeds, sub.t_ns)
-            t2 = time.perf_counter_ns()
-            fired.update(step.postprocess(outs, info).events)
-            t["preprocess"] += t1 - t0
-            t["inference"] += t2 - t1
-            t["postprocess"] += time.perf_counter_ns() - t2
+            d, _, part = step.timed(sub)
+            fired.update(d.events)
+            t.update({k: t[k] + v for k, v in part.items()})
         shares = {label: round(fired[label] / steps, 5) if steps else 0.0 for label in step.event_labels}
         events = [label for label, v in shares.items() if steps and v >= spec.share]
         rec = {"model": step.package.name, "events": events, "scores": shares, "steps": steps, "timings_ns": t}
