@@ -212,3 +212,17 @@ def test_replay_with_a_confirming_stage_drops_unheard_speech_and_repeats_byte_fo
     assert sum("speech" in r["events"] for r in before) > 20  # the model alone calls the babble speech
     assert not any("speech" in r["events"] for r in after)
     assert all(r["stages"]["vad"]["confirmed"] is False and r["stages"]["vad"]["steps"] > 0 for r in after)
+
+
+def test_config_check_reports_a_confirming_vad_with_no_audio_source(vad_dir, tmp_path, capsys):
+    from edgefusion.cli import main
+
+    cfg = tmp_path / "c.toml"
+    stage = f'[[stages]]\nname = "vad"\npackage = "{vad_dir}"\nscan = 32\nconfirm = "speech"\n'
+    cfg.write_text(f'[model]\npackage = "smart_home"\n[sources.camera]\nuri = "0"\n{stage}')
+    assert main(["config", "check", str(cfg)]) == 2
+    assert "stages.vad.confirm: the stage hears audio and sources.audio.uri is 'none'" in capsys.readouterr().err
+    cfg.write_text(f'[model]\npackage = "smart_home"\n[sources.camera]\nuri = "0"\n[sources.audio]\nuri = "default"\n'
+                   f'{stage}')
+    main(["config", "check", str(cfg)])  # the machine may lack a camera or microphone: only the stage line matters
+    assert "stages.vad.confirm" not in capsys.readouterr().err

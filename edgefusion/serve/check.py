@@ -142,6 +142,11 @@ def _stages(cfg: ServiceConfig) -> list[str]:
             out.append(f"{where}.variant: {unknown_name(f'variant of package {pkg.name!r}', s.variant, pkg.variants)}")
         if s.confirm is not None:
             out += _confirm_problems(where, s.confirm, pkg, cfg.model.package)
+            hears = any(i.modality == "audio" for i in pkg.inputs)
+            if hears and cfg.sources.audio.uri == "none" and not cfg.sources.camera.uri.startswith("synth:"):
+                out.append(f"{where}.confirm: the stage hears audio and sources.audio.uri is 'none', so "
+                           f"{s.confirm!r} would never be confirmed; set sources.audio.uri (default, device:N or "
+                           "audio files)")
     return out
 
 
