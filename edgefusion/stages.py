@@ -260,7 +260,7 @@ class Stage:
                                       t_ns=max(0, window.t_ns - back * spec.scan * 1_000_000))
             d, _, part = step.timed(sub)
             fired.update(d.events)
-            t.update({k: t[k] + v for k, v in part.items()})
+            t.update({name: t[name] + ns for name, ns in part.items()})
         shares = {label: round(fired[label] / steps, 5) if steps else 0.0 for label in step.event_labels}
         events = [label for label, v in shares.items() if steps and v >= spec.share]
         rec = {"model": step.package.name, "events": events, "scores": shares, "steps": steps, "timings_ns": t}
