@@ -8,6 +8,10 @@ package, licence, role, split, duration and sha256. The training augmentation an
 ``bench/robustness.py`` read the prepared corpus back with :func:`load_prepared`; neither
 ever sees a ``heldout`` file in training.
 
+Splits: ``train`` (training's backgrounds and event recordings), ``val`` (set aside for
+choosing thresholds and options: never trained on, never reported as a result, e.g.
+``bench/vad_share.py``) and ``heldout`` (the benches' results).
+
 Roles: ``background`` is never labelled as an event; any other role names the reference
 event class the recording truly is (``speech``, ``horn``): a scenario with that event class
 labels it, every other scenario may use it as background (:func:`backgrounds_for`).
@@ -18,7 +22,7 @@ labels it, every other scenario may use it as background (:func:`backgrounds_for
 Example:
     >>> c = load_corpus()
     >>> sorted({f.split for f in c.files})
-    ['heldout', 'train']
+    ['heldout', 'train', 'val']
     >>> [f.id for f in backgrounds_for(c.files, ("siren", "horn")) if f.role != "background"][:1]
     ['speech_commands_yes']
 """
@@ -60,7 +64,7 @@ DEFAULT_LIST = Path(__file__).with_name("corpus.toml")
 DEFAULT_CACHE = ROOT / "runs" / "corpus"
 RATE = 16000
 KINDS = ("deb", "typing", "espeak", "local")
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "val", "heldout")
 _REQUIRED = {"deb": ("package", "path"), "typing": ("package", "keys", "keys_select", "seconds", "seed"),
              "espeak": ("text", "voice", "speed", "pitch"), "local": ("path",)}
 _COMMON = ("id", "kind", "sound", "role", "split", "licence")
@@ -389,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeFusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(prov['files'])} files, {prov['seconds']['train']} s train, {prov['seconds']['heldout']} s held out "
+    print(f"{len(prov['files'])} files, {prov['seconds']['train']} s train, {prov['seconds'].get('val', 0.0)} s val, "
+          f"{prov['seconds']['heldout']} s held out "
           f"-> {args.cache / 'provenance.json'}")
     return 0
 

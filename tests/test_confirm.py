@@ -226,3 +226,33 @@ def test_config_check_reports_a_confirming_vad_with_no_audio_source(vad_dir, tmp
                    f'{stage}')
     main(["config", "check", str(cfg)])  # the machine may lack a camera or microphone: only the stage line matters
     assert "stages.vad.confirm" not in capsys.readouterr().err
+
+
+def _vad_share_bench():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "vad_share.py"
+    spec = importlib.util.spec_from_file_location("bench_vad_share", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_share_is_the_smallest_whose_val_false_alarms_stay_under_the_bound_at_every_level():
+    bench = _vad_share_bench()
+    def level(fas):
+        return {"by_share": [{"share": s, "false_alarms": fa} for s, fa in zip(bench.SHARES, fas)]}
+    val = {"levels": [level([0.03, 0.02, 0.01, 0.005, 0.0, 0.0]), level([0.05, 0.03, 0.02, 0.012, 0.009, 0.004])]}
+    assert bench.choose(val, 0.01) == 0.3  # 0.2 meets the bound at one level only
+    assert bench.choose(val, 0.05) == 0.05
+    assert bench.choose(val, 0.001) is None
+
+
+def test_the_vad_share_bench_needs_val_recordings(vad_dir, local_corpus, tmp_path, capsys):
+    bench = _vad_share_bench()
+    assert bench.main(["--vad", str(vad_dir), "--corpus", str(local_corpus), "--out", str(tmp_path / "x.json")]) == 2
+    assert "the corpus' val split needs recordings of 'speech' and of no event" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

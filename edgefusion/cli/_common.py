@@ -25,8 +25,8 @@ def stage_option(sp: argparse.ArgumentParser) -> None:
                          "results'), confirm=LABEL (the main model's LABEL event stands only where the stage finds "
                          "it too), scan=MS (run over the whole window in MS-ms steps from a fresh state; a label is "
                          "found when it fires on share=S of the steps, default 0.1), e.g. "
-                         "vad=./silero_vad,scan=32,confirm=speech. Its results are in each result's 'stages', its "
-                         "latency is 'stage:NAME'")
+                         "vad=./silero_vad,scan=32,share=0.5,confirm=speech. Its results are in each result's "
+                         "'stages', its latency is 'stage:NAME'")
 
 
 def stage_specs(a: argparse.Namespace) -> list[Any]:
