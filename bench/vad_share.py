@@ -20,7 +20,7 @@ package (``python -c "from edgefusion.anymodel import silero_vad_package; silero
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -44,12 +44,10 @@ SHARES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 
 def _robustness() -> ModuleType:
     """bench/robustness.py, for its windows, scenes and seeds (one definition of the false-alarm test)."""
-    spec = importlib.util.spec_from_file_location("bench_robustness", Path(__file__).with_name("robustness.py"))
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:  # bench/ is on the path when this runs as a script, not when a test imports it
+        sys.path.insert(0, here)
+    return importlib.import_module("robustness")
 
 
 def _reads(rb: ModuleType, model: Any, stage: Stage, recs: Sequence[Recording], level: float, seed: int,
