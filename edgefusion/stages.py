@@ -223,27 +223,28 @@ class Stage:
     def run(self, window: FusionWindow) -> tuple[dict[str, Any], FusionWindow]:
         """The stage's record for ``window``, and the window the main model gets (gated or not)."""
         if self.spec.scan is not None:
-            rec, d = self._scan(window)
+            rec = self._scan(window)
+            scores = rec["scores"]
         else:
             d, _, timings = self.step.timed(window)
+            scores = {**d.action_scores, **d.scores}
             rec = {"model": self.step.package.name, "events": list(d.events),
-                   "scores": {k: round(v, 5) for k, v in {**d.action_scores, **d.scores}.items()},
-                   "timings_ns": timings}
+                   "scores": {k: round(v, 5) for k, v in scores.items()}, "timings_ns": timings}
             if d.action_scores:
                 rec["action"] = d.action
             if d.extras:
                 rec["outputs"] = d.extras
         g = self.spec.gate
         if g is not None:
-            score = d.scores.get(g.label, d.action_scores.get(g.label, 0.0))
+            score = scores.get(g.label, 0.0)
             rec["gated"] = score < g.below
             if rec["gated"] and g.mask not in window.missing:
                 window = dataclasses.replace(window, missing=(*window.missing, g.mask))
         return rec, window
 
-    def _scan(self, window: FusionWindow) -> tuple[dict[str, Any], Any]:
-        """Run over the window's audio in ``scan`` ms steps from a fresh state: the record, and a reading
-        whose scores are each label's share of steps fired (and whose events reach ``share``)."""
+    def _scan(self, window: FusionWindow) -> dict[str, Any]:
+        """Run over the window's audio in ``scan`` ms steps from a fresh state: the record, whose scores are
+        each label's share of steps fired (and whose events reach ``share``)."""
         step, spec = self.step, self.spec
         assert spec.scan is not None
         hop = max(1, spec.scan * window.audio_rate // 1000)
@@ -251,8 +252,7 @@ class Stage:
         steps = n // hop
         fired: Counter[str] = Counter()
         t = dict.fromkeys(("preprocess", "inference", "postprocess"), 0)
-        step.state.reset()
-        step.state.last_t_ns = None
+        step.state.restart()
         for k in range(steps):
             back = steps - 1 - k
             assert window.audio is not None
@@ -263,16 +263,7 @@ class Stage:
             t.update({name: t[name] + ns for name, ns in part.items()})
         shares = {label: round(fired[label] / steps, 5) if steps else 0.0 for label in step.event_labels}
         events = [label for label, v in shares.items() if steps and v >= spec.share]
-        rec = {"model": step.package.name, "events": events, "scores": shares, "steps": steps, "timings_ns": t}
-        return rec, _Reading(shares)
-
-
-@dataclass(frozen=True)
-class _Reading:
-    """What a gate reads from a scanning stage: its scores (shares of steps), no action scores."""
-
-    scores: dict[str, float]
-    action_scores: dict[str, float] = dataclasses.field(default_factory=dict)
+        return {"model": step.package.name, "events": events, "scores": shares, "steps": steps, "timings_ns": t}
 
 
 @contextmanager

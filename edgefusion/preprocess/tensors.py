@@ -140,6 +140,11 @@ class RecurrentState:
             self.resets += 1
         self.values.clear()
 
+    def restart(self) -> None:
+        """Zeros at the next step, as at the very start (a new sequence, not a gap: not counted in ``resets``)."""
+        self.values.clear()
+        self.last_t_ns = None
+
     def apply(self, feeds: dict[str, np.ndarray], t_ns: int) -> None:
         """Put the carried states into ``feeds`` (left as the builder's zeros after a gap or at the start)."""
         if self.last_t_ns is not None and any(t_ns - self.last_t_ns > p.reset_gap_ns for p in self.params):
