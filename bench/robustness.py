@@ -176,22 +176,38 @@ def mixed_into_quiet_scenes(model: Model, recordings: Sequence[Recording], level
     With a ``stage`` that confirms a label, that label's logit is set far below any threshold on the
     windows where the stage does not find it (as the runtime reads it, :mod:`edgefusion.stages`).
     """
+    scenes, mixed, owners = quiet_mixes(model, recordings, level_dbfs, seed, audio_events, limit)
+    if not mixed:
+        return [], np.zeros((0, len(model.events.labels))), np.zeros((0, len(model.actions.labels))), []
+    ev, act = run_confirmed(model, mixed, stage)
+    return scenes, ev, act, owners
+
+
+def quiet_mixes(model: Model, recordings: Sequence[Recording], level_dbfs: float, seed: int,
+                audio_events: Sequence[str], limit: int | None = None) -> tuple[
+        list[LabeledSample], list[FusionWindow], list[str]]:
+    """The event-free scenes, the windows with ``recordings`` mixed into them, and each window's recording."""
     windows, owners = recording_windows(recordings, level_dbfs, limit)
     if not windows:
-        return [], np.zeros((0, len(model.events.labels))), np.zeros((0, len(model.actions.labels))), []
+        return [], [], []
     scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
     scenes = _quiet_scenes(scenario, len(windows), seed, set(audio_events))
     mixed = [FusionWindow(t_ns=0, image=s.image, audio=aug.clip(s.audio + w), command=s.command)
              for s, w in zip(scenes, windows)]
-    ev, act = model.run(mixed)
-    if stage is not None and stage.spec.confirm is not None:
-        found = confirmed(stage, mixed)
-        ev[~found, model.events.labels.index(stage.spec.confirm)] = VETOED_LOGIT
-    return scenes, ev, act, owners
+    return scenes, mixed, owners
 
 
 #: the logit a label gets where a confirming stage does not find it: below any threshold
 VETOED_LOGIT = -30.0
+
+
+def run_confirmed(model: Model, windows: Sequence[FusionWindow], stage: Stage | None) -> tuple[np.ndarray, np.ndarray]:
+    """The model's event and action logits on ``windows``; with a ``stage`` that confirms a label, that
+    label's logit set below any threshold where the stage does not find it (as the runtime reads it)."""
+    ev, act = model.run(windows)
+    if stage is not None and stage.spec.confirm is not None and len(windows):
+        ev[~confirmed(stage, windows), model.events.labels.index(stage.spec.confirm)] = VETOED_LOGIT
+    return ev, act
 
 
 def confirmed(stage: Stage, windows: Sequence[FusionWindow]) -> np.ndarray:
@@ -208,9 +224,7 @@ def false_alarms(model: Model, audio_events: Sequence[str], recordings: Sequence
     for level in levels_dbfs:
         scenes, ev, act, owners = mixed_into_quiet_scenes(model, recordings, level, seed, audio_events, limit, stage)
         clean = [FusionWindow(t_ns=0, image=s.image, audio=s.audio, command=s.command) for s in scenes]
-        ev_clean, act_clean = model.run(clean)
-        if stage is not None and stage.spec.confirm is not None and clean:
-            ev_clean[~confirmed(stage, clean), model.events.labels.index(stage.spec.confirm)] = VETOED_LOGIT
+        ev_clean, act_clean = run_confirmed(model, clean, stage)
         fired_clean = sigmoid(ev_clean[:, idx]) >= model.events.threshold
         fired = sigmoid(ev[:, idx]) >= model.events.threshold
         per_rec: dict[str, dict[str, int]] = {}

@@ -34,7 +34,6 @@ from edgefusion.benchmark.report import machine_facts, save_json
 from edgefusion.errors import ConfigError, EdgeFusionError
 from edgefusion.metrics import sigmoid
 from edgefusion.package import load_package
-from edgefusion.samples import FusionWindow
 from edgefusion.scenarios import EVAL_SEED_OFFSET, get_scenario
 from edgefusion.stages import Stage, StageSpec, open_stages
 from export.corpus import DEFAULT_CACHE, Recording, backgrounds_for, load_prepared
@@ -53,13 +52,9 @@ def _robustness() -> ModuleType:
 def _reads(rb: ModuleType, model: Any, stage: Stage, recs: Sequence[Recording], level: float, seed: int,
            event: str, audio_events: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per window of ``recs`` mixed into quiet scenes: whether the model fires ``event``, and the VAD's share."""
-    windows, _ = rb.recording_windows(recs, level)
-    if not windows:
+    _, mixed, _ = rb.quiet_mixes(model, recs, level, seed, audio_events)
+    if not mixed:
         return np.zeros(0, bool), np.zeros(0)
-    scenario = get_scenario(model.pkg.manifest.scenario or model.pkg.name)
-    scenes = rb._quiet_scenes(scenario, len(windows), seed, set(audio_events))
-    mixed = [FusionWindow(t_ns=0, image=s.image, audio=rb.aug.clip(s.audio + w), command=s.command)
-             for s, w in zip(scenes, windows)]
     ev, _ = model.run(mixed)
     fires = sigmoid(ev[:, model.events.labels.index(event)]) >= model.events.threshold
     shares = np.array([stage.run(w)[0]["scores"][event] for w in mixed])
