@@ -16,10 +16,11 @@ bench and the recording. It can also act on the main model's window:
   in the same window (e.g. a VAD confirming ``speech``, so music does not pass for it).
 
 A streaming model that takes a few milliseconds of audio per step (Silero VAD: 32 ms) can
-``scan`` the window: it runs over the window's whole audio in steps of ``scan`` ms, from a
-fresh state each window (so the result does not depend on the pipeline's hop), and its
-score for a label is the share of steps on which the label fired; the label is one of the
-stage's events when that share reaches ``share`` (default 0.1).
+``scan`` the window: it runs over the audio in steps of ``scan`` ms on the stream's clock,
+each step once, its state carried from the step before (fresh after a gap), and its score
+for a label is the share of the window's steps on which the label fired; the label is one of
+the stage's events when that share reaches ``share`` (default 0.1). A window a hop after the
+last runs only the step or two it adds, and what a window reads does not depend on the hop.
 
 Stages are declared as specs: ``NAME=PACKAGE`` with options after commas, on the command
 line (``--stage vad=./silero_vad,gate=speech<0.5:audio``) or as ``[[stages]]`` tables in
@@ -89,7 +90,7 @@ class StageSpec:
     events: bool = False
     #: the main model's event with this label stands only when the stage finds it too
     confirm: str | None = None
-    #: run over the window's audio in steps of this many ms (fresh state each window); None: once per window
+    #: run over the audio in steps of this many ms, each step once (see Stage._scan); None: once per window
     scan: int | None = None
     #: with ``scan``: the share of steps on which a label must fire to be the stage's event
     share: float = 0.1
@@ -215,6 +216,10 @@ class Stage:
         if spec.scan is not None and not any(i.preprocess.get("kind") == "waveform" for i in step.package.inputs):
             raise ConfigError(f"stage '{spec.name}': scan steps through audio, and {step.package.name} takes no "
                               "waveform input")
+        #: a scan's findings per step k (the scan ms ending at k * scan ms), and the last window's time and step
+        self._found: dict[int, frozenset[str]] = {}
+        self._scan_t: int | None = None
+        self._scan_k = 0
 
     @property
     def timing_key(self) -> str:
@@ -243,27 +248,47 @@ class Stage:
         return rec, window
 
     def _scan(self, window: FusionWindow) -> dict[str, Any]:
-        """Run over the window's audio in ``scan`` ms steps from a fresh state: the record, whose scores are
-        each label's share of steps fired (and whose events reach ``share``)."""
+        """Run over the audio in ``scan`` ms steps on the stream's clock: the record, whose scores are each
+        label's share of the window's steps that fired (and whose events reach ``share``).
+
+        Step ``k`` covers the ``scan`` ms that end at ``k * scan`` ms. Each step runs once, in the first window
+        that holds it whole, its recurrent state carried from step ``k - 1``; later windows reuse what it found
+        (windows a hop apart share all but a step or two, so a 1-s window costs about a step, not 31). The
+        state starts fresh when the steps do not follow on: at the first window, after a gap longer than a
+        window, and when the clock goes back or stands still (windows that are not one stream, such as the
+        benches' independent scenes). A window's steps depend only on the audio up to them, not on the hop.
+        """
         step, spec = self.step, self.spec
         assert spec.scan is not None
-        hop = max(1, spec.scan * window.audio_rate // 1000)
+        rate, scan_ns = window.audio_rate, spec.scan * 1_000_000
         n = 0 if window.audio is None else len(window.audio)
-        steps = n // hop
-        fired: Counter[str] = Counter()
+        span_ns = n * 1_000_000_000 // rate
+        last = window.t_ns // scan_ns
+        # the first step whose scan ms lie in the window whole: ceil((t - span + scan) / scan); none without audio
+        first = -((span_ns - scan_ns - window.t_ns) // scan_ns) if n else last + 1
+        first = min(first, last + 1)
         t = dict.fromkeys(("preprocess", "inference", "postprocess"), 0)
-        step.state.restart()
-        for k in range(steps):
-            back = steps - 1 - k
+        follows = self._scan_t is not None and window.t_ns > self._scan_t and first <= self._scan_k + 1
+        if not follows:
+            step.state.restart()
+            self._found.clear()
+        start = self._scan_k + 1 if follows else first
+        for k in range(start, last + 1):
             assert window.audio is not None
-            sub = dataclasses.replace(window, audio=window.audio[: n - back * hop],
-                                      t_ns=max(0, window.t_ns - back * spec.scan * 1_000_000))
-            d, _, part = step.timed(sub)
-            fired.update(d.events)
+            back = (window.t_ns - k * scan_ns) * rate // 1_000_000_000
+            d, _, part = step.timed(dataclasses.replace(window, audio=window.audio[: n - back], t_ns=k * scan_ns))
+            self._found[k] = frozenset(d.events)
             t.update({name: t[name] + ns for name, ns in part.items()})
-        shares = {label: round(fired[label] / steps, 5) if steps else 0.0 for label in step.event_labels}
+        if n:
+            self._scan_t, self._scan_k = window.t_ns, max(last, self._scan_k if follows else last)
+        for k in [k for k in self._found if k < first]:
+            del self._found[k]
+        steps = [self._found[k] for k in range(first, last + 1)]
+        fired = Counter(label for found in steps for label in found)
+        shares = {label: round(fired[label] / len(steps), 5) if steps else 0.0 for label in step.event_labels}
         events = [label for label, v in shares.items() if steps and v >= spec.share]
-        return {"model": step.package.name, "events": events, "scores": shares, "steps": steps, "timings_ns": t}
+        return {"model": step.package.name, "events": events, "scores": shares, "steps": len(steps),
+                "new_steps": max(0, last + 1 - start), "timings_ns": t}
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """A stage that confirms an event: Silero VAD scanning the window, so the fusion model's ``speech`` stands
 only where the VAD hears speech too (the generator's babble, which the model calls speech, is not)."""
 
+import dataclasses
 import json
 import wave
 from pathlib import Path
@@ -20,6 +21,7 @@ from edgefusion.scenarios import sounds
 from edgefusion.stages import StageSpec, open_stages
 
 CLIPS = Path(__file__).parent / "data" / "audio" / "speech_commands"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _clip(name: str) -> np.ndarray:
@@ -52,7 +54,7 @@ def test_a_scanning_vad_finds_speech_in_words_and_not_in_noise_or_silence(vad_di
     with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as (stage,):
         w = FusionWindow(t_ns=10**9, image=None, audio=_clip(name), command=None)
         rec, _ = stage.run(w)
-        again, _ = stage.run(w)  # a fresh state per window: the same window reads the same
+        again, _ = stage.run(w)  # the clock stood still: a fresh state, so the same window reads the same
     assert rec["steps"] == 16000 // 512 and rec == {**again, "timings_ns": rec["timings_ns"]}
     assert ("speech" in rec["events"]) == speech
     assert (rec["scores"]["speech"] >= 0.1) == speech
@@ -75,17 +77,63 @@ def test_speech_the_vad_does_not_hear_is_not_an_event(vad_dir):
     assert all(r.stages["vad"]["confirmed"] is False for r in confirmed)
 
 
+def _yes_no() -> np.ndarray:
+    """Half a second of silence, then the spoken "yes" and "no" clips: real words the VAD hears."""
+    return np.concatenate([np.zeros(8000, np.float32), _clip("yes"), _clip("no")])
+
+
 def test_speech_the_vad_hears_stays_an_event(vad_dir):
-    audio = _babble(3)  # one the VAD hears as speech
-    confirmed = _results(audio, f"vad={vad_dir},scan=32,confirm=speech")
-    assert [r.events for r in confirmed] == [r.events for r in _results(audio, None)]
+    confirmed = _results(_yes_no(), f"vad={vad_dir},scan=32,confirm=speech", steps=12)
+    assert confirmed[-1].events == _results(_yes_no(), None, steps=12)[-1].events
     assert "speech" in confirmed[-1].events and confirmed[-1].stages["vad"]["confirmed"] is True
 
 
 def test_a_higher_share_asks_for_more_speech(vad_dir):
-    audio = _babble(6)  # the VAD hears speech on ~19% of its steps
-    assert "speech" in _results(audio, f"vad={vad_dir},scan=32,confirm=speech")[-1].events
-    assert "speech" not in _results(audio, f"vad={vad_dir},scan=32,share=0.5,confirm=speech")[-1].events
+    last = _results(_yes_no(), f"vad={vad_dir},scan=32,confirm=speech", steps=12)[-1]
+    assert 0.1 <= last.stages["vad"]["scores"]["speech"] < 0.5  # the words fill under half of the window
+    assert "speech" in last.events
+    assert "speech" not in _results(_yes_no(), f"vad={vad_dir},scan=32,share=0.5,confirm=speech", steps=12)[-1].events
+
+
+def _scan_records(vad_dir, audio: np.ndarray, times: list[int]) -> dict[int, dict]:
+    """The scanning stage's record per window time, the windows cut from ``audio`` (starting at t = 0) by sync."""
+    fusion = load_package("smart_home")
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as stages, \
+            open_backend("onnxruntime", fusion, threads=1) as backend:
+        core = FusionCore(fusion, backend, stages=stages, policy=False)
+        core.add(AudioChunk(t_ns=0, samples=audio, sample_rate=16000))
+        image = np.full((96, 96, 3), 90, np.uint8)
+        return {t: r.stages["vad"] for t in times if (r := core.push(Frame(t_ns=t, image=image))) is not None}
+
+
+def test_a_scan_runs_each_step_once_and_does_not_depend_on_the_hop(vad_dir):
+    """Windows 33.3 ms apart and 50 ms apart read the same at the times they share (every 100 ms), though each
+    window runs only the steps it adds (one or two, not 31)."""
+    audio = np.concatenate([_yes_no(), _babble(3)])
+    fine = _scan_records(vad_dir, audio, [10**9 + k * 100_000_000 // 3 for k in range(60)])
+    coarse = _scan_records(vad_dir, audio, [10**9 + k * 50_000_000 for k in range(40)])
+    shared = sorted(set(fine) & set(coarse))
+    assert len(shared) == 20
+    for t in shared:
+        assert fine[t]["scores"] == coarse[t]["scores"] and fine[t]["steps"] == coarse[t]["steps"]
+    assert max(r["new_steps"] for r in list(fine.values())[1:]) <= 2
+    assert max(r["new_steps"] for r in list(coarse.values())[1:]) <= 2
+    assert 0.0 < fine[shared[-1]]["scores"]["speech"] < 1.0  # words and silence: a result that can differ
+
+
+def test_a_scan_starts_afresh_after_a_gap_or_when_the_clock_goes_back(vad_dir):
+    audio = np.concatenate([_yes_no(), _babble(3), _yes_no()])
+    late = 3_900_000_000  # more than a window after 1.2 s: no step links up
+    joined = _scan_records(vad_dir, audio, [10**9 + k * 33_333_333 for k in range(7)] + [late])
+    alone = _scan_records(vad_dir, audio, [late])
+    assert joined[late]["new_steps"] == joined[late]["steps"] == alone[late]["steps"]
+    assert joined[late]["scores"] == alone[late]["scores"]
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as (stage,):
+        w = FusionWindow(t_ns=10**9, image=None, audio=_yes_no()[:16000], command=None)
+        first, _ = stage.run(w)
+        stage.run(dataclasses.replace(w, t_ns=2 * 10**9, audio=_babble(3)[:16000]))
+        again, _ = stage.run(w)  # the clock went back: a new sequence, read as the first time
+    assert again["scores"] == first["scores"] and again["new_steps"] == first["steps"] == 31
 
 
 @pytest.mark.parametrize("spec, msg", [
@@ -157,6 +205,21 @@ def test_the_robustness_bench_measures_with_a_confirming_stage(vad_dir, local_co
     assert "with stage `vad=" in (tmp_path / "vad.md").read_text()
     assert bench.main([*args, "--out", str(tmp_path / "x.json"), "--stage", f"vad={vad_dir}"]) == 2
     assert "add confirm=LABEL" in capsys.readouterr().err
+
+
+def test_the_stage_latency_bench_reads_every_result_of_a_replay(vad_dir, tmp_path):
+    """bench/vad_stage_latency.py through the real CLI: a 2-s log is 60 windows, each running a step or two."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vad_stage_latency", REPO / "bench" / "vad_stage_latency.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.measure(vad_dir, 2.0, tmp_path)
+    assert r["windows"] == 60 and r["vad_steps_read_per_window"]["max"] == 31
+    ran = r["vad_steps_run_per_window"]
+    assert ran["mean"] < 2 and ran["windows_running_more_than_2"] <= 1
+    assert r["stage_vad_ms"]["p50"] > 0 and r["main_inference_ms"]["p50"] > 0
 
 
 def test_a_swap_to_a_model_without_the_confirmed_label_is_refused_before_it_is_queued(vad_dir):
@@ -232,7 +295,7 @@ def _vad_share_bench():
     import importlib.util
     import sys
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "vad_share.py"
+    path = REPO / "bench" / "vad_share.py"
     spec = importlib.util.spec_from_file_location("bench_vad_share", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)

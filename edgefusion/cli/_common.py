@@ -23,8 +23,9 @@ def stage_option(sp: argparse.ArgumentParser) -> None:
                          "main model's window when the stage's LABEL score is below T, e.g. "
                          "vad=./silero_vad,gate=speech<0.5:audio), events (add the stage's events to the "
                          "results'), confirm=LABEL (the main model's LABEL event stands only where the stage finds "
-                         "it too), scan=MS (run over the whole window in MS-ms steps from a fresh state; a label is "
-                         "found when it fires on share=S of the steps, default 0.1), e.g. "
+                         "it too), scan=MS (run over the audio in MS-ms steps, each step once with its state carried "
+                         "from the last; a label is found when it fires on share=S of the window's steps, default "
+                         "0.1), e.g. "
                          "vad=./silero_vad,scan=32,share=0.5,confirm=speech. Its results are in each result's "
                          "'stages', its latency is 'stage:NAME'")
 
