@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class Prepared:
     decider: Decider | None = None
     #: what each stage before the main model found in this window, by stage name
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the stages that ran on it (their confirmations and events apply to it, even after a swap of stages)
+    ran: tuple[Stage, ...] = ()
 
 
 class FusionCore:
@@ -97,6 +100,7 @@ class FusionCore:
                  text_source: bool | None = None, stages: Sequence[Stage] = ()) -> None:
         self.sync = Synchronizer(sync or SyncConfig())
         self.stages = list(stages)
+        self._stages_lock = threading.Lock()
         self.post_config = post or PostConfig()
         step = FusionStep(package, backend)
         check_confirms(self.stages, package)
@@ -172,14 +176,16 @@ class FusionCore:
         step, decider = self._active
         timings = {"sync": sync_ns}
         records = {}
-        for stage in self.stages:
-            t = time.perf_counter_ns()
-            records[stage.spec.name], window = stage.run(window)
-            timings[stage.timing_key] = time.perf_counter_ns() - t
+        with self._stages_lock:  # a swap of stages (use_stages) waits for these runs to end
+            stages = tuple(self.stages)
+            for stage in stages:
+                t = time.perf_counter_ns()
+                records[stage.spec.name], window = stage.run(window)
+                timings[stage.timing_key] = time.perf_counter_ns() - t
         t0 = time.perf_counter_ns()
         feeds, info = step.preprocess(window)
         timings["preprocess"] = time.perf_counter_ns() - t0
-        return Prepared(window, feeds, info, timings, step, decider, records)
+        return Prepared(window, feeds, info, timings, step, decider, records, stages)
 
     def infer(self, prepared: Prepared) -> dict[str, np.ndarray]:
         """Run the model on prepared feeds (re-preprocessed if the model was swapped since)."""
@@ -204,7 +210,7 @@ class FusionCore:
         t0 = time.perf_counter_ns()
         step, window = prepared.step, prepared.window
         decision = step.postprocess(outs, prepared.info)
-        heard = _confirmed(decision, self.stages, prepared.stages)
+        heard = _confirmed(decision, prepared.ran, prepared.stages)
         # "a command had arrived by then" by the window's time, not by how far the sources ran ahead:
         # the prepare thread may already hold later commands, and the result must not depend on it
         first = self.sync.first_command_t_ns
@@ -212,7 +218,7 @@ class FusionCore:
         out = decide_step(prepared.decider, self.post, heard, window, status, prepared.info.unknown_words)
         timings = {**prepared.timings_ns, "postprocess": time.perf_counter_ns() - t0}
         events = out.events
-        for stage in self.stages:  # a stage's events join the main model's when it says so (a detector's labels)
+        for stage in prepared.ran:  # a stage's events join the main model's when it says so (a detector's labels)
             if stage.spec.events and stage.spec.name in prepared.stages:
                 events += tuple(e for e in prepared.stages[stage.spec.name]["events"] if e not in events)
         result = build_result(window, self.seq, step.package.name, decision, prepared.info, timings,
@@ -249,6 +255,14 @@ class FusionCore:
         self._active = (step, decider)
 
 
+    def use_stages(self, stages: Sequence[Stage]) -> None:
+        """Run ``stages`` before the main model from the next window on; windows prepared before keep
+        what the old ones found. Safe from another thread than :meth:`preprocess`'s: it waits for a
+        window's stages to finish, so once it returns no window runs the old ones (close them then)."""
+        with self._stages_lock:
+            self.stages = list(stages)
+
+
 def check_confirms(stages: Sequence[Stage], package: ModelPackage) -> None:
     """Refuse a main model that lacks a label one of ``stages`` confirms (ConfigError, one line)."""
     labels = event_labels(package)
@@ -266,7 +280,7 @@ def _confirmed(decision: Decision, stages: Sequence[Stage], records: dict[str, d
     vetoed = []
     for stage in stages:
         label, rec = stage.spec.confirm, records.get(stage.spec.name)
-        if label is None or rec is None:
+        if label is None or rec is None or label not in decision.scores:  # (a model swapped in mid-reload)
             continue
         rec["confirmed"] = label in rec["events"]
         if not rec["confirmed"]:

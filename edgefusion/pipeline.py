@@ -132,7 +132,7 @@ class Pipeline:
         self._lock = threading.Lock()  # guards _error and _pending_swap
         self._ran = False
         self._stop_mono: float | None = None
-        self._pending_swap: tuple[ModelPackage, Backend, threading.Event] | None = None
+        self._pending_swap: tuple[ModelPackage, Backend, list[Stage] | None, threading.Event] | None = None
 
     @property
     def step(self) -> FusionStep:
@@ -155,18 +155,24 @@ class Pipeline:
         for s in self.sources:
             s.stop.set()
 
-    def swap_model(self, package: ModelPackage, backend: Backend, timeout_s: float = 10.0) -> bool:
-        """Replace the model between two steps; sequence numbers continue. True once applied.
+    def swap_model(self, package: ModelPackage, backend: Backend, timeout_s: float = 10.0,
+                   stages: Sequence[Stage] | None = None) -> bool:
+        """Replace the model between two steps, and with ``stages`` the stages that run before it, both at
+        once; sequence numbers continue. True once applied.
 
-        The caller owns both backends: close the old one after this returns True.
+        The caller owns the backends and stages: close the old ones after this returns True. Windows
+        prepared before the swap keep what the old stages found in them.
 
         Raises:
-            ConfigError: the new model lacks an event label a stage confirms (nothing is queued).
+            ConfigError: the new model lacks an event label a stage (of ``stages`` when given) confirms;
+                nothing is queued.
         """
-        check_confirms(self.core.stages, package)
+        check_confirms(self.core.stages if stages is None else stages, package)
+        if stages is not None:  # their histograms first: the dict is replaced whole, never changed in place
+            self.hist = {**{s.timing_key: LatencyHistogram() for s in stages}, **self.hist}
         done = threading.Event()
         with self._lock:
-            self._pending_swap = (package, backend, done)
+            self._pending_swap = (package, backend, None if stages is None else list(stages), done)
         return done.wait(timeout_s)
 
     def cancel_swap(self, backend: Backend) -> bool:
@@ -264,8 +270,11 @@ class Pipeline:
         with self._lock:
             pending, self._pending_swap = self._pending_swap, None
         if pending is not None:
-            self.core.swap(pending[0], pending[1])
-            pending[2].set()
+            package, backend, stages, done = pending
+            if stages is not None:
+                self.core.use_stages(stages)  # waits for the preparing thread's stage runs of this window
+            self.core.swap(package, backend)
+            done.set()
 
     def _infer_loop(self) -> None:
         """Stage 2: inference + decoding + smoothing, then hand the result to the sink worker."""
@@ -286,8 +295,9 @@ class Pipeline:
                 result = self.core.decide(item.prepared, outs)
                 timings = result.timings_ns
                 timings["end_to_end"] = time.monotonic_ns() - item.env.recv_ns
+                hist = self.hist  # a swap of stages replaces the dict whole, new stages' histograms in it
                 for k, v in timings.items():
-                    self.hist[k].record(v)
+                    hist[k].record(v)
                 self.stats.steps += 1
                 self.stats.emitted += result.emitted
                 if self.config.deadline_ns is not None and timings["end_to_end"] > self.config.deadline_ns:

@@ -3,6 +3,8 @@ only where the VAD hears speech too (the generator's babble, which the model cal
 
 import dataclasses
 import json
+import threading
+import time
 import wave
 from pathlib import Path
 
@@ -236,6 +238,38 @@ def test_a_swap_to_a_model_without_the_confirmed_label_is_refused_before_it_is_q
             pipe.swap_model(driving, new, timeout_s=0.01)
         assert pipe.cancel_swap(new) is False  # nothing was queued
         assert pipe.run().steps == 3 and pipe.backend is be
+
+
+def test_a_swap_with_stages_checks_the_new_pair_and_applies_both_between_two_steps(vad_dir):
+    """The model and the stages change together: a model without `speech` goes in with stages that do not
+    confirm it (refused beside the old confirming stage), and the steps after the swap run the new stages."""
+    from conftest import Ticker
+
+    from edgefusion.pipeline import Pipeline, PipelineConfig
+
+    home, driving = load_package("smart_home"), load_package("driving")
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32,confirm=speech")]) as old, \
+            open_stages([StageSpec.parse(f"gate={vad_dir},gate=speech<0.5:audio")]) as new_stages, \
+            open_backend("null", home) as be, open_backend("null", driving) as new:
+        pipe = Pipeline(home, be, [Ticker(n=40, fps=100.0)], [], PipelineConfig(lossless=True), stages=old,
+                        on_result=lambda r: seen.append((r.model, tuple(r.stages))))
+        with pytest.raises(ConfigError, match="confirms 'speech'"):  # the old stage with the new model: refused
+            pipe.swap_model(driving, new, timeout_s=0.01)
+        t = threading.Thread(target=pipe.run)
+        t.start()
+        while len(seen) < 5:
+            time.sleep(0.002)
+        assert pipe.swap_model(driving, new, timeout_s=5.0, stages=new_stages) is True
+        t.join(10)
+    models = [m for m, _ in seen]
+    k = models.index(driving.name)
+    assert len(seen) == 40 and set(models[:k]) == {home.name} and set(models[k:]) == {driving.name}
+    stages = [st for _, st in seen]
+    j = stages.index(("gate",))  # one switch of stages, from the windows prepared after the swap on
+    assert set(stages[:j]) == {("vad",)} and set(stages[j:]) == {("gate",)}
+    assert 0 <= j - k <= 3  # windows already prepared (the queue holds 2, one in hand) keep what the old found
+    assert "stage:gate" in pipe.hist and pipe.hist["stage:gate"].count > 0
 
 
 @pytest.fixture(scope="module")

@@ -285,6 +285,61 @@ def test_the_metrics_pass_promtool():
     assert b"process_resident_memory_bytes" in text and b"_created" not in text
 
 
+def _stage(vad: Path, name: str = "vad", gate: str = "speech<0.5:text") -> str:
+    return f'[[stages]]\nname = "{name}"\npackage = "{vad}"\ngate = "{gate}"\n'
+
+
+@pytest.mark.slow
+def test_a_reload_applies_changed_stages_and_a_bad_one_keeps_the_old(tmp_path):
+    """SIGHUP with [[stages]] changed: the new stage runs from the next step on (its record in every result
+    after the swap, none before), a stage whose package is damaged keeps the running ones, and removing the
+    stages stops them; nothing is asked to restart for [[stages]]."""
+    pytest.importorskip("silero_vad")
+    from edgefusion.anymodel import silero_vad_package
+
+    vad = silero_vad_package(tmp_path / "silero_vad").path
+    port, results = free_port(), tmp_path / "results.jsonl"
+    config = _config(port, results)
+    svc = Served(tmp_path, config)
+    try:
+        svc.wait_ready(port)
+
+        def reload(text: str, ok: bool, n: int) -> dict:
+            svc.cfg.write_text(text)
+            svc.send(signal.SIGHUP)
+            return wait_for(lambda: (r := svc.readyz())["last_reload"].get("ok") is ok and
+                            svc.log().count("reloaded in") + svc.log().count("reload failed") == n and r, 30,
+                            f"reload {n}")
+
+        rz = reload(config + _stage(vad), True, 1)
+        assert rz["last_reload"]["stages"] == ["vad"] and rz["model"] == "smart_home-attention"
+        n = _count(results)
+        wait_for(lambda: _count(results) > n + 10, 5, "results with the stage")
+        broken = tmp_path / "broken_vad"
+        shutil.copytree(vad, broken)
+        (broken / "model.onnx").write_bytes(b"not a model")
+        rz = reload(config + _stage(vad) + _stage(broken, "vad2"), False, 2)
+        assert "vad2" in rz["last_reload"]["error"] or "sha256" in rz["last_reload"]["error"]
+        n = _count(results)
+        wait_for(lambda: _count(results) > n + 10, 5, "results after the failed reload")
+        rz = reload(config, True, 3)
+        assert rz["last_reload"]["stages"] == []
+        n = _count(results)
+        wait_for(lambda: _count(results) > n + 10, 5, "results without the stage")
+        rc, _ = svc.stop()
+    finally:
+        svc.close()
+    assert rc == 0, svc.log()
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [r["seq"] for r in rows] == list(range(len(rows)))
+    with_vad = [i for i, r in enumerate(rows) if "vad" in (r.get("stages") or {})]
+    assert with_vad and with_vad == list(range(with_vad[0], with_vad[-1] + 1))  # one run of steps, no gap
+    assert with_vad[0] > 0 and with_vad[-1] < len(rows) - 1  # none before the first reload, none after the last
+    assert all(set(rows[i]["stages"]) == {"vad"} for i in with_vad)  # the broken vad2 never ran
+    assert all("gated" in rows[i]["stages"]["vad"] for i in with_vad)
+    assert "restart the service to apply" not in svc.log()
+
+
 @pytest.mark.slow
 def test_the_two_minute_soak_keeps_memory_flat_across_reloads(tmp_path):
     import sys

@@ -1,18 +1,20 @@
-"""SIGHUP reloads of the service's model, on a thread of their own.
+"""SIGHUP reloads of the service's model and stages, on a thread of their own.
 
 A reload reads and checks the config again, loads and warms up its model beside the
-running one, and asks the pipeline to swap between two steps. It runs on its own thread
+running one, opens its ``[[stages]]`` afresh (when either config has any), and asks the
+pipeline to swap both between two steps. It runs on its own thread
 so that the watchdog keeps being fed meanwhile, and it catches *every* exception: a
 broken package (a manifest missing a ``sha256``, a corrupt model file), a config with
 problems, a model that fails its warm-up check, a pipeline that does not take the swap.
 Each failure is logged, counted (``edgefusion_reloads_total{outcome="failed"}``) and
-shown in ``/readyz`` as ``last_reload``; the old model keeps serving, and the next
+shown in ``/readyz`` as ``last_reload``; the old model and stages keep serving, and the next
 SIGHUP tries again. systemd hears ``RELOADING=1`` (with ``MONOTONIC_USEC``) at the start
 and ``READY=1`` at the end whatever the outcome.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -23,6 +25,7 @@ from edgefusion.config import ServiceConfig
 from edgefusion.errors import EdgeFusionError
 from edgefusion.serve.check import load_checked
 from edgefusion.serve.memory import release_memory
+from edgefusion.stages import open_stages
 
 if TYPE_CHECKING:
     from edgefusion.serve.service import Service
@@ -37,7 +40,7 @@ def _now() -> str:
 
 
 class Reloader:
-    """Reloads ``service``'s model when asked (:meth:`request`), one reload at a time."""
+    """Reloads ``service``'s model and stages when asked (:meth:`request`), one reload at a time."""
 
     def __init__(self, service: Service, swap_timeout_s: float = 10.0) -> None:
         self.service = service
@@ -69,31 +72,44 @@ class Reloader:
                 log.exception("reload error (the running model stays)")
 
     def reload(self) -> bool:
-        """One reload; True once the new model serves."""
+        """One reload; True once the new model (and stages) serve."""
         svc = self.service
         pipe = svc.pipe
         assert pipe is not None
         t0 = time.monotonic()
         svc.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
                           "STATUS=reloading the model")
+        # what this reload opens, closed unless the pipeline takes it: the model's backend, the stages
+        opened, staged = contextlib.ExitStack(), contextlib.ExitStack()
         try:
             cfg = load_checked(svc.config_path)
             pkg, be = svc._open_model(cfg)
-        except Exception as exc:  # anything at all: the running model stays
+            opened.callback(be.close)
+            # the stages are opened afresh, as the model is (their packages may have changed on disk)
+            stages = staged.enter_context(open_stages(cfg.stages)) if cfg.stages or svc.cfg.stages else None
+        except Exception as exc:  # anything at all: the running model and stages stay
+            staged.close()
+            opened.close()
             return self._failed(exc, t0)
         old = pipe.backend
         error: Exception = EdgeFusionError(f"the pipeline did not take the new model within {self.swap_timeout_s:g} s "
                                            "(is it stalled?)")
         try:
-            swapped = pipe.swap_model(pkg, be, self.swap_timeout_s) or not pipe.cancel_swap(be)
-        except Exception as exc:
-            swapped, error = not pipe.cancel_swap(be), exc
+            swapped = pipe.swap_model(pkg, be, self.swap_timeout_s, stages=stages) or not pipe.cancel_swap(be)
+        except Exception as exc:  # refused before it was queued (a stage confirms a label the model lacks)
+            pipe.cancel_swap(be)
+            swapped, error = False, exc
         if not swapped:
-            be.close()
+            staged.close()
+            opened.close()
             release_memory()
             return self._failed(error, t0)
+        opened.pop_all()  # the new backend is the pipeline's now
         old.close()
         del old
+        if stages is not None:  # the pipeline runs the new stages now: the old ones close, the new stay open
+            kept, svc.stages_open = svc.stages_open, staged.pop_all()
+            kept.close()
         release_memory()
         self._apply(cfg)
         m = cfg.model
@@ -101,8 +117,10 @@ class Reloader:
         if svc.mqtt is not None:
             svc.mqtt.set_model(pkg.output("multilabel_logits").labels, pkg.name)
         svc.metrics.reloads.labels("ok").inc()
-        svc.last_reload = {"ok": True, "model": pkg.name, "seconds": round(time.monotonic() - t0, 3), "at": _now()}
-        log.info("reloaded in %.1f s: now serving %s", time.monotonic() - t0, pkg.name)
+        svc.last_reload = {"ok": True, "model": pkg.name, "seconds": round(time.monotonic() - t0, 3), "at": _now(),
+                           **({"stages": [s.spec.name for s in stages]} if stages is not None else {})}
+        log.info("reloaded in %.1f s: now serving %s%s", time.monotonic() - t0, pkg.name,
+                 f" (stages: {', '.join(s.spec.name for s in stages) or 'none'})" if stages is not None else "")
         svc.notifier.send("READY=1", f"STATUS=serving {pkg.name}")
         svc._status = ""  # the next status line goes out even if it reads as before
         return True
@@ -118,11 +136,12 @@ class Reloader:
         return False
 
     def _apply(self, cfg: ServiceConfig) -> None:
-        """Take ``[model]`` of the reloaded config; name the other changes, which wait for a restart."""
+        """Take ``[model]`` and ``[[stages]]`` of the reloaded config; name the other changes, which wait for a
+        restart."""
         svc = self.service
-        others = [f.name for f in dataclasses.fields(cfg) if f.name != "model" and
+        others = [f.name for f in dataclasses.fields(cfg) if f.name not in ("model", "stages") and
                   getattr(cfg, f.name) != getattr(svc.cfg, f.name)]
         if others:
-            log.warning("reload applies [model] only; restart the service to apply the changes to: %s",
-                        ", ".join(others))
-        svc.cfg = dataclasses.replace(svc.cfg, model=cfg.model)
+            log.warning("reload applies [model] and [[stages]] only; restart the service to apply the changes to: "
+                        "%s", ", ".join(others))
+        svc.cfg = dataclasses.replace(svc.cfg, model=cfg.model, stages=cfg.stages)

@@ -93,6 +93,8 @@ class Service:
         self.warm = False
         self.last_reload: dict[str, Any] = {}
         self.pipe: Pipeline | None = None
+        #: the stages in use ([[stages]]), open until the service ends or a reload replaces them
+        self.stages_open = contextlib.ExitStack()
         self.sources: dict[str, RetryingSource] = {}
         self.mqtt: Any = None
         self._stop = threading.Event()  # the service's own threads end
@@ -338,7 +340,9 @@ class Service:
                 log.info("stopped during start-up")
                 return 0
             self.metrics.set_model(pkg.name, cfg.model.variant, cfg.model.backend, pkg.output("class_logits").labels)
-            stages = closing.enter_context(open_stages(cfg.stages))  # closed after the pipeline, in the finally
+            # the stages in use, closed after the pipeline (in the finally); a reload replaces them
+            closing.callback(lambda: self.stages_open.close())
+            stages = self.stages_open.enter_context(open_stages(cfg.stages))
             run = self._builder(cfg, pkg).build(pkg, be, on_result=self._on_result, stages=stages)
             pipe = self.pipe = run.pipeline
             self.warm = True
