@@ -48,7 +48,7 @@ from typing import Any
 from edgefusion.errors import ConfigError
 from edgefusion.samples import MODALITIES, FusionWindow
 
-__all__ = ["Gate", "Stage", "StageSpec", "open_stages"]
+__all__ = ["Gate", "Stage", "StageSpec", "open_stages", "result_events"]
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _GATE = re.compile(r"([A-Za-z0-9_.-]+)<([0-9.]+):([a-z]+)")
@@ -289,6 +289,25 @@ class Stage:
         events = [label for label, v in shares.items() if steps and v >= spec.share]
         return {"model": step.package.name, "events": events, "scores": shares, "steps": len(steps),
                 "new_steps": max(0, last + 1 - start), "timings_ns": t}
+
+
+def result_events(labels: Sequence[str], stages: Sequence[Stage]) -> tuple[str, ...]:
+    """The event labels a result can carry: the main model's ``labels``, then those of the stages whose
+    events join them (``events``), each once (what MQTT and Home Assistant announce).
+
+    Example:
+        >>> class Step:                       # a stand-in for a detector's model step
+        ...     event_labels = ("person", "car")
+        >>> det = Stage.__new__(Stage)
+        >>> det.spec, det.step = StageSpec.parse("det=./detector,events"), Step()
+        >>> result_events(("dark", "person"), [det])
+        ('dark', 'person', 'car')
+    """
+    out = list(labels)
+    for stage in stages:
+        if stage.spec.events:
+            out += [label for label in stage.step.event_labels if label not in out]
+    return tuple(out)
 
 
 @contextmanager

@@ -371,3 +371,55 @@ json = true
     assert seqs[0] == 0 and seqs == sorted(set(seqs))  # from the first buffered result on, in order, once each
     assert seqs == list(range(len(seqs)))
     assert rc == 0
+
+
+@pytest.mark.slow
+def test_a_stages_events_are_announced_published_and_cleared_when_a_reload_drops_it(tmp_path):
+    """driving has no `speech`; a VAD stage whose events join the results' makes Home Assistant see a
+    `speech` entity and its state topic, and a reload without the stage clears that entity."""
+    pytest.importorskip("silero_vad")
+    import signal
+
+    from serve_kit import Served, free_port, wait_for
+
+    from edgefusion.anymodel import silero_vad_package
+
+    vad = silero_vad_package(tmp_path / "silero_vad").path
+    http_port, mqtt_port = free_port(), _free_port()
+    base = f"""
+[model]
+package = "driving"
+threads = 1
+[sources.camera]
+uri = "synth:driving"
+loop = true
+[sinks.mqtt]
+enabled = true
+port = {mqtt_port}
+topic_prefix = "ef/stage"
+[http]
+port = {http_port}
+[logging]
+json = true
+"""
+    broker = Broker(mqtt_port)
+    broker.start()
+    svc = Served(tmp_path, base + f'[[stages]]\nname = "vad"\npackage = "{vad}"\nevents = true\n')
+
+    def speech_config() -> list[str]:
+        return [t for t in _retained(mqtt_port, "homeassistant/#") if t.endswith("/speech/config")]
+
+    try:
+        svc.wait_ready(http_port)
+        announced = wait_for(lambda: speech_config() or None, 15, "the stage's entity")
+        assert announced and "/binary_sensor/" in announced[0]
+        wait_for(lambda: "ef/stage/events/speech" in _retained(mqtt_port, "ef/stage/#"), 15, "the stage's state")
+        svc.cfg.write_text(base)  # the stage goes
+        svc.send(signal.SIGHUP)
+        wait_for(lambda: svc.readyz()["last_reload"].get("ok") is True, 30, "the reload")
+        wait_for(lambda: not speech_config(), 15, "the entity cleared")
+        rc, _ = svc.stop()
+    finally:
+        svc.close()
+        broker.stop()
+    assert rc == 0, svc.log()

@@ -6,7 +6,8 @@ Topics under ``topic_prefix`` (``P``):
 - ``P/result`` — every result as JSON (QoS 1);
 - ``P/action`` — each emitted action as JSON;
 - ``P/state`` — the current action and events (retained);
-- ``P/events/<label>`` — ``ON``/``OFF`` on change (retained);
+- ``P/events/<label>`` — ``ON``/``OFF`` on change (retained), for the model's labels and those of the stages
+  whose events join the results (:func:`~edgefusion.stages.result_events`);
 - ``P/command`` — text commands to the device (when ``commands`` is on).
 
 Home Assistant discovery (:mod:`edgefusion.serve.discovery`, retained) makes the scene

@@ -25,7 +25,7 @@ from edgefusion.config import ServiceConfig
 from edgefusion.errors import EdgeFusionError
 from edgefusion.serve.check import load_checked
 from edgefusion.serve.memory import release_memory
-from edgefusion.stages import open_stages
+from edgefusion.stages import open_stages, result_events
 
 if TYPE_CHECKING:
     from edgefusion.serve.service import Service
@@ -109,13 +109,14 @@ class Reloader:
         del old
         if stages is not None:  # the pipeline runs the new stages now: the old ones close, the new stay open
             kept, svc.stages_open = svc.stages_open, staged.pop_all()
+            svc.stages = stages
             kept.close()
         release_memory()
         self._apply(cfg)
         m = cfg.model
         svc.metrics.set_model(pkg.name, m.variant, m.backend, pkg.output("class_logits").labels)
         if svc.mqtt is not None:
-            svc.mqtt.set_model(pkg.output("multilabel_logits").labels, pkg.name)
+            svc.mqtt.set_model(result_events(pkg.output("multilabel_logits").labels, svc.stages), pkg.name)
         svc.metrics.reloads.labels("ok").inc()
         svc.last_reload = {"ok": True, "model": pkg.name, "seconds": round(time.monotonic() - t0, 3), "at": _now(),
                            **({"stages": [s.spec.name for s in stages]} if stages is not None else {})}

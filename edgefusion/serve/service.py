@@ -56,7 +56,7 @@ from edgefusion.serve.reload import Reloader
 from edgefusion.serve.watchdog import Watchdog
 from edgefusion.sinks import JsonlSink, Sink
 from edgefusion.sources import CallTextSource, RetryingSource, RetryPolicy
-from edgefusion.stages import open_stages
+from edgefusion.stages import Stage, open_stages, result_events
 
 __all__ = ["Service"]
 
@@ -95,6 +95,7 @@ class Service:
         self.pipe: Pipeline | None = None
         #: the stages in use ([[stages]]), open until the service ends or a reload replaces them
         self.stages_open = contextlib.ExitStack()
+        self.stages: list[Stage] = []
         self.sources: dict[str, RetryingSource] = {}
         self.mqtt: Any = None
         self._stop = threading.Event()  # the service's own threads end
@@ -172,7 +173,8 @@ class Service:
                    commands: CallTextSource | None) -> Sink:
         from edgefusion.serve.mqtt import MqttSink
 
-        self.mqtt = MqttSink(cfg.sinks.mqtt, pkg.output("multilabel_logits").labels, pkg.name, drops, commands)
+        events = result_events(pkg.output("multilabel_logits").labels, self.stages)  # a detector stage's too
+        self.mqtt = MqttSink(cfg.sinks.mqtt, events, pkg.name, drops, commands)
         return self.mqtt  # type: ignore[no-any-return]
 
     # -- readiness, health, metrics ---------------------------------------------------
@@ -342,7 +344,7 @@ class Service:
             self.metrics.set_model(pkg.name, cfg.model.variant, cfg.model.backend, pkg.output("class_logits").labels)
             # the stages in use, closed after the pipeline (in the finally); a reload replaces them
             closing.callback(lambda: self.stages_open.close())
-            stages = self.stages_open.enter_context(open_stages(cfg.stages))
+            stages = self.stages = self.stages_open.enter_context(open_stages(cfg.stages))
             run = self._builder(cfg, pkg).build(pkg, be, on_result=self._on_result, stages=stages)
             pipe = self.pipe = run.pipeline
             self.warm = True
