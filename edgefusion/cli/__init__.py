@@ -47,6 +47,7 @@ COMMAND_MODULES = (
     "edgefusion.cli.int8",
     "edgefusion.cli.doctor",
     "edgefusion.cli.eval",
+    "edgefusion.cli.package",
     "edgefusion.task.tool",
 )
 
