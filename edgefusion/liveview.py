@@ -3,8 +3,10 @@
 :class:`LiveView` is a sink (results) and a tap (camera, audio, commands) like the recorder,
 and serves them with ``foxglove-sdk``'s WebSocket server (the ``foxglove`` extra) on
 ``/camera`` (``foxglove.CompressedImage``, JPEG, at most ``camera_fps``), ``/audio_level``
-(RMS and peak in dBFS per chunk), ``/text``, ``/results`` (the recording's JSON schema)
-and ``/log`` (``foxglove.Log``: the run's log records). Open Foxglove, *Open connection*,
+(RMS and peak in dBFS per chunk), ``/text``, ``/results`` (the recording's JSON schema),
+``/log`` (``foxglove.Log``: the run's log records) and, for a model or stage with a ``detections``
+output, its boxes as ``foxglove.ImageAnnotations`` on ``/results/OUTPUT`` or ``/stages/NAME/OUTPUT``
+(add the topic to the Image panel's annotations to see them over the camera). Open Foxglove, *Open connection*,
 *Foxglove WebSocket*, ``ws://127.0.0.1:8765``.
 
 It never slows the pipeline: the taps and the sink only put into a bounded latest-wins
@@ -126,6 +128,9 @@ class LiveView(Sink):
         self._level = js("/audio_level", json.dumps(_LEVEL_SCHEMA).encode())
         self._text = js("/text", SCHEMAS["edgefusion.Command"])
         self._results = js("/results", result_schema(scores, action_scores))
+        self._proto = proto
+        self._boxes: dict[str, Any] = {}  # detections' annotation channels, made when first needed
+        self._boxes_on: set[str] = set()
         self._q: BoundedQueue[Any] = BoundedQueue("liveview", capacity, Overflow.LATEST, self.drops)
         self._thread = threading.Thread(target=self._loop, name="sinks-liveview", daemon=True)
         self._thread.start()
@@ -206,6 +211,10 @@ class LiveView(Sink):
             msg["t_ns"] = r.t_ns + off
             msg["timestamp"] = _time(r.t_ns + off)
             self._results.log(msg)
+            for topic, found in fp.box_topics(r, "/results", "/stages", self._boxes_on):
+                if topic not in self._boxes:
+                    self._boxes[topic] = self._proto(topic, "foxglove.ImageAnnotations")
+                self._boxes[topic].log(fp.image_annotations(r.t_ns + off, found))
         else:
             _, t, rec = item
             self._log.log(fp.log_record(t + off, rec.levelno, rec.getMessage(), rec.name, rec.pathname,

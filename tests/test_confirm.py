@@ -302,7 +302,7 @@ def test_replay_with_a_confirming_stage_drops_unheard_speech_and_repeats_byte_fo
         assert main(["replay", str(babble_log), "--model", "smart_home", "--threads", "1", "--record", str(rec),
                      "--out", f"jsonl:{confirmed}", "--stage", stage]) == 0
         recs.append(rec.read_bytes())
-    assert recs[0] == recs[1]  # a scan starts from a fresh state each window: replays repeat
+    assert recs[0] == recs[1]  # the scan's steps lie on the log's clock: replays repeat
     before = [json.loads(x) for x in plain.read_text().splitlines()]
     after = [json.loads(x) for x in confirmed.read_text().splitlines()]
     assert len(before) == len(after) == 29

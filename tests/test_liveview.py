@@ -122,3 +122,38 @@ def test_serve_with_foxglove_streams_results_to_a_viewer(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert len(got["/results"]) >= 2 and len(got["/camera"]) >= 2
     assert json.loads(got["/results"][0])["model"] == "smart_home-attention"
+
+
+def test_a_detectors_boxes_reach_the_viewer_as_image_annotations():
+    from foxglove_schemas_protobuf.ImageAnnotations_pb2 import ImageAnnotations
+
+    from edgefusion.samples import Result
+
+    person = [{"label": "person", "score": 0.9, "box": [10.0, 20.0, 50.0, 80.0]}]
+
+    def result(seq: int) -> Result:
+        return Result(t_ns=seq * 33_000_000, seq=seq, action="none", action_score=1.0, scores={}, events=(),
+                      model="m", stages={"det": {"events": ["person"], "scores": {}, "outputs": {"boxes": person}}})
+
+    view = LiveView("127.0.0.1:0")
+    try:
+        view.write(result(0))  # the first boxes make the channel, which a viewer then sees advertised
+        deadline = time.monotonic() + 10
+        while view.sent < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = threading.Event()
+
+        def feed() -> None:
+            started.wait(30)
+            for seq in range(1, 30):
+                view.write(result(seq))
+                time.sleep(0.02)
+
+        t = threading.Thread(target=feed)
+        t.start()
+        got = asyncio.run(_watch(view.port, {"/stages/det/boxes"}, started))
+        t.join(30)
+    finally:
+        view.close()
+    m = ImageAnnotations.FromString(got["/stages/det/boxes"][0])
+    assert [x.text for x in m.texts] == ["person 0.90"] and len(m.points[0].points) == 4

@@ -16,12 +16,15 @@ Example:
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from foxglove_schemas_protobuf.ImageAnnotations_pb2 import ImageAnnotations
 from foxglove_schemas_protobuf.Log_pb2 import Log
+from foxglove_schemas_protobuf.PointsAnnotation_pb2 import PointsAnnotation
 from foxglove_schemas_protobuf.RawAudio_pb2 import RawAudio
 from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
 from google.protobuf import descriptor_pb2
@@ -33,12 +36,16 @@ from edgefusion.samples import AudioChunk, Frame
 if TYPE_CHECKING:
     from edgefusion.logs.reader import LogMessage
 
-__all__ = ["MESSAGES", "RawImage", "compressed_image", "decode_protobuf", "log_record", "raw_audio", "raw_image",
-           "schema_data"]
+__all__ = ["MESSAGES", "RawImage", "box_topics", "compressed_image", "decode_protobuf", "image_annotations",
+           "log_record", "raw_audio", "raw_image", "schema_data"]
 
 #: schema name -> the official protobuf class
 MESSAGES: dict[str, Any] = {"foxglove.RawImage": RawImage, "foxglove.CompressedImage": CompressedImage,
-                            "foxglove.RawAudio": RawAudio, "foxglove.Log": Log}
+                            "foxglove.RawAudio": RawAudio, "foxglove.Log": Log,
+                            "foxglove.ImageAnnotations": ImageAnnotations}
+#: box outline colours (r, g, b), one per label (chosen by the label's CRC-32: the same in every frame and run)
+_PALETTE = ((0.90, 0.30, 0.24), (0.18, 0.55, 0.85), (0.30, 0.75, 0.35), (0.95, 0.65, 0.15), (0.60, 0.35, 0.80),
+            (0.10, 0.70, 0.70))
 
 #: Python logging levels -> foxglove.Log levels (UNKNOWN 0, DEBUG 1, INFO 2, WARNING 3, ERROR 4, FATAL 5)
 _LEVELS = ((logging.CRITICAL, 5), (logging.ERROR, 4), (logging.WARNING, 3), (logging.INFO, 2), (logging.DEBUG, 1))
@@ -66,6 +73,54 @@ def raw_image(t_ns: int, frame_id: str, img: np.ndarray) -> bytes:
                  data=np.ascontiguousarray(img).tobytes())
     m.timestamp.FromNanoseconds(int(t_ns))
     return m.SerializeToString()
+
+
+def box_topics(result: Any, results_topic: str, stages_topic: str,
+               drawn: set[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The (topic, detections) to publish as :func:`image_annotations` for a Result: each ``detections``
+    output of the main model (``RESULTS/OUTPUT``) and of each stage (``STAGES/NAME/OUTPUT``); an empty one
+    only when ``drawn`` (topics whose last message had boxes, updated here) says boxes are to be cleared."""
+    found = [(f"{stages_topic}/{name}", rec.get("outputs") or {}) for name, rec in result.stages.items()]
+    out = []
+    for parent, outputs in [(results_topic, result.outputs or {}), *found]:
+        for name, value in outputs.items():
+            topic = f"{parent}/{name}"
+            boxes = isinstance(value, list) and bool(value) and all(
+                isinstance(d, dict) and {"label", "score", "box"} <= d.keys() for d in value)
+            if boxes or (value == [] and topic in drawn):
+                out.append((topic, value))
+                (drawn.add if boxes else drawn.discard)(topic)
+    return out
+
+
+def image_annotations(t_ns: int, detections: list[dict[str, Any]]) -> bytes:
+    """Detections (``label``, ``score``, ``box`` [x1, y1, x2, y2] in frame pixels) as foxglove.ImageAnnotations:
+    a box outline and a "label score" text per detection, which Foxglove's Image panel draws over the camera
+    frame of the same time. No detections: an empty message, which clears the boxes drawn before.
+
+    Example:
+        >>> m = ImageAnnotations.FromString(image_annotations(5, [{"label": "person", "score": 0.9,
+        ...                                                      "box": [10.0, 20.0, 50.0, 80.0]}]))
+        >>> [(p.x, p.y) for p in m.points[0].points], m.texts[0].text
+        ([(10.0, 20.0), (50.0, 20.0), (50.0, 80.0), (10.0, 80.0)], 'person 0.90')
+    """
+    m = ImageAnnotations()
+    m.timestamp.FromNanoseconds(int(t_ns))
+    for d in detections:
+        x1, y1, x2, y2 = (float(v) for v in d["box"])
+        r, g, b = _PALETTE[zlib.crc32(str(d["label"]).encode()) % len(_PALETTE)]
+        box = m.points.add(type=PointsAnnotation.LINE_LOOP, thickness=2.0)
+        box.timestamp.FromNanoseconds(int(t_ns))
+        for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2)):
+            box.points.add(x=x, y=y)
+        box.outline_color.r, box.outline_color.g, box.outline_color.b, box.outline_color.a = r, g, b, 1.0
+        text = m.texts.add(text=f"{d['label']} {float(d['score']):.2f}", font_size=14.0)
+        text.timestamp.FromNanoseconds(int(t_ns))
+        text.position.x, text.position.y = x1, max(0.0, y1 - 16.0)
+        text.text_color.r = text.text_color.g = text.text_color.b = text.text_color.a = 1.0
+        text.background_color.r, text.background_color.g, text.background_color.b = r, g, b
+        text.background_color.a = 0.8
+    return m.SerializeToString(deterministic=True)
 
 
 def compressed_image(t_ns: int, frame_id: str, img: np.ndarray, quality: int) -> bytes:

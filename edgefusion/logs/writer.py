@@ -75,6 +75,7 @@ class LogWriter:
         self._channels: dict[str, int] = {}
         self._seq: dict[str, int] = {}
         self._last_log_time = 0
+        self._boxes_on: set[str] = set()  # annotation topics whose last message drew boxes
         self.messages = 0
         self._closed = False
 
@@ -162,6 +163,10 @@ class LogWriter:
             if not timings:
                 stage.pop("timings_ns", None)
             self.write(f"{STAGES_TOPIC}/{name}", "edgefusion.StageResult", stage, log_time_ns, r.t_ns)
+        # detections as boxes over the camera image in Foxglove (foxglove.ImageAnnotations)
+        for box_topic, found in foxproto.box_topics(r, topic, STAGES_TOPIC, self._boxes_on):
+            self.write_encoded(box_topic, "foxglove.ImageAnnotations", "protobuf",
+                               foxproto.image_annotations(self._t(r.t_ns), found), log_time_ns, r.t_ns)
 
     def truth(self, t_ns: int, action: str, events: list[str], log_time_ns: int) -> None:
         msg = {"timestamp": to_time(self._t(t_ns)), "action": action, "events": sorted(events)}
