@@ -156,3 +156,25 @@ def test_an_overlong_line_is_counted_once_however_it_is_split():
             t.join(5)
     assert [x.text for x in got] == ["turn left"]
     assert src.rejected == {"too_long": 1}
+
+
+def test_a_paced_synth_camera_is_on_the_live_clock_so_a_typed_command_reaches_its_frames():
+    """synth:SCENARIO stands in for a live camera beside live sources: a command sent while it plays (stamped on
+    the monotonic clock, as a TCP line is) is paired with the frames after it, not expired at once."""
+    from edgefusion import load_package, open_backend
+    from edgefusion.pipeline import PipelineConfig
+    from edgefusion.runbuild import RunBuilder
+
+    results: list = []
+    builder = RunBuilder(PipelineConfig())
+    builder.camera("synth:smart_home", pace=True)
+    typed = builder.add_source(CallTextSource())
+    pkg = load_package("smart_home")
+    with open_backend("null", pkg) as be, builder.build(pkg, be, on_result=results.append) as run:
+        t = threading.Thread(target=run.pipeline.run, kwargs={"timeout_s": 1.5})
+        t.start()
+        time.sleep(0.5)
+        typed.send("switch the porch lamp off")
+        t.join(10)
+    assert sum(r.command == "switch the porch lamp off" for r in results) >= 10
+    assert all(abs(r.t_ns - time.monotonic_ns()) < 10 * 10**9 for r in results)  # monotonic clock, not from 0

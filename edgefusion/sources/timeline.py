@@ -25,18 +25,21 @@ class TimelineSource(Source):
 
     Args:
         timeline: what to play.
-        clock: unused by the samples (they carry the timeline's times); kept for the interface.
+        clock: the live clock, read only with ``live``.
         pace: deliver in real time (``speed`` times faster) instead of as fast as taken.
         start_ns: added to every time.
         speed: pacing only: 2.0 delivers the timeline twice as fast (60 fps).
         loop: start again at the end, each pass one frame period after the last one.
+        live: stamp the samples on ``clock`` (each pass starts at the clock's time, never before the last
+            pass ended) instead of from ``start_ns``: a synthesized camera beside live sources, whose
+            samples (a command typed over TCP) carry that clock's times, so sync can pair them.
     """
 
     name = "timeline"
     drives_run = True
 
     def __init__(self, timeline: Timeline, clock: Clock | None = None, pace: bool = False,
-                 start_ns: int = 0, speed: float = 1.0, loop: bool = False) -> None:
+                 start_ns: int = 0, speed: float = 1.0, loop: bool = False, live: bool = False) -> None:
         super().__init__(clock)
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -45,6 +48,7 @@ class TimelineSource(Source):
         self.speed = speed
         self.start_ns = start_ns
         self.loop = loop
+        self.live = live
         self.info = {"scenario": timeline.scenario, "seed": timeline.seed, "frames": len(timeline.frames)}
 
     def __iter__(self) -> Iterator[Sample]:
@@ -52,12 +56,12 @@ class TimelineSource(Source):
         if not len(tl.frame_t_ns):
             return
         span = int(tl.frame_t_ns[-1]) + SECOND // FPS
-        base = self.start_ns
+        base = self.clock.now_ns() if self.live else self.start_ns
         while True:
             yield from self._one_pass(base)
             if not self.loop or self.stop.is_set():
                 return
-            base += span
+            base = max(base + span, self.clock.now_ns()) if self.live else base + span
 
     def _one_pass(self, base: int) -> Iterator[Sample]:
         tl = self.timeline

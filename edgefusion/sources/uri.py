@@ -62,7 +62,8 @@ def camera_factory(uri: str, pace: bool = True, loop: bool = False,
                               "synthesized timeline; bound the run by its duration instead")
         timeline = generate_timeline(get_scenario(uri.split(":", 1)[1]), SYNTH_SECONDS, seed=SYNTH_SEED)
         # an endless loop that is not paced would only spin the CPU: a loop is always real time
-        return lambda: TimelineSource(timeline, pace=pace or loop, loop=loop)
+        # paced, it stands in for a live camera: its samples go on the live clock, as a typed command's do
+        return lambda: TimelineSource(timeline, clock=clock, pace=pace or loop, loop=loop, live=pace or loop)
     return lambda: CameraSource(uri, clock=clock, pace=pace, loop=loop, max_frames=max_frames)
 
 
