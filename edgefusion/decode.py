@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,7 +213,9 @@ def check_outputs(outputs: Sequence[OutputSpec]) -> list[str]:
     problems = []
     for o in outputs:
         if o.kind not in OUTPUT_KINDS:
-            problems.append(f"output '{o.name}': unknown kind {o.kind!r}; expected one of {tuple(OUTPUT_KINDS)}")
+            close = difflib.get_close_matches(str(o.kind), list(OUTPUT_KINDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"output '{o.name}': unknown kind {o.kind!r}{hint} (kinds: {', '.join(OUTPUT_KINDS)})")
         if o.kind in ("class_logits", "class_probs", "multilabel_logits", "multilabel_probs") and not o.labels:
             problems.append(f"output '{o.name}': a {o.kind} output needs its labels")
     return problems

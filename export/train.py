@@ -286,8 +286,13 @@ def load_checkpoint(path: str | Path) -> tuple[FusionNet, dict[str, Any]]:
     Loads with ``weights_only=True``: a checkpoint holds tensors and plain data (dicts,
     lists, tuples, str, int, float), so unpickling can never run code from a crafted file.
     """
+    if not Path(path).is_file():
+        raise ExportError(f"{path}: no such checkpoint; give the checkpoint.pt that 'edgefusion train' wrote "
+                          "(in its --out directory)")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError) as exc:  # a truncated or foreign file: torch's own words, one line
+        raise ExportError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]})") from exc
     except pickle.UnpicklingError as exc:
         # torch's first line only advises turning weights_only off; the line after it names the offending object
         reason = next((ln for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))

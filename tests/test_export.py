@@ -101,6 +101,18 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
     assert not marker.exists()
 
 
+def test_a_missing_or_truncated_checkpoint_is_an_input_error(tmp_path, capsys):
+    from edgefusion.cli import main
+
+    assert main(["export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "p")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    good = (load_package("smart_home").path / "checkpoint.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    assert main(["export", str(tmp_path / "cut.pt"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
 @pytest.fixture
 def torch_backend_module_dropped_after():
     # Tests that simulate a missing torch by blocking `import` statements (test_bench) need

@@ -65,6 +65,23 @@ def test_a_spec_that_names_no_input_of_the_model_is_refused(tmp_path, capsys):
     assert "nothing written" in err and not (tmp_path / "mine").exists()
 
 
+def test_errors_name_the_users_files_not_the_trial_package(tmp_path, capsys):
+    assert main(["package", "silero-vad", str(tmp_path / "vad")]) == 0
+    spec = tmp_path / "io.json"
+    spec.write_text(json.dumps({"inputs": SILERO_VAD["inputs"],
+                                "outputs": [dict(SILERO_VAD["outputs"][0], kind="multilabel_prob")]}))
+    assert main(["package", "onnx", str(tmp_path / "vad" / "model.onnx"), str(tmp_path / "p"), "--io", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert f"--io {spec}: output 'output': unknown kind 'multilabel_prob'; did you mean 'multilabel_probs'?" in err
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    spec.write_text(json.dumps({"inputs": SILERO_VAD["inputs"], "outputs": SILERO_VAD["outputs"]}))
+    assert main(["package", "onnx", str(junk), str(tmp_path / "p"), "--io", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert f"could not open {junk}" in err and "/tmp/tmp" not in err.replace(str(tmp_path), "")
+    assert not (tmp_path / "p").exists()
+
+
 def test_missing_files_are_one_line(tmp_path, capsys):
     assert main(["package", "onnx", str(tmp_path / "none.onnx"), str(tmp_path / "p"), "--io",
                  str(tmp_path / "none.json")]) == 2

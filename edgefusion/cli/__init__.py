@@ -56,7 +56,7 @@ EPILOG = """examples:
   edgefusion demo --scenario driving --seed 3
   edgefusion info smart_home                        # what a package holds and expects
   edgefusion doctor                                 # what this device can run, and what to install
-  edgefusion synth --scenario driving --duration 30 --out drive.npz
+  edgefusion synth --scenario driving --duration 30 --out drive.mcap
   edgefusion train --scenario smart_home --out runs/sh      # needs the 'train' extra (torch)
   edgefusion export runs/sh/checkpoint.pt --out packages/sh
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,13 @@ def _io_spec(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return lists[0], lists[1]
 
 
+def _theirs(message: str, tmp: str, a: argparse.Namespace) -> str:
+    """``message`` about the trial package in ``tmp``, with the user's paths in place of the trial's files."""
+    message = re.sub(re.escape(tmp) + r"[^\s:'\"]*/manifest\.json", f"--io {a.io}", message)
+    message = re.sub(re.escape(tmp) + r"[^\s:'\"]*/model\.onnx", str(a.model), message)
+    return re.sub(re.escape(tmp) + r"[^\s:'\"]*", str(a.dest), message)
+
+
 def _report(pkg: Any) -> None:
     print(f"packaged {pkg.name} at {pkg.path}: inputs {', '.join(i.name for i in pkg.inputs)}; outputs "
           f"{', '.join(o.name for o in pkg.outputs)}")
@@ -91,11 +99,14 @@ def cmd_onnx(a: argparse.Namespace) -> None:
     name = a.name or dest.name
     provenance = {"command": f"edgefusion package onnx {Path(a.model).name}", "source": Path(a.model).name}
     with tempfile.TemporaryDirectory() as tmp:  # tried first: a spec the model does not run with writes nothing
-        trial = package_onnx(a.model, Path(tmp) / "package", inputs, outputs, name=name, provenance=provenance)
-        cpu = next(((ok, why) for variant, backend, ok, why in availability(trial)
-                    if backend == "onnxruntime" and variant == "fp32"), (False, "no ONNX Runtime CPU check ran"))
+        try:
+            trial = package_onnx(a.model, Path(tmp) / "package", inputs, outputs, name=name, provenance=provenance)
+            cpu = next(((ok, why) for variant, backend, ok, why in availability(trial)
+                        if backend == "onnxruntime" and variant == "fp32"), (False, "no ONNX Runtime CPU check ran"))
+        except PackageError as exc:  # said of the trial's files: name the user's instead
+            raise PackageError(_theirs(str(exc), tmp, a) + "; nothing written") from exc
         if not cpu[0]:
-            raise PackageError(f"{Path(a.model).name} with --io {a.io}: {cpu[1]}; nothing written")
+            raise PackageError(f"{Path(a.model).name} with --io {a.io}: {_theirs(cpu[1], tmp, a)}; nothing written")
     _report(package_onnx(a.model, dest, inputs, outputs, name=name, provenance=provenance))
 
 
