@@ -353,3 +353,36 @@ def test_the_vad_share_bench_needs_val_recordings(vad_dir, local_corpus, tmp_pat
     assert bench.main(["--vad", str(vad_dir), "--corpus", str(local_corpus), "--out", str(tmp_path / "x.json")]) == 2
     assert "the corpus' val split needs recordings of 'speech' and of no event" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_replay_check_says_when_the_log_was_made_with_other_stages(vad_dir, babble_log, tmp_path, capsys):
+    from edgefusion.cli import main
+
+    stage = f"vad={vad_dir},scan=32,confirm=speech"
+    rec = tmp_path / "r.mcap"
+    assert main(["replay", str(babble_log), "--model", "smart_home", "--threads", "1", "--record", str(rec),
+                 "--stage", stage]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(rec), "--threads", "1", "--check"]) == 1  # the VAD's vetoes are missing
+    out = capsys.readouterr().out
+    assert "made with the stages vad (its /stages channels), this replay ran none" in out and "MISMATCH" in out
+    assert main(["replay", str(rec), "--threads", "1", "--check", "--stage", stage]) == 0
+    out = capsys.readouterr().out
+    assert "made with the stages" not in out and "MATCH" in out
+
+
+def test_replay_of_a_log_whose_package_is_not_here_says_to_pass_model(babble_log, tmp_path, capsys):
+    import shutil
+
+    from edgefusion.cli import main
+
+    pkg = tmp_path / "mine"
+    shutil.copytree(load_package("smart_home").path, pkg)
+    rec = tmp_path / "r.mcap"
+    assert main(["replay", str(babble_log), "--model", str(pkg), "--threads", "1", "--record", str(rec)]) == 0
+    shutil.rmtree(pkg)
+    capsys.readouterr()
+    assert main(["replay", str(rec), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "names as its model" in err and err.strip().endswith("pass --model PACKAGE")
+    assert main(["replay", str(rec), "--check", "--model", "smart_home", "--threads", "1"]) == 0

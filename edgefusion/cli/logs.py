@@ -15,7 +15,7 @@ from edgefusion.cli._common import (
     stage_option,
     stage_specs,
 )
-from edgefusion.errors import CheckFailed, ConfigError
+from edgefusion.errors import CheckFailed, ConfigError, PackageError
 
 REPLAY_EPILOG = """examples:
   edgefusion synth --scenario driving --duration 30 --out drive.mcap
@@ -72,6 +72,7 @@ def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.backends import open_backend
     from edgefusion.logs.bag import open_log
     from edgefusion.logs.check import check_against_log
+    from edgefusion.logs.schemas import STAGES_TOPIC
     from edgefusion.package import load_package
     from edgefusion.pipeline import PipelineConfig
     from edgefusion.runbuild import Recording, RunBuilder
@@ -85,10 +86,18 @@ def cmd_replay(a: argparse.Namespace) -> None:
                    allow_gaps=a.allow_gaps)
     with open_log(a.log) as r:
         meta = r.metadata()
+        recorded_stages = sorted({c["topic"].split("/")[2] for c in r.info().channels
+                                  if c["topic"].startswith(STAGES_TOPIC + "/") and c["topic"].count("/") == 2})
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
-    pkg = load_package(model)
+    try:
+        pkg = load_package(model)
+    except PackageError as exc:
+        if a.model:
+            raise
+        raise PackageError(f"{exc} (the package {a.log} names as its model; a relative path is from where it was "
+                           "recorded); pass --model PACKAGE") from exc
     if a.speech:
         from edgefusion.sources.speech import speech_task
 
@@ -120,13 +129,19 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if rejected:
         print(f"skipped from {a.log}: {rejected}", file=sys.stderr)
     if run.recorder is not None:
-        print(f"recorded {run.recorder.written} messages to {run.recorder.path}", file=sys.stderr)
+        print(f"recorded {run.recorder.writer.messages} messages to {run.recorder.path}", file=sys.stderr)
     if a.check:
         from edgefusion.policy import task_of
 
         report = check_against_log(a.log, results, task=task_of(pkg), audio_window_ns=cfg.sync.audio_window_ns)
         if report.recorded and (note := _package_note(meta.get("edgefusion", {}), pkg)) is not None:
             print(note)
+        ran = sorted(s.name for s in stage_specs(a))
+        if report.recorded and ran != recorded_stages:
+            print(f"note: the results in this log were made with the stages {', '.join(recorded_stages) or 'none'} "
+                  f"(its /stages channels), this replay ran {', '.join(ran) or 'none'}: a stage can change the "
+                  "results (a confirmation, a gate, its events); replay with the same --stage options to check the "
+                  "runtime")
         for line in report.lines():
             print(line)
         if not report.ok:

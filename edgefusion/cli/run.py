@@ -89,8 +89,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     _print_speech(stats.sources)
     if run.recorder is not None:
         lost = stats.drops.get("recorder/queue_full", 0)
-        print(f"recorded {run.recorder.written} messages to {run.recorder.path}; {lost} dropped (disk too slow)",
-              file=sys.stderr)
+        print(f"recorded {run.recorder.writer.messages} messages to {run.recorder.path}; {lost} dropped "
+              "(disk too slow)", file=sys.stderr)
     print(f"stopped ({stats.stopped_by}) after {stats.wall_s:.1f} s: {stats.steps} steps, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms "
           f"p99 {e2e.get('p99', float('nan')):.2f} ms", file=sys.stderr)
