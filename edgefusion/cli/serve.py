@@ -40,7 +40,7 @@ def cmd_config_check(a: argparse.Namespace) -> None:
     print(f"{a.file}: OK (model {pkg.name}, backend {cfg.model.backend}:{cfg.model.variant}, camera "
           f"{cfg.sources.camera.uri!r}, audio {cfg.sources.audio.uri!r}, text {cfg.sources.text.uri!r}, "
           f"speech {'on' if cfg.sources.speech.enabled else 'off'}, mqtt {'on' if cfg.sinks.mqtt.enabled else 'off'}, "
-          f"http {cfg.http.host}:{cfg.http.port})")
+          f"http {cfg.http.host}:{cfg.http.port}, stages {', '.join(st.name for st in cfg.stages) or 'none'})")
 
 
 def cmd_config_show(a: argparse.Namespace) -> None:
