@@ -318,27 +318,32 @@ def _wait_connected(sink, timeout: float = 10.0) -> None:
     assert sink.connects > 0, "the sink did not connect"
 
 
+def _service_config(http_port: int, mqtt_port: int, prefix: str, task: str, mqtt_extra: str = "") -> str:
+    """A service on ``task``'s built-in package and synthesized camera, publishing to the broker on ``mqtt_port``."""
+    return f"""
+[model]
+package = "{task}"
+threads = 1
+[sources.camera]
+uri = "synth:{task}"
+loop = true
+[sinks.mqtt]
+enabled = true
+port = {mqtt_port}
+topic_prefix = "{prefix}"
+{mqtt_extra}[http]
+port = {http_port}
+[logging]
+json = true
+"""
+
+
 @pytest.mark.slow
 def test_service_with_the_broker_down_at_start_logs_it_reports_it_and_delivers_in_order(tmp_path):
     from serve_kit import Served, free_port, wait_for
 
     http_port, mqtt_port = free_port(), _free_port()
-    cfg = f"""
-[model]
-threads = 1
-[sources.camera]
-uri = "synth:smart_home"
-loop = true
-[sinks.mqtt]
-enabled = true
-port = {mqtt_port}
-topic_prefix = "ef/svc"
-reconnect_max_s = 2.0
-[http]
-port = {http_port}
-[logging]
-json = true
-"""
+    cfg = _service_config(http_port, mqtt_port, "ef/svc", "smart_home", "reconnect_max_s = 2.0\n")
     svc = Served(tmp_path, cfg)
     broker, listener = Broker(mqtt_port), None
     try:
@@ -386,22 +391,7 @@ def test_a_stages_events_are_announced_published_and_cleared_when_a_reload_drops
 
     vad = silero_vad_package(tmp_path / "silero_vad").path
     http_port, mqtt_port = free_port(), _free_port()
-    base = f"""
-[model]
-package = "driving"
-threads = 1
-[sources.camera]
-uri = "synth:driving"
-loop = true
-[sinks.mqtt]
-enabled = true
-port = {mqtt_port}
-topic_prefix = "ef/stage"
-[http]
-port = {http_port}
-[logging]
-json = true
-"""
+    base = _service_config(http_port, mqtt_port, "ef/stage", "driving")
     broker = Broker(mqtt_port)
     broker.start()
     svc = Served(tmp_path, base + f'[[stages]]\nname = "vad"\npackage = "{vad}"\nevents = true\n')
