@@ -269,9 +269,10 @@ class Stage:
         first = min(first, last + 1)
         t = dict.fromkeys(("preprocess", "inference", "postprocess"), 0)
         follows = self._scan_t is not None and window.t_ns > self._scan_t and first <= self._scan_k + 1
-        if not follows:
+        if not follows:  # a new sequence (a window without audio ends one: the next starts afresh)
             step.state.restart()
             self._found.clear()
+            self._scan_t = None
         start = self._scan_k + 1 if follows else first
         for k in range(start, last + 1):
             assert window.audio is not None
@@ -280,7 +281,7 @@ class Stage:
             self._found[k] = frozenset(d.events)
             t.update({name: t[name] + ns for name, ns in part.items()})
         if n:
-            self._scan_t, self._scan_k = window.t_ns, max(last, self._scan_k if follows else last)
+            self._scan_t, self._scan_k = window.t_ns, last
         for k in [k for k in self._found if k < first]:
             del self._found[k]
         steps = [self._found[k] for k in range(first, last + 1)]

@@ -209,6 +209,26 @@ def test_the_robustness_bench_measures_with_a_confirming_stage(vad_dir, local_co
     assert "add confirm=LABEL" in capsys.readouterr().err
 
 
+def test_a_window_without_audio_ends_the_scans_sequence(vad_dir):
+    """Audio missing for a window (masked by sync) mid-stream: that window scans nothing, and the next one
+    starts afresh, reading as a stage that never saw the earlier windows would."""
+    audio = _yes_no()
+
+    def window(t: int, with_audio: bool = True) -> FusionWindow:
+        i = (t - 10**9) * 16000 // 10**9
+        return FusionWindow(t_ns=t, image=None, audio=audio[i: i + 16000] if with_audio else None, command=None)
+
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as (stage,):
+        for t in (10**9, 1_033_333_333):
+            stage.run(window(t))
+        gap, _ = stage.run(window(1_066_666_666, with_audio=False))
+        after, _ = stage.run(window(1_100_000_000))
+    with open_stages([StageSpec.parse(f"vad={vad_dir},scan=32")]) as (stage,):
+        alone, _ = stage.run(window(1_100_000_000))
+    assert gap["steps"] == 0 and gap["scores"] == {"speech": 0.0}
+    assert after["new_steps"] == after["steps"] == alone["steps"] and after["scores"] == alone["scores"]
+
+
 def test_the_stage_latency_bench_reads_every_result_of_a_replay(vad_dir, tmp_path):
     """bench/vad_stage_latency.py through the real CLI: a 2-s log is 60 windows, each running a step or two."""
     import importlib.util
