@@ -254,7 +254,6 @@ class FusionCore:
             self.post = PostProcessor(self.post_config, step.event_labels)
         self._active = (step, decider)
 
-
     def use_stages(self, stages: Sequence[Stage]) -> None:
         """Run ``stages`` before the main model from the next window on; windows prepared before keep
         what the old ones found. Safe from another thread than :meth:`preprocess`'s: it waits for a

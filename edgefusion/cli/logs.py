@@ -72,7 +72,6 @@ def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.backends import open_backend
     from edgefusion.logs.bag import open_log
     from edgefusion.logs.check import check_against_log
-    from edgefusion.logs.schemas import STAGES_TOPIC
     from edgefusion.package import load_package
     from edgefusion.pipeline import PipelineConfig
     from edgefusion.runbuild import Recording, RunBuilder
@@ -86,8 +85,6 @@ def cmd_replay(a: argparse.Namespace) -> None:
                    allow_gaps=a.allow_gaps)
     with open_log(a.log) as r:
         meta = r.metadata()
-        recorded_stages = sorted({c["topic"].split("/")[2] for c in r.info().channels
-                                  if c["topic"].startswith(STAGES_TOPIC + "/") and c["topic"].count("/") == 2})
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
@@ -136,12 +133,6 @@ def cmd_replay(a: argparse.Namespace) -> None:
         report = check_against_log(a.log, results, task=task_of(pkg), audio_window_ns=cfg.sync.audio_window_ns)
         if report.recorded and (note := _package_note(meta.get("edgefusion", {}), pkg)) is not None:
             print(note)
-        ran = sorted(s.name for s in stage_specs(a))
-        if report.recorded and ran != recorded_stages:
-            print(f"note: the results in this log were made with the stages {', '.join(recorded_stages) or 'none'} "
-                  f"(its /stages channels), this replay ran {', '.join(ran) or 'none'}: a stage can change the "
-                  "results (a confirmation, a gate, its events); replay with the same --stage options to check the "
-                  "runtime")
         for line in report.lines():
             print(line)
         if not report.ok:

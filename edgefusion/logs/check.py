@@ -37,6 +37,9 @@ class CheckReport:
     examples: list[str] = field(default_factory=list)
     truth: dict[str, Any] = field(default_factory=dict)
     truth_note: str = ""  # why there is no truth to compare with, when the log has labels
+    #: the stages whose records the recorded results and the new ones carry, by name
+    recorded_stages: list[str] = field(default_factory=list)
+    new_stages: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -45,6 +48,11 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         out = []
+        if self.recorded and self.recorded_stages != self.new_stages:
+            out.append(f"note: the results in this log were made with the stages "
+                       f"{', '.join(self.recorded_stages) or 'none'} (its /stages channels), this replay ran "
+                       f"{', '.join(self.new_stages) or 'none'}: a stage can change the results (a confirmation, a "
+                       "gate, its events); replay with the same --stage options to check the runtime")
         if self.recorded:
             verdict = "MATCH" if self.ok else "MISMATCH"
             out.append(f"against recorded results: {verdict}: {self.compared} of {self.recorded} compared, "
@@ -66,7 +74,9 @@ class CheckReport:
 
 def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[str, Any]]) -> CheckReport:
     """Match by frame time; results are equal when action, emission and events are equal."""
-    rep = CheckReport(frames=len(new), recorded=len(recorded))
+    rep = CheckReport(frames=len(new), recorded=len(recorded),
+                      recorded_stages=sorted({k for old in recorded for k in old.get("stages") or {}}),
+                      new_stages=sorted({k for r in new for k in r.stages}))
     by_t = {r.t_ns: r for r in new}
     for old in recorded:
         t = int(old["t_ns"])
