@@ -255,8 +255,9 @@ class Stage:
         that holds it whole, its recurrent state carried from step ``k - 1``; later windows reuse what it found
         (windows a hop apart share all but a step or two, so a 1-s window costs about a step, not 31). The
         state starts fresh when the steps do not follow on: at the first window, after a gap longer than a
-        window, and when the clock goes back or stands still (windows that are not one stream, such as the
-        benches' independent scenes). A window's steps depend only on the audio up to them, not on the hop.
+        window or a window without audio, and when the clock goes back or stands still (windows that are not
+        one stream, such as the benches' independent scenes). A window's steps depend only on the audio up to
+        them, not on the hop.
         """
         step, spec = self.step, self.spec
         assert spec.scan is not None
