@@ -303,5 +303,15 @@ class Run:
         failures = self.close()
         for name, exc in failures[1:] if et is None else failures:
             log.error("closing sink %s: %s", name, exc)
+        if et is not None:
+            self._drop_empty_log()
         if failures and et is None:
             raise failures[0][1]
+
+    def _drop_empty_log(self) -> None:
+        """A run that failed before it recorded a message (a camera file that does not exist) leaves no log:
+        one with only the run's description would pass for a recording."""
+        rec = self.recorder
+        if rec is not None and rec.writer.messages == 0 and rec.path.is_file():
+            rec.path.unlink()
+            log.warning("removed %s: the run failed before it recorded anything", rec.path)

@@ -141,6 +141,15 @@ def test_sigkill_while_recording_leaves_a_readable_log(tmp_path):
     assert f"replayed {out}: {n_camera} steps" in p.stderr
 
 
+def test_a_run_that_fails_before_recording_leaves_no_log(tmp_path):
+    out = tmp_path / "nothing.mcap"
+    p = _ef("record", "--camera", str(tmp_path / "missing.mp4"), "--audio", "none", "--no-pace", "--record", str(out),
+            "--backend", "null")
+    assert p.returncode == 2 and "missing.mp4 does not exist" in p.stderr, p.stderr
+    assert f"removed {out}: the run failed before it recorded anything" in p.stderr
+    assert not out.exists()
+
+
 class _SlowWriter(LogWriter):
     def write_encoded(self, *a, **k):  # every message, JSON or protobuf, goes through it
         time.sleep(0.02)  # a disk that takes 20 ms per message
