@@ -150,6 +150,15 @@ def test_a_run_that_fails_before_recording_leaves_no_log(tmp_path):
     assert not out.exists()
 
 
+def test_replay_refuses_to_record_over_its_own_log(tmp_path):
+    log = tmp_path / "a.mcap"
+    assert _ef("synth", "--scenario", "smart_home", "--duration", "1", "--out", str(log)).returncode == 0
+    before = log.read_bytes()
+    p = _ef("replay", str(log), "--record", str(tmp_path / "." / "a.mcap"), "--backend", "null")
+    assert p.returncode == 2 and "is the log being replayed" in p.stderr, p.stderr
+    assert log.read_bytes() == before
+
+
 class _SlowWriter(LogWriter):
     def write_encoded(self, *a, **k):  # every message, JSON or protobuf, goes through it
         time.sleep(0.02)  # a disk that takes 20 ms per message

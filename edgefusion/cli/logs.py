@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import (
@@ -68,6 +69,12 @@ def _rate(text: str) -> float | None:
         raise ConfigError(f"--rate must be a number or 'max', got {text!r}") from exc
 
 
+def _is_input(out: Path, log: Path) -> bool:
+    """Whether ``out`` is the log, or one of the files of a rosbag2 folder ``log``."""
+    inputs = sorted(log.iterdir()) if log.is_dir() else [log]
+    return any(out.resolve() == f.resolve() for f in inputs)
+
+
 def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.backends import open_backend
     from edgefusion.logs.bag import open_log
@@ -78,6 +85,9 @@ def cmd_replay(a: argparse.Namespace) -> None:
     from edgefusion.samples import Result
     from edgefusion.stages import open_stages
 
+    if a.record and _is_input(Path(a.record), Path(a.log)):
+        raise ConfigError(f"--record {a.record} is the log being replayed; recording over it would destroy it "
+                          "(record to another file)")
     cfg = PipelineConfig(lossless=not a.live)
     builder = RunBuilder(cfg)
     rate = _rate(a.rate)
