@@ -69,7 +69,7 @@ def train_and_export(scenario: str, arch: str, args: argparse.Namespace) -> tupl
         _edgefusion(["train", "--scenario", scenario, "--arch", arch, "--seed", str(args.seed), "--samples",
                      str(args.samples), "--epochs", str(args.epochs), "--threads", str(args.threads),
                      "--eval-samples", str(args.eval_samples), "--corpus", str(args.corpus), "--out", str(run),
-                     "--spoken", str(args.spoken), "--real-events", f"{args.real_events:g}"],
+                     "--spoken", str(args.spoken), "--real-events", f"{args.real_events:g}", "--force"],
                     run / "train.log")
     if not (args.reuse and (pkg / "manifest.json").is_file()):
         _edgefusion(["export", str(ckpt), "--out", str(pkg), "--force", "--parity-samples", "64"], run / "export.log")

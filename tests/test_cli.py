@@ -61,6 +61,35 @@ def test_synth_writes_an_mcap_that_replays(tmp_path, capsys):
     assert main(["synth", "--scenario", "driving", "--out", str(tmp_path / "t.npz")]) == 2
 
 
+def test_an_existing_output_is_refused_without_force(tmp_path, capsys):
+    log = tmp_path / "t.mcap"
+    assert main(["synth", "--scenario", "driving", "--duration", "1", "--out", str(log)]) == 0
+    spans = tmp_path / "s.csv"
+    spans.write_text("start_s,end_s,kind,label\n0,1,event,siren\n")
+    taken = tmp_path / "taken.mcap"
+    taken.write_bytes(b"an earlier recording")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"an earlier checkpoint")
+    capsys.readouterr()
+    for args, flag in [
+        (["synth", "--scenario", "driving", "--duration", "1", "--out", str(taken)], "--out"),
+        (["record", "--camera", "synth:driving", "--audio", "none", "--record", str(taken), "--duration", "1"],
+         "--record"),
+        (["replay", str(log), "--record", str(taken)], "--record"),
+        (["label", str(log), "--spans", str(spans), "--task", "driving", "--out", str(taken)], "--out"),
+    ]:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert f"error: {flag} {taken} exists; choose another path or pass --force to replace it" in err, (args, err)
+        assert taken.read_bytes() == b"an earlier recording"
+    assert main(["train", "--scenario", "driving", "--samples", "8", "--out", str(tmp_path / "run")]) == 2
+    assert "holds the checkpoint of an earlier run; choose another --out or pass --force" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == b"an earlier checkpoint"
+    assert main(["synth", "--scenario", "driving", "--duration", "1", "--out", str(taken), "--force"]) == 0
+    assert main(["replay", str(log), "--record", str(taken), "--force", "--threads", "1"]) == 0
+    assert main(["label", str(log), "--spans", str(spans), "--task", "driving", "--out", str(taken), "--force"]) == 0
+
+
 def test_threads_takes_a_positive_count_or_auto():
     import argparse
 

@@ -5,15 +5,27 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from edgefusion.errors import MissingDependencyError
+from edgefusion.errors import ConfigError, MissingDependencyError
 
 
 def add_command(sub: Any, name: str, help_: str, fn: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
     sp: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
     sp.set_defaults(fn=fn)
     return sp
+
+
+def force_option(sp: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: replace ``what`` when it exists (without it, an existing output is refused, not overwritten)."""
+    sp.add_argument("--force", action="store_true", help=f"replace {what} if it exists (refused otherwise)")
+
+
+def refuse_existing(path: str | Path, force: bool, flag: str) -> None:
+    """An output that exists is kept unless ``--force``: a recording or a checkpoint is not lost by a rerun."""
+    if not force and Path(path).exists():
+        raise ConfigError(f"{flag} {path} exists; choose another path or pass --force to replace it")
 
 
 def stage_option(sp: argparse.ArgumentParser) -> None:

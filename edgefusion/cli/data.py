@@ -47,7 +47,7 @@ def cmd_label(a: argparse.Namespace) -> None:
     from edgefusion.logs.edit import label_log
 
     copy, track = label_log(a.log, a.spans, a.task, out=a.out, coverage=a.coverage, in_place=a.in_place,
-                            source=a.source)
+                            source=a.source, force=a.force)
     per = ", ".join(f"{k} {len(track.of(k))}" for k in ("event", "intent", "action", "coverage") if track.of(k))
     print(f"wrote {copy.path}: {copy.labels} label spans ({per}) on /labels for task {a.task}; "
           f"coverage {track.seconds('coverage'):.3f} s; {copy.copied} messages, {copy.metadata} metadata and "
@@ -129,6 +129,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--task", required=True, help="built-in task (smart_home, driving) or a task.toml path")
     sp.add_argument("--out", metavar="OUT.mcap", help="where the labelled copy goes (default: LOG.labelled.mcap)")
     sp.add_argument("--in-place", action="store_true", help="replace the log itself (once the copy is complete)")
+    sp.add_argument("--force", action="store_true", help="replace the --out copy if it exists (refused otherwise)")
     sp.add_argument("--coverage", default="auto", choices=["auto", "all", "spans"],
                     help="all: the whole log is labelled; spans: only the file's coverage rows; auto (default): "
                          "spans if the file has coverage rows, else all")

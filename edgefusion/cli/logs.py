@@ -10,8 +10,10 @@ from typing import Any
 
 from edgefusion.cli._common import (
     add_command,
+    force_option,
     foxglove_option,
     live_view_line,
+    refuse_existing,
     runtime_options,
     stage_option,
     stage_specs,
@@ -43,6 +45,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
         raise ConfigError(f"--duration must be positive, got {a.duration}")
     if not a.out.endswith(".mcap"):
         raise ConfigError(f"--out must end in .mcap, got {a.out!r}")
+    refuse_existing(a.out, a.force, "--out")
     path, n = write_synth(a.scenario, a.duration, a.seed, a.out, a.hard, a.image_format)
     print(f"wrote {path}: {n} messages ({a.duration:g} s of {a.scenario} at 30 fps, 16 kHz audio, commands, "
           f"ground truth per frame on /truth and as label spans on /labels), {path.stat().st_size / 1e6:.1f} MB")
@@ -88,6 +91,8 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if a.record and _is_input(Path(a.record), Path(a.log)):
         raise ConfigError(f"--record {a.record} is the log being replayed; recording over it would destroy it "
                           "(record to another file)")
+    if a.record:
+        refuse_existing(a.record, a.force, "--record")
     cfg = PipelineConfig(lossless=not a.live)
     builder = RunBuilder(cfg)
     rate = _rate(a.rate)
@@ -115,7 +120,8 @@ def cmd_replay(a: argparse.Namespace) -> None:
         builder.live_view(a.foxglove)
     if a.record:
         # the options, not argv: argv names the output file, and two replays of one log must write the same bytes
-        options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "foxglove")}
+        options = {k: v for k, v in sorted(vars(a).items())
+                   if k not in ("fn", "record", "command", "foxglove", "force")}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=model,
                                  run_config={"command": "replay", "options": options, "pipeline": cfg.__dict__},
                                  repeatable=rate is None and not a.live))
@@ -237,6 +243,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"],
                     help="raw (lossless, default) or jpeg (smaller; replays see JPEG artefacts)")
     sp.add_argument("--out", required=True, help="output .mcap path")
+    force_option(sp, "the --out log")
 
     sp = add_command(sub, "replay", "Replay an MCAP log through a model on the log's clock; optionally check the "
                                     "results against those recorded in it, and record the replay.", cmd_replay)
@@ -254,6 +261,7 @@ def register(sub: Any) -> None:
                                                          "/truth, else its /labels read with the package's task); "
                                                          "exit non-zero on a mismatch with the results")
     sp.add_argument("--record", metavar="OUT.mcap", help="record the replayed run (inputs and results)")
+    force_option(sp, "the --record log")
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")
     sp.add_argument("--jpeg", dest="image_format", action="store_const", const="jpeg",
                     help="same as --image-format jpeg (foxglove.CompressedImage; replays of it see JPEG artefacts)")

@@ -11,8 +11,10 @@ from typing import Any
 
 from edgefusion.cli._common import (
     add_command,
+    force_option,
     foxglove_option,
     live_view_line,
+    refuse_existing,
     runtime_options,
     stage_option,
     stage_specs,
@@ -40,6 +42,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     from edgefusion.sync import MissingPolicy, SyncConfig
 
     _validate(a)
+    if a.record:
+        refuse_existing(a.record, a.force, "--record")
     pkg = load_package(a.model)
     offsets = {"audio": int(a.audio_offset_ms * 1e6)} if a.audio_offset_ms else {}
     cfg = PipelineConfig(lossless=a.lossless, sync=SyncConfig(audio_policy=MissingPolicy(a.audio_policy),
@@ -61,7 +65,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         # differs from run to run (stage timings, the clock offset, argv naming the output file)
         offline = a.no_pace and a.lossless
         options = {k: v for k, v in sorted(vars(a).items()) if k not in ("fn", "record", "command", "stats",
-                                                                         "foxglove")}
+                                                                         "foxglove", "force")}
         command = {"command": a.command, "options": options} if offline else {"command": sys.argv}
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
                                  run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline,
@@ -143,6 +147,7 @@ def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     sp.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"],
                     help="chunk compression of --record: zstd (default, smaller) or lz4 (about half the CPU: raw "
                          "high-resolution frames on a busy CPU)")
+    force_option(sp, "the --record log")
     foxglove_option(sp)
     stage_option(sp)
     runtime_options(sp)

@@ -47,9 +47,17 @@ def cmd_train(a: argparse.Namespace) -> None:
                                      spoken=a.spoken, real_events=a.real_events),
                          seed=a.seed, epochs=a.epochs, n_train=a.samples, threads=a.threads, n_eval=a.eval_samples)
     out = a.out or f"runs/{a.scenario}-{arch}"
+    _refuse_earlier_run(out, a.force)
     res = train(cfg, out)
     print(f"checkpoint {res.checkpoint}\nmetrics    {Path(out) / 'metrics.json'}")
     _print_held_out(res.metrics)
+
+
+def _refuse_earlier_run(out: str, force: bool) -> None:
+    """A checkpoint already in ``out`` (minutes or hours of training) is replaced only with ``--force``."""
+    if not force and (Path(out) / "checkpoint.pt").exists():
+        raise ConfigError(f"--out {out} holds the checkpoint of an earlier run; choose another --out or pass --force "
+                          "to replace it")
 
 
 def _print_held_out(metrics: dict[str, Any]) -> None:
@@ -77,6 +85,7 @@ def _train_task(a: argparse.Namespace) -> None:
                           new_text=a.new_text, text_warmup=a.text_warmup, music=a.music,
                           spoken=a.spoken, real_events=a.real_events, **kw)
     out = a.out or f"runs/{task.name}-{a.arch or 'attention'}"
+    _refuse_earlier_run(out, a.force)
     res = train_task(cfg, out)
     m = res.metrics
     print(f"checkpoint {res.checkpoint}\nmetrics    {Path(out) / 'metrics.json'}")
@@ -161,6 +170,8 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
                                                      "with --task)")
     sp.add_argument("--threads", type=int, help="torch threads (default 2)")
     sp.add_argument("--out", help="output directory (default runs/SCENARIO-ARCH or runs/TASK-ARCH)")
+    sp.add_argument("--force", action="store_true", help="replace the checkpoint of an earlier run in --out "
+                                                         "(refused otherwise)")
     sp.add_argument("--no-augment", action="store_true",
                     help="train on the clean synthetic samples, as before augmentation existed")
     sp.add_argument("--corpus", default="runs/corpus",

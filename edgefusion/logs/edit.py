@@ -160,7 +160,8 @@ def _copy(reader: SeekingReader, out: IO[bytes], dst: Path, track: LabelTrack, t
 
 
 def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: str | Path | None = None,
-              coverage: str = "auto", in_place: bool = False, source: str = "human") -> tuple[LabelledCopy, LabelTrack]:
+              coverage: str = "auto", in_place: bool = False, source: str = "human",
+              force: bool = False) -> tuple[LabelledCopy, LabelTrack]:
     """``edgefusion label``: a copy of ``log`` with the spans of a span file as its ``/labels`` track.
 
     Args:
@@ -174,11 +175,12 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
             has coverage rows, else ``all``).
         in_place: replace ``log`` itself (once the copy is complete).
         source: who labelled the spans.
+        force: replace the copy ``out`` if it exists (refused otherwise).
 
     Raises:
         InputError: bad rows or labels (every one named), spans outside the log, a log that
             is not a complete MCAP file.
-        ConfigError: contradicting options.
+        ConfigError: contradicting options; a copy that exists without ``force``.
     """
     task = task if isinstance(task, Task) else load_task(task)
     if coverage not in COVERAGE_MODES:
@@ -189,6 +191,8 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
     dst = log if in_place else Path(out) if out is not None else log.with_name(f"{log.stem}.labelled.mcap")
     if not in_place and dst.resolve() == log.resolve():
         raise ConfigError(f"--out {dst} is the input log; pass --in-place to replace it")
+    if not in_place and not force and dst.exists():
+        raise ConfigError(f"--out {dst} exists; choose another path or pass --force to replace it")
     with LogReader(log) as r:
         _check_intact(r, log)
         span = r.sample_range()
