@@ -1,15 +1,16 @@
 """False alarms against detections of real sounds, per audio event, across event thresholds.
 
 One false-alarm rate says little on its own: a head that never fires has none. This bench
-puts, for each audio event with held-out real recordings of its own (smart_home's speech, driving's
-horn), both sides at each threshold: the share of windows of held-out recordings *without* the
-event on which it fires (false alarms, as ``bench/robustness.py`` mixes them), and the share of
-windows of held-out recordings *of* the event on which it fires (detections). The scenes and
+puts, for each audio event with held-out real recordings of its own (smart_home's speech,
+doorbell and glass_break, driving's horn), both sides at each threshold: the share of windows
+of held-out recordings *without* the event on which it fires (false alarms, as
+``bench/robustness.py`` mixes them), and the share of windows of held-out recordings *of* the
+event on which it fires (detections). The scenes and
 seeds are the robustness bench's, so the 0.5 row repeats its numbers. Two packages can then be
 compared at equal false alarms.
 
 Nothing here chooses a threshold: held-out recordings are for measuring. A threshold to ship
-would be chosen on recordings of the ``train`` split that training did not use, and none is left.
+would be chosen on the corpus' ``val`` split, as ``bench/vad_share.py`` chooses its share.
 
     python bench/event_thresholds.py [--packages smart_home PATH...] [--level-dbfs -20]
 """

@@ -99,16 +99,38 @@ def deb_version(deb_name: str) -> str:
 
 
 def decode_bytes(data: bytes, what: str) -> tuple[np.ndarray, int]:
-    """WAV / FLAC / Ogg Vorbis bytes -> mono float32 samples and their rate (libsndfile)."""
+    """WAV / FLAC / Ogg Vorbis / MP3 bytes -> mono float32 samples and their rate (libsndfile)."""
     try:
         import soundfile as sf
     except ImportError as exc:
         raise MissingDependencyError("soundfile", "audio", "decoding the corpus' sound files") from exc
+    mp3 = _riff_mp3(data)
+    f = io.BytesIO(data if mp3 is None else mp3)
+    if mp3 is not None:
+        f.name = "stream.mp3"  # a bare MPEG stream (no ID3 tag): libsndfile goes by the extension
     try:
-        x, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        x, rate = sf.read(f, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise ExportError(f"{what}: cannot decode it as audio ({exc})") from exc
     return np.ascontiguousarray(x.mean(axis=1), np.float32), int(rate)
+
+
+def _riff_mp3(data: bytes) -> bytes | None:
+    """The MP3 stream inside a RIFF WAVE whose format is MPEG layer 3 (tag 0x55), else None.
+
+    libsndfile reads MP3 streams but not RIFF-wrapped ones (qgo's doorbell.wav is one); the
+    stream is the ``data`` chunk as it is, so it is handed over unwrapped (a dozen lines; no
+    library is needed for it).
+    """
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE" or data[12:16] != b"fmt " or data[20:22] != b"\x55\x00":
+        return None
+    at = 12
+    while at + 8 <= len(data):
+        tag, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if tag == b"data":
+            return data[at + 8:at + 8 + size]
+        at += 8 + size + (size & 1)
+    return None
 
 
 def decode_file(path: Path) -> tuple[np.ndarray, int]:

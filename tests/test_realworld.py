@@ -189,6 +189,21 @@ def test_read_cat_member(tmp_path: Path) -> None:
         corpus_sources.read_cat_member(bank, 2)
 
 
+def test_decode_reads_mp3_wrapped_in_a_wav_file() -> None:
+    sf = pytest.importorskip("soundfile")
+    tone = (0.3 * np.sin(np.arange(22050) * 2 * np.pi * 440 / 22050)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, tone, 22050, format="MP3")
+    mp3 = buf.getvalue()
+    fmt = struct.pack("<HHIIHH", 0x55, 1, 22050, 4000, 1, 0)  # WAVE_FORMAT_MPEGLAYER3, as qgo's doorbell.wav
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(mp3)) + mp3
+    x, rate = corpus_sources.decode_bytes(b"RIFF" + struct.pack("<I", len(body)) + body, "test")
+    assert rate == 22050 and abs(len(x) - 22050) < 2400  # the encoder's padding
+    assert abs(float(np.sqrt(np.mean(x ** 2))) - 0.3 / np.sqrt(2)) < 0.03
+    with pytest.raises(ExportError, match="cannot decode it as audio"):
+        corpus_sources.decode_bytes(b"RIFF" + struct.pack("<I", len(body)) + body[:40], "test")
+
+
 def test_compose_typing_is_seeded() -> None:
     keys = [np.hanning(400).astype(np.float32) * 0.5, np.hanning(300).astype(np.float32) * 0.3]
     a = corpus_sources.compose_typing(keys, 16000, 3.0, seed=4)
