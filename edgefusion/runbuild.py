@@ -314,4 +314,4 @@ class Run:
         rec = self.recorder
         if rec is not None and rec.writer.messages == 0 and rec.path.is_file():
             rec.path.unlink()
-            log.warning("removed %s: the run failed before it recorded anything", rec.path)
+            log.warning("removed the empty log %s: the run failed before it recorded anything", rec.path)

@@ -146,7 +146,7 @@ def test_a_run_that_fails_before_recording_leaves_no_log(tmp_path):
     p = _ef("record", "--camera", str(tmp_path / "missing.mp4"), "--audio", "none", "--no-pace", "--record", str(out),
             "--backend", "null")
     assert p.returncode == 2 and "missing.mp4 does not exist" in p.stderr, p.stderr
-    assert f"removed {out}: the run failed before it recorded anything" in p.stderr
+    assert f"removed the empty log {out}: the run failed before it recorded anything" in p.stderr
     assert not out.exists()
 
 
@@ -155,6 +155,26 @@ def test_replay_refuses_to_record_over_its_own_log(tmp_path):
     assert _ef("synth", "--scenario", "smart_home", "--duration", "1", "--out", str(log)).returncode == 0
     before = log.read_bytes()
     p = _ef("replay", str(log), "--record", str(tmp_path / "." / "a.mcap"), "--backend", "null")
+    assert p.returncode == 2 and "is the log being replayed" in p.stderr, p.stderr
+    assert log.read_bytes() == before
+
+
+def test_force_keeps_the_earlier_recording_when_the_run_records_nothing(tmp_path):
+    out = tmp_path / "keep.mcap"
+    out.write_bytes(b"an earlier recording")
+    p = _ef("record", "--camera", str(tmp_path / "typo.mp4"), "--audio", "none", "--no-pace", "--record", str(out),
+            "--force", "--backend", "null")
+    assert p.returncode == 2 and "typo.mp4 does not exist" in p.stderr, p.stderr
+    assert f"kept the earlier {out}: nothing was recorded to replace it" in p.stderr
+    assert out.read_bytes() == b"an earlier recording" and sorted(x.name for x in tmp_path.iterdir()) == ["keep.mcap"]
+
+
+def test_replay_refuses_a_hard_link_to_its_own_log(tmp_path):
+    log = tmp_path / "a.mcap"
+    assert _ef("synth", "--scenario", "smart_home", "--duration", "1", "--out", str(log)).returncode == 0
+    (tmp_path / "b.mcap").hardlink_to(log)
+    before = log.read_bytes()
+    p = _ef("replay", str(log), "--record", str(tmp_path / "b.mcap"), "--force", "--backend", "null")
     assert p.returncode == 2 and "is the log being replayed" in p.stderr, p.stderr
     assert log.read_bytes() == before
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from edgefusion.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
 
 
 def add_command(sub: Any, name: str, help_: str, fn: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
@@ -26,6 +31,30 @@ def refuse_existing(path: str | Path, force: bool, flag: str) -> None:
     """An output that exists is kept unless ``--force``: a recording or a checkpoint is not lost by a rerun."""
     if not force and Path(path).exists():
         raise ConfigError(f"{flag} {path} exists; choose another path or pass --force to replace it")
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path | None) -> Iterator[None]:
+    """Set an existing recording at ``path`` aside while a run records over it (``--force``).
+
+    The old file is deleted once the run ends with a new one in its place; when the run fails
+    before it recorded anything (its empty log removed, see :class:`edgefusion.runbuild.Run`),
+    the old file is put back: a typo in a source does not cost the recording it was to replace.
+    """
+    target = Path(path) if path is not None else None
+    if target is None or not target.is_file():
+        yield
+        return
+    aside = target.with_name(f".{target.name}.replaced")
+    os.replace(target, aside)
+    try:
+        yield
+    finally:
+        if target.exists():
+            aside.unlink()
+        else:
+            os.replace(aside, target)
+            log.warning("kept the earlier %s: nothing was recorded to replace it", target)
 
 
 def stage_option(sp: argparse.ArgumentParser) -> None:

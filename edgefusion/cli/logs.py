@@ -14,6 +14,7 @@ from edgefusion.cli._common import (
     foxglove_option,
     live_view_line,
     refuse_existing,
+    replacing,
     runtime_options,
     stage_option,
     stage_specs,
@@ -73,9 +74,10 @@ def _rate(text: str) -> float | None:
 
 
 def _is_input(out: Path, log: Path) -> bool:
-    """Whether ``out`` is the log, or one of the files of a rosbag2 folder ``log``."""
+    """Whether ``out`` is the log, or one of the files of a rosbag2 folder ``log`` (by path, or as the same
+    file under another name: a hard link)."""
     inputs = sorted(log.iterdir()) if log.is_dir() else [log]
-    return any(out.resolve() == f.resolve() for f in inputs)
+    return any(out.resolve() == f.resolve() or (out.exists() and f.exists() and out.samefile(f)) for f in inputs)
 
 
 def cmd_replay(a: argparse.Namespace) -> None:
@@ -126,8 +128,9 @@ def cmd_replay(a: argparse.Namespace) -> None:
                                  run_config={"command": "replay", "options": options, "pipeline": cfg.__dict__},
                                  repeatable=rate is None and not a.live))
     results: list[Result] = []
-    with open_stages(stage_specs(a)) as stages, open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) \
-            as be, builder.build(pkg, be, on_result=results.append, stages=stages) as run:
+    with replacing(a.record), open_stages(stage_specs(a)) as stages, \
+            open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
+            builder.build(pkg, be, on_result=results.append, stages=stages) as run:
         live_view_line(run)
         stats = run.pipeline.run()
     e2e = stats.latency_ms.get("end_to_end", {})

@@ -15,6 +15,7 @@ from edgefusion.cli._common import (
     foxglove_option,
     live_view_line,
     refuse_existing,
+    replacing,
     runtime_options,
     stage_option,
     stage_specs,
@@ -70,8 +71,9 @@ def cmd_run(a: argparse.Namespace) -> None:
         builder.record(Recording(a.record, image_format=a.image_format, package_ref=a.model,
                                  run_config={**command, "pipeline": cfg.__dict__}, repeatable=offline,
                                  compression=a.compression))
-    with open_stages(stage_specs(a)) as stages, open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) \
-            as be, builder.build(pkg, be, stages=stages) as run:
+    with replacing(a.record), open_stages(stage_specs(a)) as stages, \
+            open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
+            builder.build(pkg, be, stages=stages) as run:
         pipe = run.pipeline
         live_view_line(run)
         previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
