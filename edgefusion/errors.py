@@ -107,7 +107,9 @@ class PipelineError(EdgeFusionError):
 
     def __init__(self, stage: str, exc: BaseException) -> None:
         self.stage = stage
-        super().__init__(f"pipeline stage '{stage}' failed: {type(exc).__name__}: {exc}")
+        # an EdgeFusionError says what is wrong in the user's words; another exception is named, as a bug
+        what = str(exc) if isinstance(exc, EdgeFusionError) else f"{type(exc).__name__}: {exc}"
+        super().__init__(f"pipeline stage '{stage}' failed: {what}")
 
 
 class CheckFailed(EdgeFusionError):

@@ -44,6 +44,20 @@ def test_errors_are_one_line_not_a_traceback(pkg_copy):
         assert "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--duration", "-5"], "--duration must be a positive number of seconds, got -5"),
+    (["demo", "--duration", "nan"], "--duration must be a positive number of seconds, got nan"),
+    (["demo", "--seed", "-1"], "--seed must be 0 or more, got -1"),
+    (["demo", "--json", "/nonexistent/dir/x.json"], "--json /nonexistent/dir/x.json: the folder"),
+    (["train", "--scenario", "driving", "--eval-samples", "0"], "--eval-samples 0 (no held-out evaluation) is for"),
+    (["train", "--scenario", "driving", "--samples", "0"], "--samples 0: training on a scenario needs"),
+    (["train", "--task", "driving", "--samples", "-3"], "--samples is a number of samples, 0 or more; got -3"),
+])
+def test_bad_numbers_are_refused_before_any_work(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_info_prints_inputs_and_parity(capsys):
     assert main(["info", "driving"]) == 0
     out = capsys.readouterr().out
@@ -88,6 +102,18 @@ def test_an_existing_output_is_refused_without_force(tmp_path, capsys):
     assert main(["synth", "--scenario", "driving", "--duration", "1", "--out", str(taken), "--force"]) == 0
     assert main(["replay", str(log), "--record", str(taken), "--force", "--threads", "1"]) == 0
     assert main(["label", str(log), "--spans", str(spans), "--task", "driving", "--out", str(taken), "--force"]) == 0
+
+
+def test_replay_refuses_a_range_with_nothing_in_it(tmp_path, capsys):
+    log = tmp_path / "t.mcap"
+    assert main(["synth", "--scenario", "driving", "--duration", "1", "--out", str(log)]) == 0
+    for args, message in [(["--start", "10", "--check"], "--start 10 s is past the end of the log (0.967 s long)"),
+                          (["--start", "0.5", "--end", "0.2"], "--end must be later than --start (0.5 s), got 0.2"),
+                          (["--start", "-3"], "--start must be 0 or more seconds into the log, got -3")]:
+        capsys.readouterr()
+        assert main(["replay", str(log), "--backend", "null", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    assert main(["replay", str(log), "--backend", "null", "--start", "0.5"]) == 0
 
 
 def test_threads_takes_a_positive_count_or_auto():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from edgefusion.cli._common import add_command, runtime_options
+from edgefusion.errors import ConfigError
 
 
 def cmd_info(a: argparse.Namespace) -> None:
@@ -39,6 +41,12 @@ def cmd_info(a: argparse.Namespace) -> None:
 def cmd_demo(a: argparse.Namespace) -> None:
     from edgefusion.demo import run_demo
 
+    if not (math.isfinite(a.duration) and a.duration > 0):
+        raise ConfigError(f"--duration must be a positive number of seconds, got {a.duration:g}")
+    if a.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {a.seed}")
+    if a.json and not Path(a.json).resolve().parent.is_dir():
+        raise ConfigError(f"--json {a.json}: the folder {Path(a.json).resolve().parent} does not exist")
     rep = run_demo(a.scenario, a.model, a.seed, a.duration, a.backend, a.variant, a.threads, realtime=a.realtime)
     if a.json:
         Path(a.json).write_text(json.dumps(rep.summary(), indent=2) + "\n")

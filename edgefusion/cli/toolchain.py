@@ -26,9 +26,17 @@ def cmd_train(a: argparse.Namespace) -> None:
         raise ConfigError(f"--spoken is a number of clips, 0 or more; got {a.spoken}")
     if not 0.0 <= a.real_events <= 1.0:
         raise ConfigError(f"--real-events is a chance per window, in [0, 1]; got {a.real_events:g}")
+    for flag, v in (("--samples", a.samples), ("--eval-samples", a.eval_samples)):
+        if v is not None and v < 0:
+            raise ConfigError(f"{flag} is a number of samples, 0 or more; got {v}")
     if a.task:
         _train_task(a)
         return
+    if a.samples == 0:
+        raise ConfigError("--samples 0: training on a scenario needs at least one synthetic sample")
+    if a.eval_samples == 0:
+        raise ConfigError("--eval-samples 0 (no held-out evaluation) is for --task training; a --scenario run "
+                          "evaluates on at least one sample")
     from edgefusion.scenarios import get_scenario
     from export.train import TrainConfig, train, with_overrides
 

@@ -51,6 +51,11 @@ class ReplaySource(Source):
         self.allow_gaps = allow_gaps
         if rate is not None and rate <= 0:
             raise InputError(f"replay rate must be positive (or max), got {rate}")
+        if start_s is not None and not start_s >= 0:
+            raise InputError(f"--start must be 0 or more seconds into the log, got {start_s:g}")
+        if end_s is not None and not end_s > (start_s or 0.0):
+            raise InputError(f"--end must be later than --start ({start_s or 0:g} s), got {end_s:g}: nothing to "
+                             "replay")
         unknown = set(mapping or {}) - set(STREAMS)
         if unknown:
             raise InputError(f"--map: unknown stream(s) {sorted(unknown)}; expected {', '.join(STREAMS)}")
@@ -98,6 +103,9 @@ class ReplaySource(Source):
                      "messages": info.messages, "duration_s": ((info.end_ns or 0) - self.first_ns) / 1e9,
                      "gaps": len(gaps), "lost_messages": sum(g.messages or 0 for g in gaps),
                      "clock": info.metadata.get("clock", {})}
+        if self.start_s is not None and self.start_s >= self.info["duration_s"]:
+            raise SourceError(f"{self.path}: --start {self.start_s:g} s is past the end of the log "
+                              f"({self.info['duration_s']:.3f} s long): nothing to replay")
 
     def __iter__(self) -> Iterator[Sample]:
         if self._reader is None:
