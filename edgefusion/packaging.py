@@ -38,13 +38,25 @@ from typing import Any
 from edgefusion.errors import PackageError
 from edgefusion.package import MANIFEST, load_package, sha256_file
 
-__all__ = ["Stage", "file_record", "staged_package", "write_json"]
+__all__ = ["Stage", "file_record", "publish_mode", "staged_package", "write_json"]
 
 
 def file_record(root: Path, rel: str, **extra: Any) -> dict[str, Any]:
     """``{path, sha256, bytes, **extra}`` for the file ``root / rel``, as manifests record files."""
     f = root / rel
     return {"path": rel, "sha256": sha256_file(f), "bytes": f.stat().st_size, **extra}
+
+
+def publish_mode(path: Path, like: Path | None = None) -> None:
+    """Give a file or folder made by ``tempfile`` (0600 / 0700) the mode a plain ``open``/``mkdir`` would
+    have given it under the process umask, or the mode of ``like`` (the file it replaces), so that others
+    (a service user, a colleague) can read what was written as they can read the rest."""
+    if like is not None and like.exists():
+        os.chmod(path, like.stat().st_mode & 0o7777)
+        return
+    mask = os.umask(0o022)  # the only way to read the umask is to set it; put back at once
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def write_json(path: Path, obj: Any) -> None:

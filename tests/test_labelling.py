@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 from labelled_logs import S, messages, plain_log
@@ -82,6 +84,20 @@ def test_label_in_place_replaces_the_track_and_out_must_differ_from_the_input(lo
     assert main(["label", str(log), "--spans", str(first), "--task", "smart_home", "--out", "x.mcap",
                  "--in-place"]) == 2
     assert "either --in-place or --out" in _one_error(capsys)
+
+
+def test_a_labelled_copy_is_readable_as_other_outputs_are(log, tmp_path):
+    spans = _spans(tmp_path, ["0.1,0.2,event,dark"])
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "copy.mcap"
+        label_log(log, spans, "smart_home", out=out)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not tempfile's 0600
+        log.chmod(0o640)
+        label_log(log, spans, "smart_home", in_place=True)
+        assert stat.S_IMODE(log.stat().st_mode) == 0o640  # --in-place keeps the log's own mode
+    finally:
+        os.umask(old)
 
 
 def test_coverage_modes(log, tmp_path):

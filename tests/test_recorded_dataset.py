@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +83,13 @@ def test_windows_and_feeds_are_the_runtimes(synth_set):
 
 def test_the_build_is_deterministic_and_independent_of_log_order(synth_set, tmp_path):
     logs, _, m = synth_set
-    again = build_recorded_dataset("smart_home", logs[::-1], tmp_path / "again", seed=3, command="test")
+    mask = os.umask(0o022)
+    try:
+        again = build_recorded_dataset("smart_home", logs[::-1], tmp_path / "again", seed=3, command="test")
+    finally:
+        os.umask(mask)
     assert again["splits"] == m["splits"]  # same shards, byte for byte (their sha256), same counts
+    assert stat.S_IMODE((tmp_path / "again").stat().st_mode) == 0o755  # not tempfile's 0700
 
 
 def test_split_is_by_recording_deterministic_and_order_free():

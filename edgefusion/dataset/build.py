@@ -27,7 +27,7 @@ from edgefusion.labels.spans_csv import format_problems
 from edgefusion.logs import LogReader
 from edgefusion.package import MANIFEST as PACKAGE_MANIFEST
 from edgefusion.package import ModelPackage, builtin_packages, load_package, sha256_file
-from edgefusion.packaging import write_json
+from edgefusion.packaging import publish_mode, write_json
 from edgefusion.sync import SyncConfig
 from edgefusion.task import Task, load_task
 
@@ -92,6 +92,7 @@ def build_recorded_dataset(task: Task | str | Path, logs: Sequence[str | Path], 
         cut = _cut_all(stage, recordings, task, pkg, sync, shard_windows, progress)
         manifest = {**_header(task, pkg, sync, val_fraction, seed, command), **cut}
         write_json(stage / MANIFEST, manifest)
+        publish_mode(stage)
         _commit(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -42,6 +42,7 @@ from edgefusion.labels.spans_csv import format_problems
 from edgefusion.logs.reader import LogReader
 from edgefusion.logs.schemas import SCHEMAS, TOPICS
 from edgefusion.logs.writer import encode_message
+from edgefusion.packaging import publish_mode
 from edgefusion.task import Task, load_task
 
 __all__ = ["COVERAGE_MODES", "END_SLACK_NS", "LabelledCopy", "atomic_output", "label_log", "write_labelled"]
@@ -88,6 +89,7 @@ def atomic_output(dst: Path) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        publish_mode(Path(tmp), like=dst)
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):
