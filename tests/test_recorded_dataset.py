@@ -131,7 +131,7 @@ def test_dataset_info_prints_counts_and_warns_about_thin_labels(synth_set, capsy
     _, ds, m = synth_set
     assert main(["dataset", "info", str(ds)]) == 0
     out = capsys.readouterr().out
-    assert "train: 90 windows from 1 recording(s) in 1 shard(s)" in out
+    assert "train: 90 windows from 1 recording in 1 shard" in out
     assert f"  dark                  {m['splits']['train']['counts']['events']['dark']:>10}" in out
     assert "warning: train: events with fewer than 20 positive windows:" in out
     assert not any(line.startswith("train") for line in thin_labels(m, min_train=0))

@@ -43,6 +43,11 @@ examples:
 """
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 recording``, ``2 recordings``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def cmd_label(a: argparse.Namespace) -> None:
     from edgefusion.logs.edit import label_log
 
@@ -97,8 +102,9 @@ def cmd_dataset_build(a: argparse.Namespace) -> None:
         for note in r["notes"]:
             print(f"warning: {r['path']}: {note}", file=sys.stderr)
     s = m["splits"]
-    print(f"wrote {a.out}: train {s['train']['windows']} windows ({len(s['train']['recordings'])} recordings), "
-          f"val {s['val']['windows']} windows ({len(s['val']['recordings'])} recordings), task {m['task']['name']}, "
+    train, val = (_n(len(s[k]["recordings"]), "recording") for k in ("train", "val"))
+    print(f"wrote {a.out}: train {s['train']['windows']} windows ({train}), "
+          f"val {s['val']['windows']} windows ({val}), task {m['task']['name']}, "
           f"preprocessing of {m['package']['name']}")
     for line in thin_labels(m):
         print(f"warning: {line}", file=sys.stderr)

@@ -95,8 +95,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     _print_speech(stats.sources)
     if run.recorder is not None:
         lost = stats.drops.get("recorder/queue_full", 0)
-        print(f"recorded {run.recorder.writer.messages} messages to {run.recorder.path}; {lost} dropped "
-              "(disk too slow)", file=sys.stderr)
+        print(f"recorded {run.recorder.writer.messages} messages to {run.recorder.path}"
+              + (f"; {lost} dropped (the recorder fell behind: a slow disk, or --no-pace without --lossless)"
+                 if lost else ""), file=sys.stderr)
     print(f"stopped ({stats.stopped_by}) after {stats.wall_s:.1f} s: {stats.steps} steps, {stats.emitted} actions "
           f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms "
           f"p99 {e2e.get('p99', float('nan')):.2f} ms", file=sys.stderr)
@@ -111,9 +112,22 @@ def register(sub: Any) -> None:
     _options(sp, record_required=True)
 
 
+RECORD_EPILOG = """examples:
+  edgefusion record --camera 0 --audio default --record kitchen.mcap            # until Ctrl-C; JPEG frames
+  edgefusion record --camera clip.mp4 --audio clip.wav --no-pace --lossless --record clip.mcap   # a file, whole
+  edgefusion record --camera clip.mp4 --audio talk.wav --speech --record talk.mcap --image-format raw
+  edgefusion replay kitchen.mcap --check                 # the same results again, from the log
+  edgefusion label kitchen.mcap --spans kitchen.csv --task smart_home   # then: edgefusion dataset build
+
+An existing --record file is refused unless --force; with --force it is kept if the run records nothing.
+From files, --no-pace without --lossless drops what the pipeline cannot keep up with (counted); add
+--lossless to record every frame. Stop with Ctrl-C or SIGTERM: the log is finished and readable.
+"""
+
+
 def _options(sp: argparse.ArgumentParser, record_required: bool) -> None:
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
-    sp.epilog = EPILOG
+    sp.epilog = RECORD_EPILOG if record_required else EPILOG
     sp.add_argument("--model", default="smart_home", help="model package directory or built-in name "
                                                           "(default smart_home)")
     sp.add_argument("--camera", required=True, help="device index (0), video file, rtsp:// URL, a GStreamer "

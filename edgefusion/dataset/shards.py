@@ -208,8 +208,9 @@ def describe(m: dict[str, Any]) -> list[str]:
              f"split by recording (seed {m['split']['seed']}, val fraction {m['split']['val_fraction']:g})"]
     for name in SPLITS:
         s = m["splits"].get(name, {})
-        lines.append(f"{name}: {s.get('windows', 0)} windows from {len(s.get('recordings', []))} recording(s) in "
-                     f"{len(s.get('shards', []))} shard(s)")
+        recs, shards = len(s.get("recordings", [])), len(s.get("shards", []))
+        lines.append(f"{name}: {s.get('windows', 0)} windows from {recs} recording{'' if recs == 1 else 's'} in "
+                     f"{shards} shard{'' if shards == 1 else 's'}")
     kinds = [("events", task["events"], "positive windows"), ("actions", task["actions"], "windows"),
              ("intents", [*task["intents"], "(none)"], "windows")]
     for kind, labels, what in kinds:
