@@ -114,6 +114,19 @@ def test_replay_refuses_a_range_with_nothing_in_it(tmp_path, capsys):
         assert main(["replay", str(log), "--backend", "null", *args]) == 2, args
         assert message in capsys.readouterr().err, args
     assert main(["replay", str(log), "--backend", "null", "--start", "0.5"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(log), "--model", "smart_home", "--backend", "null", "--check"]) == 0
+    assert "note: this log's ground truth is of scenario 'driving', the replay ran task 'smart_home'" in \
+        capsys.readouterr().out
+
+
+def test_log_info_on_a_log_without_messages(tmp_path, capsys):
+    from edgefusion.logs import LogWriter
+
+    LogWriter(tmp_path / "empty.mcap").close()
+    assert main(["log", "info", str(tmp_path / "empty.mcap")]) == 0
+    out = capsys.readouterr().out
+    assert "0 messages (no log time)" in out and "None" not in out
 
 
 def test_threads_takes_a_positive_count_or_auto():

@@ -149,9 +149,14 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if a.check:
         from edgefusion.policy import task_of
 
-        report = check_against_log(a.log, results, task=task_of(pkg), audio_window_ns=cfg.sync.audio_window_ns)
+        task = task_of(pkg)
+        report = check_against_log(a.log, results, task=task, audio_window_ns=cfg.sync.audio_window_ns)
         if report.recorded and (note := _package_note(meta.get("edgefusion", {}), pkg)) is not None:
             print(note)
+        truth_of = meta.get("scenario", {}).get("scenario")
+        if task is not None and truth_of and truth_of != task.name:
+            print(f"note: this log's ground truth is of scenario '{truth_of}', the replay ran task '{task.name}' "
+                  f"({pkg.name}): the accuracy below compares two tasks' actions; replay with --model {truth_of}")
         for line in report.lines():
             print(line)
         if not report.ok:
@@ -195,7 +200,8 @@ def cmd_log_info(a: argparse.Namespace) -> None:
     else:
         state = "complete" if info.complete else "readable, with damage outside the messages (see below)"
     print(f"{info.path}: {state}, profile '{info.profile}', written by '{info.library}'")
-    print(f"{info.messages} messages over {dur:.3f} s ({info.start_ns} .. {info.end_ns} ns log time)")
+    print(f"{info.messages} messages over {dur:.3f} s ({info.start_ns} .. {info.end_ns} ns log time)"
+          if info.start_ns is not None else f"{info.messages} messages (no log time)")
     print(f"{'topic':<22} {'schema':<34} {'encoding':<13} {'messages':>8}")
     for c in info.channels:
         print(f"{c['topic']:<22} {c['schema']:<34} {c['message_encoding']:<13} {c['messages']:>8}")
