@@ -344,7 +344,7 @@ def _bar(items: Sequence[CorpusFile], on: bool) -> Iterable[CorpusFile]:
         return
     with tqdm(items, desc="corpus", unit="file", disable=not on) as bar:
         for f in bar:
-            bar.set_postfix_str(f.id)
+            bar.set_postfix_str(f.id, refresh=False)
             yield f
 
 

@@ -163,7 +163,7 @@ def fit(model: FusionNet, feeds: dict[str, np.ndarray], y_events: np.ndarray, y_
                 sched.step()
                 losses.append(loss.item())
                 bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)  # shown at the next update
     return losses
 
 
