@@ -27,8 +27,11 @@ def force_option(sp: argparse.ArgumentParser, what: str) -> None:
     sp.add_argument("--force", action="store_true", help=f"replace {what} if it exists (refused otherwise)")
 
 
-def refuse_existing(path: str | Path, force: bool, flag: str) -> None:
-    """An output that exists is kept unless ``--force``: a recording or a checkpoint is not lost by a rerun."""
+def check_log_output(path: str | Path, force: bool, flag: str) -> None:
+    """A log to write: its path ends in ``.mcap`` (Foxglove and the ``mcap`` tools go by it), and one that
+    exists is kept unless ``--force`` (a recording is not lost by a rerun)."""
+    if not str(path).endswith(".mcap"):
+        raise ConfigError(f"{flag} must end in .mcap, got {str(path)!r}")
     if not force and Path(path).exists():
         raise ConfigError(f"{flag} {path} exists; choose another path or pass --force to replace it")
 

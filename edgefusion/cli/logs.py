@@ -10,10 +10,10 @@ from typing import Any
 
 from edgefusion.cli._common import (
     add_command,
+    check_log_output,
     force_option,
     foxglove_option,
     live_view_line,
-    refuse_existing,
     replacing,
     runtime_options,
     stage_option,
@@ -44,9 +44,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
     get_scenario(a.scenario)
     if a.duration <= 0:
         raise ConfigError(f"--duration must be positive, got {a.duration}")
-    if not a.out.endswith(".mcap"):
-        raise ConfigError(f"--out must end in .mcap, got {a.out!r}")
-    refuse_existing(a.out, a.force, "--out")
+    check_log_output(a.out, a.force, "--out")
     path, n = write_synth(a.scenario, a.duration, a.seed, a.out, a.hard, a.image_format)
     print(f"wrote {path}: {n} messages ({a.duration:g} s of {a.scenario} at 30 fps, 16 kHz audio, commands, "
           f"ground truth per frame on /truth and as label spans on /labels), {path.stat().st_size / 1e6:.1f} MB")
@@ -94,7 +92,7 @@ def cmd_replay(a: argparse.Namespace) -> None:
         raise ConfigError(f"--record {a.record} is the log being replayed; recording over it would destroy it "
                           "(record to another file)")
     if a.record:
-        refuse_existing(a.record, a.force, "--record")
+        check_log_output(a.record, a.force, "--record")
     cfg = PipelineConfig(lossless=not a.live)
     builder = RunBuilder(cfg)
     rate = _rate(a.rate)

@@ -11,10 +11,10 @@ from typing import Any
 
 from edgefusion.cli._common import (
     add_command,
+    check_log_output,
     force_option,
     foxglove_option,
     live_view_line,
-    refuse_existing,
     replacing,
     runtime_options,
     stage_option,
@@ -44,7 +44,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 
     _validate(a)
     if a.record:
-        refuse_existing(a.record, a.force, "--record")
+        check_log_output(a.record, a.force, "--record")
     pkg = load_package(a.model)
     offsets = {"audio": int(a.audio_offset_ms * 1e6)} if a.audio_offset_ms else {}
     cfg = PipelineConfig(lossless=a.lossless, sync=SyncConfig(audio_policy=MissingPolicy(a.audio_policy),
