@@ -103,12 +103,14 @@ def test_a_bad_span_file_reports_every_bad_row_by_line(tmp_path):
                        "1,2,event\n"
                        "-1,2,event,dark\n"
                        "nan,2,event,dark\n"
-                       "1,2,intent,Lights On\n")
+                       "1,2,intent,Lights On\n"
+                       "0,5,coverage,doorbell\n"
+                       "1.0,2.0,event,doorbell\n")
     with pytest.raises(InputError) as e:
         parse_spans_csv(p, HOME)
     lines = str(e.value).splitlines()
-    assert lines[0] == f"{p}: 8 of 9 rows are bad:"
-    assert [ln.split(":")[0].strip() for ln in lines[1:]] == [f"row {n}" for n in (4, 5, 6, 7, 8, 9, 10, 11)]
+    assert lines[0] == f"{p}: 10 of 11 rows are bad:"
+    assert [ln.split(":")[0].strip() for ln in lines[1:]] == [f"row {n}" for n in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13)]
     text = str(e.value)
     assert "row 4: start_s must be a number of seconds, got 'x'" in text
     assert "row 5: end_s (2) must be after start_s (3)" in text
@@ -117,6 +119,8 @@ def test_a_bad_span_file_reports_every_bad_row_by_line(tmp_path):
     assert "row 8: expected 4 columns" in text
     assert "row 9: start_s must be a finite number of seconds from the log's start (>= 0), got -1" in text
     assert "row 11: intent label must be a lower-case name" in text
+    assert "row 12: a coverage row takes no label, got 'doorbell'" in text
+    assert "row 13: repeats row 2 (a span counts once; delete one of them)" in text
 
 
 def test_span_file_without_header_or_not_text(tmp_path):

@@ -68,6 +68,7 @@ def parse_spans_csv(path: str | Path, task: Task | str | Path | None = None, sou
     spans: list[Span] = []
     problems: list[str] = []
     header_seen = False
+    seen: dict[tuple[int, int, str, str], int] = {}  # a span -> the row that first gave it
     lines = text.splitlines()
     for lineno, row in _rows(lines):
         if not header_seen:
@@ -78,6 +79,11 @@ def parse_spans_csv(path: str | Path, task: Task | str | Path | None = None, sou
             header_seen = True
             continue
         span, problem = _span(row, source, lineno, task)
+        if problem is None and span is not None:
+            key = (span.start_ns, span.end_ns, span.kind, span.label)
+            if key in seen:
+                problem = f"repeats row {seen[key]} (a span counts once; delete one of them)"
+            seen.setdefault(key, lineno)
         if problem:
             problems.append(f"row {lineno}: {problem}")
         elif span is not None:
@@ -116,6 +122,9 @@ def _span(row: list[str], source: str, lineno: int, task: Task | None) -> tuple[
     if len(cells) != len(HEADER):
         return None, f"expected {len(HEADER)} columns ({','.join(HEADER)}), got {len(cells)}: {','.join(row)!r:.80}"
     start_s, end_s, kind, label = cells
+    if kind == "coverage" and label:
+        return None, (f"a coverage row takes no label, got {label!r:.40} (coverage says which stretch is labelled; "
+                      "an event is a row of kind event)")
     times = []
     for what, text in (("start_s", start_s), ("end_s", end_s)):
         try:
