@@ -99,6 +99,10 @@ def test_an_existing_output_is_refused_without_force(tmp_path, capsys):
     assert main(["train", "--scenario", "driving", "--samples", "8", "--out", str(tmp_path / "run")]) == 2
     assert "holds the checkpoint of an earlier run; choose another --out or pass --force" in capsys.readouterr().err
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == b"an earlier checkpoint"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset.json").write_text("{}")
+    assert main(["train", "--scenario", "driving", "--samples", "8", "--out", str(tmp_path / "data"), "--force"]) == 2
+    assert "is a dataset (dataset.json); give training a folder of its own" in capsys.readouterr().err
     assert main(["synth", "--scenario", "driving", "--duration", "1", "--out", str(taken), "--force"]) == 0
     assert main(["replay", str(log), "--record", str(taken), "--force", "--threads", "1"]) == 0
     assert main(["label", str(log), "--spans", str(spans), "--task", "driving", "--out", str(taken), "--force"]) == 0

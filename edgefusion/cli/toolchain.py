@@ -62,7 +62,11 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 
 def _refuse_earlier_run(out: str, force: bool) -> None:
-    """A checkpoint already in ``out`` (minutes or hours of training) is replaced only with ``--force``."""
+    """A checkpoint already in ``out`` (minutes or hours of training) is replaced only with ``--force``; a
+    dataset or a package folder is never a run folder (the checkpoint would land among its files)."""
+    for marker, what in (("dataset.json", "a dataset"), ("manifest.json", "a model package")):
+        if (Path(out) / marker).exists():
+            raise ConfigError(f"--out {out} is {what} ({marker}); give training a folder of its own")
     if not force and (Path(out) / "checkpoint.pt").exists():
         raise ConfigError(f"--out {out} holds the checkpoint of an earlier run; choose another --out or pass --force "
                           "to replace it")
