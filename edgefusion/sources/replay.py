@@ -103,7 +103,7 @@ class ReplaySource(Source):
                      "messages": info.messages, "duration_s": ((info.end_ns or 0) - self.first_ns) / 1e9,
                      "gaps": len(gaps), "lost_messages": sum(g.messages or 0 for g in gaps),
                      "clock": info.metadata.get("clock", {})}
-        if self.start_s is not None and self.start_s >= self.info["duration_s"]:
+        if self.start_s and self.start_s >= self.info["duration_s"]:  # --start 0 is the start of any log
             raise SourceError(f"{self.path}: --start {self.start_s:g} s is past the end of the log "
                               f"({self.info['duration_s']:.3f} s long): nothing to replay")
 
