@@ -308,7 +308,10 @@ def prepare(cache: Path, corpus: Corpus | None = None, only: Sequence[str] = (),
         rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
         entries.append({**{k: v for k, v in asdict(f).items() if k != "params"}, "source": origin,
                         "source_rate": rate, "seconds": round(len(y) / RATE, 3), "wav": str(wav.relative_to(cache)),
-                        "sha256": src.sha256_bytes(wav.read_bytes()), "rms_dbfs": round(20 * np.log10(rms + 1e-12), 2),
+                        "sha256": src.sha256_bytes(wav.read_bytes()),
+                        # the samples' own hash: the file's also covers the PEAK chunk's time of writing
+                        "audio_sha256": src.sha256_bytes(np.ascontiguousarray(y, np.float32).tobytes()),
+                        "rms_dbfs": round(20 * np.log10(rms + 1e-12), 2),
                         "peak": round(float(np.abs(y).max()), 4)})
     _check_splits(entries)
     prov = {"format_version": 1, "sample_rate": RATE, "list": str(corpus.source.relative_to(ROOT))
@@ -325,7 +328,7 @@ def _check_splits(entries: Sequence[dict[str, Any]]) -> None:
     """Refuse the same audio in both splits: a held-out file must never be trained on."""
     by_hash: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
-        for h in {e["sha256"], e["source"].get("file_sha256")} - {None}:
+        for h in {e["audio_sha256"], e["source"].get("file_sha256")} - {None}:
             by_hash.setdefault(h, []).append(e)
     for group in by_hash.values():
         if len({e["split"] for e in group}) > 1:

@@ -8,6 +8,7 @@ import itertools
 import json
 import struct
 import sys
+import time
 import wave
 from pathlib import Path
 from types import ModuleType
@@ -114,6 +115,25 @@ def test_prepare_refuses_one_recording_in_both_splits(tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
     lst = write_list(tmp_path, local("a", "yes_1000ms.wav", "train") + local("b", "yes_1000ms.wav", "heldout"))
     with pytest.raises(ExportError, match="both splits: a \\(train\\), b \\(heldout\\)"):
+        corpus.prepare(tmp_path / "c", corpus.load_corpus(lst), progress=False)
+
+
+def test_prepare_refuses_the_same_audio_from_two_files_in_both_splits(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    sf = pytest.importorskip("soundfile")
+    write = sf.write
+
+    def a_second_later(*a: object, **k: object) -> None:  # libsndfile stamps the time of writing into the WAV
+        time.sleep(1.05)
+        write(*a, **k)
+
+    x, rate = sf.read(str(REPO / "tests/data/audio/speech_commands/yes_1000ms.wav"), dtype="int16")
+    copy = tmp_path / "yes.flac"  # other bytes, the same samples
+    sf.write(str(copy), x, rate, format="FLAC", subtype="PCM_16")
+    other = LOCAL.format(id="b", path=copy, role="background", split="heldout")
+    lst = write_list(tmp_path, local("a", "yes_1000ms.wav", "train") + other)
+    monkeypatch.setattr(sf, "write", a_second_later)
+    with pytest.raises(ExportError, match="the same audio is listed in both splits: a \\(train\\), b"):
         corpus.prepare(tmp_path / "c", corpus.load_corpus(lst), progress=False)
 
 
