@@ -84,6 +84,9 @@ def test_label_in_place_replaces_the_track_and_out_must_differ_from_the_input(lo
     assert main(["label", str(log), "--spans", str(first), "--task", "smart_home", "--out", "x.mcap",
                  "--in-place"]) == 2
     assert "either --in-place or --out" in _one_error(capsys)
+    assert main(["label", str(log), "--spans", str(first), "--task", "smart_home", "--out",
+                 str(tmp_path / "missing" / "x.mcap")]) == 2
+    assert f"the folder {tmp_path / 'missing'} does not exist" in _one_error(capsys)
 
 
 def test_a_labelled_copy_is_readable_as_other_outputs_are(log, tmp_path):

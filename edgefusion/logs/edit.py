@@ -195,6 +195,8 @@ def label_log(log: str | Path, spans: str | Path, task: Task | str | Path, out: 
         raise ConfigError(f"--out {dst} is the input log; pass --in-place to replace it")
     if not in_place and not force and dst.exists():
         raise ConfigError(f"--out {dst} exists; choose another path or pass --force to replace it")
+    if not dst.parent.is_dir():
+        raise ConfigError(f"--out {dst}: the folder {dst.parent} does not exist")
     with LogReader(log) as r:
         _check_intact(r, log)
         span = r.sample_range()
