@@ -10,6 +10,7 @@ swapped into place.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -95,13 +96,23 @@ def parity(model: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]
     return out
 
 
+#: a package name: what results, logs and metrics call the model
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 256,
-                   command: str | None = None, force: bool = False, parity_data: str | Path | None = None) -> Path:
+                   command: str | None = None, force: bool = False, parity_data: str | Path | None = None,
+                   name: str | None = None) -> Path:
     """Export ``checkpoint`` to ``out_dir`` as a verified model package; returns its path.
 
     Parity runs on held-out samples of the checkpoint's scenario, or - for a checkpoint
-    trained on recorded datasets, or with ``parity_data`` - on a dataset's windows.
+    trained on recorded datasets, or with ``parity_data`` - on a dataset's windows. ``name``
+    replaces the default ``TASK-ARCH`` (a fine-tuned ``smart_home`` is otherwise called as the
+    built-in package is).
     """
+    if name is not None and not PACKAGE_NAME.fullmatch(name):
+        raise ExportError(f"--name {name!r}: a package name is 1-64 letters, digits, '.', '_' or '-', starting "
+                          "with a letter or digit")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not empty; choose a new --out or pass --force to replace it")
@@ -130,6 +141,8 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, n_parity: int = 
             (st.path / TASK_FILE).write_text(task_text, encoding="utf-8")
         st.manifest.update(_manifest(ck, st.path, par, parity_source,
                                      command or f"edgefusion export {checkpoint} --out {out}"))
+        if name is not None:
+            st.manifest["name"] = name
         st.commit()  # verifies every hash, then swaps the package into place
     return out
 

@@ -70,6 +70,14 @@ def test_export_with_force_replaces_the_whole_package(tiny, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["pkg"]  # no stage or backup left beside it
 
 
+def test_export_names_the_package_as_asked(tiny, tmp_path):
+    pkg = load_package(onnx_export.export_package(tiny.checkpoint, tmp_path / "pkg", n_parity=16, name="kitchen-v2"))
+    assert pkg.name == "kitchen-v2" and pkg.manifest.scenario == "driving"
+    with pytest.raises(ExportError, match="--name 'my model': a package name is 1-64 letters"):
+        onnx_export.export_package(tiny.checkpoint, tmp_path / "bad", n_parity=16, name="my model")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_failed_export_leaves_no_directories_behind(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "PARITY_ATOL", 0.0)
     with pytest.raises(ParityError):

@@ -124,7 +124,7 @@ def cmd_export(a: argparse.Namespace) -> None:
 
     cmd = "edgefusion export " + " ".join(shlex.quote(x) for x in sys.argv[2:])
     path = export_package(a.checkpoint, a.out, n_parity=a.parity_samples, command=cmd, force=a.force,
-                          parity_data=a.parity_data)
+                          parity_data=a.parity_data, name=a.name)
     print(load_package(path).describe())
 
 
@@ -278,6 +278,8 @@ def register(sub: Any) -> None:
     sp.add_argument("--out", required=True, help="package directory to write")
     sp.add_argument("--parity-samples", type=int, default=256, help="held-out samples for parity (default 256)")
     sp.add_argument("--force", action="store_true", help="replace an existing package directory")
+    sp.add_argument("--name", help="the package's name in results, logs and metrics (default TASK-ARCH, e.g. "
+                                   "smart_home-attention: a fine-tune of a built-in package would share its name)")
     sp.add_argument("--parity-data", metavar="DIR",
                     help="take the parity samples from this dataset (default: the dataset the checkpoint was trained "
                          "on, else the scenario's held-out samples)")
