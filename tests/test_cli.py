@@ -26,6 +26,21 @@ def test_top_level_help_lists_commands_and_examples(capsys):
     assert "examples:" in out
 
 
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--senario", "driving"],
+     "error: unrecognized arguments: --senario driving; did you mean --scenario? (see 'edgefusion demo --help')"),
+    (["replay"], "error: the following arguments are required: log (see 'edgefusion replay --help')"),
+    (["demo", "--duration", "x"], "error: argument --duration: invalid float value: 'x' (see 'edgefusion demo --help')"),
+    (["dem"], "error: argument COMMAND: invalid choice: 'dem'"),
+])
+def test_usage_errors_are_one_line_naming_the_commands_help(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message), err
+
+
 def test_parser_has_the_documented_commands():
     assert {"info", "demo", "synth", "run", "record", "replay", "log", "train", "export"} <= set(COMMANDS)
 

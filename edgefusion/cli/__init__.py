@@ -11,11 +11,13 @@ traceback of an unexpected error.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from edgefusion import __version__
 from edgefusion.errors import (
@@ -70,13 +72,36 @@ exit status:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as every other error (``error: ...``), naming the command's
+    ``--help``; an unknown option is reported by the command it was given to, with the nearest known one."""
+
+    commands: argparse._SubParsersAction | None = None
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self.commands.choices.get(str(getattr(ns, "command", ""))) if self.commands else None
+            where = command if isinstance(command, _Parser) else self
+            known = [o for a in where._actions for o in a.option_strings]
+            near = difflib.get_close_matches(extras[0].split("=", 1)[0], known, n=1)
+            where.error(f"unrecognized arguments: {' '.join(extras)}"
+                        + (f"; did you mean {near[0]}?" if near and extras[0].startswith("-") else ""))
+        return ns
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="edgefusion", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="EdgeFusion: multimodal (camera + audio + text) fusion at the edge. "
                     "Runs on ONNX Runtime on any CPU; models are built with PyTorch (the 'train' extra).")
     p.add_argument("--version", action="version", version=f"edgefusion {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.commands = sub
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return p
