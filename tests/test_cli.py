@@ -30,7 +30,8 @@ def test_top_level_help_lists_commands_and_examples(capsys):
     (["demo", "--senario", "driving"],
      "error: unrecognized arguments: --senario driving; did you mean --scenario? (see 'edgefusion demo --help')"),
     (["replay"], "error: the following arguments are required: log (see 'edgefusion replay --help')"),
-    (["demo", "--duration", "x"], "error: argument --duration: invalid float value: 'x' (see 'edgefusion demo --help')"),
+    (["demo", "--duration", "x"],
+     "error: argument --duration: invalid float value: 'x' (see 'edgefusion demo --help')"),
     (["dem"], "error: argument COMMAND: invalid choice: 'dem'"),
 ])
 def test_usage_errors_are_one_line_naming_the_commands_help(args, message, capsys):
