@@ -11,6 +11,7 @@ with per-frame ground truth. Both forms use the same drawing, mixing and rules.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefusion.errors import ConfigError
 from edgefusion.scenarios.grammar import Grammar
 from edgefusion.scenarios.sounds import SR, colored_noise
 from edgefusion.task import load_task
@@ -280,7 +282,14 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
 
     The visual state changes every 2-5 s, sounds occur at random times, and a command is
     issued every 2.5-6 s, valid for COMMAND_HORIZON_S.
+
+    Raises:
+        ConfigError: a duration that is not a positive number of seconds, a negative seed.
     """
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise ConfigError(f"--duration must be a positive number of seconds, got {duration_s:g}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {seed}")
     rng = np.random.default_rng([seed, 2, 1 if hard else 0])
     n_frames = int(duration_s * FPS)
     segments: list[tuple[float, dict[str, Any]]] = []
