@@ -43,11 +43,6 @@ examples:
 """
 
 
-def _n(count: int, noun: str) -> str:
-    """``1 recording``, ``2 recordings``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def cmd_label(a: argparse.Namespace) -> None:
     from edgefusion.logs.edit import label_log
 
@@ -86,7 +81,7 @@ class _Bars:
 
 def cmd_dataset_build(a: argparse.Namespace) -> None:
     from edgefusion.dataset.build import build_recorded_dataset
-    from edgefusion.dataset.shards import thin_labels
+    from edgefusion.dataset.shards import counted, thin_labels
 
     bars = _Bars()
     try:
@@ -102,7 +97,7 @@ def cmd_dataset_build(a: argparse.Namespace) -> None:
         for note in r["notes"]:
             print(f"warning: {r['path']}: {note}", file=sys.stderr)
     s = m["splits"]
-    train, val = (_n(len(s[k]["recordings"]), "recording") for k in ("train", "val"))
+    train, val = (counted(len(s[k]["recordings"]), "recording") for k in ("train", "val"))
     print(f"wrote {a.out}: train {s['train']['windows']} windows ({train}), "
           f"val {s['val']['windows']} windows ({val}), task {m['task']['name']}, "
           f"preprocessing of {m['package']['name']}")

@@ -25,7 +25,7 @@ import numpy as np
 from edgefusion.errors import InputError
 from edgefusion.package import sha256_file as _sha256
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LABEL_ARRAYS", "MANIFEST", "SPLITS", "describe", "label_counts",
+__all__ = ["FORMAT", "FORMAT_VERSION", "LABEL_ARRAYS", "MANIFEST", "SPLITS", "counted", "describe", "label_counts",
            "load_split", "read_manifest", "save_shard", "thin_labels"]
 
 FORMAT = "edgefusion-dataset"
@@ -200,6 +200,11 @@ def thin_labels(m: dict[str, Any], min_train: int = MIN_TRAIN_POSITIVES) -> list
     return out
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 recording``, ``2 recordings``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def describe(m: dict[str, Any]) -> list[str]:
     """``dataset info``: what the dataset was cut from and its per-split per-label counts."""
     task, pkg = m["task"], m["package"]
@@ -208,9 +213,8 @@ def describe(m: dict[str, Any]) -> list[str]:
              f"split by recording (seed {m['split']['seed']}, val fraction {m['split']['val_fraction']:g})"]
     for name in SPLITS:
         s = m["splits"].get(name, {})
-        recs, shards = len(s.get("recordings", [])), len(s.get("shards", []))
-        lines.append(f"{name}: {s.get('windows', 0)} windows from {recs} recording{'' if recs == 1 else 's'} in "
-                     f"{shards} shard{'' if shards == 1 else 's'}")
+        lines.append(f"{name}: {s.get('windows', 0)} windows from {counted(len(s.get('recordings', [])), 'recording')} "
+                     f"in {counted(len(s.get('shards', [])), 'shard')}")
     kinds = [("events", task["events"], "positive windows"), ("actions", task["actions"], "windows"),
              ("intents", [*task["intents"], "(none)"], "windows")]
     for kind, labels, what in kinds:
