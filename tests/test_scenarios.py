@@ -103,6 +103,16 @@ def test_timeline_streams_and_truth():
     assert np.array_equal(tl.frames, again.frames) and np.array_equal(tl.audio, again.audio)
 
 
+@pytest.mark.parametrize("name", ["smart_home", "driving"])
+def test_background_fills_any_length(name):
+    """n / SR * SR comes back as n - 1 for these n in floating point; the mix needs exactly n samples
+    (synth --scenario driving --duration 64.1 failed on it)."""
+    s = get_scenario(name)
+    for n in (1001, int(64.1 * 16000)):
+        assert len(s.background(n, np.random.default_rng(0), False)) == n
+    assert len(generate_timeline(s, 0.0626, seed=1).audio) == int(0.0626 * 16000)
+
+
 def test_unknown_scenario_has_a_hint():
     with pytest.raises(ConfigError, match="unknown scenario 'drivng'; did you mean 'driving'"):
         get_scenario("drivng")

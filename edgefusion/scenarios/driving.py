@@ -258,4 +258,6 @@ class Driving(Scenario):
 
     def background(self, n: int, rng: np.random.Generator, hard: bool) -> np.ndarray:
         level = 10 ** (rng.uniform(-30, -16 if hard else -20) / 20)
-        return sounds.engine(n / sounds.SR, rng) * np.float32(level)
+        # (n + 0.5) / SR: n / SR * SR can come back as n - 1 in floating point (n = 1025599 for
+        # 64.1 s), and the mix needs exactly n samples; where it came back as n the rumble is the same
+        return sounds.engine((n + 0.5) / sounds.SR, rng) * np.float32(level)
