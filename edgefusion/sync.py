@@ -7,7 +7,11 @@ was issued, or until it was acted on. Each source may carry a constant clock off
 
 A missing or stale modality is an outcome, never silent: with policy ``mask`` the step
 runs with the modality masked and says so; with ``skip`` the step is skipped. Every
-outcome is counted in :attr:`Synchronizer.outcomes`. Audio with almost no energy above 4 kHz
+outcome is counted in :attr:`Synchronizer.outcomes`. Audio is also missing while the window
+is not yet whole (``*_audio_partial``): in the first window's length of a stream, and after a
+gap longer than ``audio_max_skew_ns``. The gap is filled with silence to keep the timing, but
+a window padded with digital silence is nothing the models were trained on: in an event-free
+scene smart_home's ``speech`` fired on steps 7-20 of every stream start. Audio with almost no energy above 4 kHz
 (an 8 kHz phone or cheap microphone, upsampled) is logged once and counted per 5 s as
 ``audio_band_limited``: the models are less accurate on it.
 
@@ -50,7 +54,8 @@ class SyncConfig:
     """Sync policy. Durations are integer nanoseconds (``*_ns``).
 
     audio_max_skew_ns: the audio may end at most this long before the frame's time;
-        beyond it the audio counts as missing (stale).
+        beyond it the audio counts as missing (stale). A gap longer than this within the
+        stream makes the windows that reach across it partial (audio missing) too.
     audio_policy: what a step does when audio is missing or stale.
     command_horizon_ns: how long a command stays valid.
     consume_commands: a command is used for one action only (then it is spent).
@@ -96,6 +101,7 @@ class Synchronizer:
         self._w = 0
         self._base_ns = 0  # time of the stream's first sample
         self._end_idx = 0  # index (from the stream's first sample) just after the last buffered one
+        self._whole_from = 0  # index from which the audio is unbroken: a window starting before it is partial
         self._bandlimit: BandLimitDetector | None = None  # warns once about 8 kHz sources upsampled
         self._commands: collections.deque[Command] = collections.deque(maxlen=64)
         #: issue time of the earliest command received (sync clock); None before any
@@ -129,12 +135,16 @@ class Synchronizer:
                 self.outcomes["audio_band_limited"] += 1  # per 5 s period; the log warns once per episode
             start = round((t0 - self._base_ns) * rate / SECOND)
             gap = start - self._end_idx
+            n_chunk = len(x)
             if gap > 1:  # more than rounding: a real gap
                 self.outcomes["audio_gap_filled"] += 1
                 x = np.concatenate([np.zeros(min(gap, self._cap), np.float32), x])
             elif gap < -1:
                 x = x[min(-gap, len(x)) :]
+                n_chunk = len(x)
             self._end_idx += len(x)
+            if gap * SECOND > self.config.audio_max_skew_ns * rate:  # a real hole, not jitter: whole again later
+                self._whole_from = self._end_idx - n_chunk
             self._append(x[-self._cap :])
 
     def _append(self, x: np.ndarray) -> None:
@@ -171,17 +181,18 @@ class Synchronizer:
     def on_frame(self, frame: Frame) -> tuple[FusionWindow | None, SyncInfo]:
         t = frame.t_ns + self._offset(frame.source)
         with self._lock:
-            audio, skew = self._audio_window(t)
+            audio, skew, partial = self._audio_window(t)
             cmd = self._valid_command(t)
         age = None if cmd is None else t - cmd.t_ns
         outcome = "ok"
         missing: list[str] = []
         if audio is None:
+            why = "missing" if skew is None else "partial" if partial else "stale"
             if self.config.audio_policy is MissingPolicy.SKIP:
-                outcome = "skipped_audio_missing" if skew is None else "skipped_audio_stale"
+                outcome = f"skipped_audio_{why}"
                 self.outcomes[outcome] += 1
                 return None, SyncInfo(outcome, skew, age)
-            outcome = "masked_audio_missing" if skew is None else "masked_audio_stale"
+            outcome = f"masked_audio_{why}"
             missing.append("audio")
         if cmd is None:
             missing.append("text")
@@ -191,20 +202,23 @@ class Synchronizer:
                               audio_rate=self._rate or 16000, missing=tuple(missing))
         return window, SyncInfo(outcome, skew, age)
 
-    def _audio_window(self, t: int) -> tuple[np.ndarray | None, int | None]:
+    def _audio_window(self, t: int) -> tuple[np.ndarray | None, int | None, bool]:
+        """(the window or None, the skew, whether it is None for being partial)."""
         if self._rate is None:
-            return None, None
+            return None, None, False
         rate = self._rate
         skew = t - (self._base_ns + self._end_idx * SECOND // rate)  # > 0: the audio ends before the frame
         if skew > self.config.audio_max_skew_ns:
-            return None, skew
+            return None, skew, False
         n = int(self.config.audio_window_ns * rate // SECOND)
         # audio later than t is not used: the window ends at the sample index of time t
         end_idx = min(self._end_idx, (t - self._base_ns) * rate // SECOND)
         end = len(self._ring) - (self._end_idx - end_idx)
         if end_idx <= 0 or end <= 0:  # the frame is older than the audio stream (or its buffer)
-            return None, skew
-        return self._ring[max(0, end - n) : end].copy(), skew
+            return None, skew, False
+        if end_idx - n < self._whole_from:  # reaches before the stream began or across a hole
+            return None, skew, True
+        return self._ring[max(0, end - n) : end].copy(), skew, False
 
     def _valid_command(self, t: int) -> Command | None:
         horizon = self.config.command_horizon_ns

@@ -84,15 +84,37 @@ def test_spent_commands_are_not_reused_when_consumed():
 
 def test_gaps_are_filled_and_overlaps_trimmed():
     s = Synchronizer(SyncConfig())
-    s.add_audio(_audio(0, seconds=1.0, value=1.0))
-    s.add_audio(_audio(int(1.5 * S), seconds=0.5, value=2.0))  # 0.5 s gap
+    s.add_audio(_audio(0, seconds=1.2, value=1.0))
+    s.add_audio(_audio(int(1.3 * S), seconds=0.7, value=2.0))  # 0.1 s gap: filled, the window stays whole
     s.add_audio(_audio(int(1.9 * S), seconds=0.2, value=3.0))  # 0.1 s overlap
     w, _ = s.on_frame(Frame(t_ns=int(2.1 * S), image=IMG))
     assert s.outcomes["audio_gap_filled"] == 1
     a = w.audio
     assert len(a) == 16000
-    assert set(np.unique(a)) == {0.0, 2.0, 3.0}  # [1.1, 1.5) gap, [1.5, 2.0) second, [2.0, 2.1) third
+    # [1.1, 1.2) first, [1.2, 1.3) gap, [1.3, 2.0) second, [2.0, 2.1) third
+    assert set(np.unique(a)) == {0.0, 1.0, 2.0, 3.0}
+    assert np.count_nonzero(a == 0.0) == int(0.1 * 16000) and np.count_nonzero(a == 1.0) == int(0.1 * 16000)
     assert a[-1] == 3.0 and np.count_nonzero(a == 3.0) == int(0.1 * 16000)
+
+
+def test_a_window_not_yet_whole_is_partial_audio_by_policy():
+    """A window reaching before the stream's first sample, or across a hole longer than the
+    allowed skew, would be padded with digital silence: its audio is missing until it is whole."""
+    for policy in ("mask", "skip"):
+        s = Synchronizer(SyncConfig(audio_policy=policy))
+        s.add_audio(_audio(0, seconds=0.5))
+        w, info = s.on_frame(Frame(t_ns=S // 2, image=IMG))  # half a window heard so far
+        assert info.outcome == f"{policy}ed_audio_partial".replace("skiped", "skipped")
+        assert (w is None) == (policy == "skip") and (w is None or w.missing == ("audio", "text"))
+        s.add_audio(_audio(S // 2, seconds=0.5))
+        w, info = s.on_frame(Frame(t_ns=S, image=IMG))  # whole now
+        assert w is not None and info.outcome == "ok"
+        s.add_audio(_audio(int(1.2 * S), seconds=1.0, value=2.0))  # a 0.2-s hole (more than the 0.15-s skew)
+        assert s.on_frame(Frame(t_ns=int(2.1 * S), image=IMG))[1].outcome.endswith("_audio_partial")
+        w, info = s.on_frame(Frame(t_ns=int(2.2 * S), image=IMG))  # a whole second after the hole
+        assert w is not None and info.outcome == "ok" and set(np.unique(w.audio)) == {2.0}
+        partial = sum(v for k, v in s.outcomes.items() if k.endswith("_audio_partial"))
+        assert partial == 2, s.outcomes
 
 
 def test_band_limited_audio_is_counted_and_wideband_is_not(caplog):
@@ -121,3 +143,20 @@ def test_a_synthesized_driving_scene_is_not_taken_for_an_8_khz_source():
     for i in range(0, len(tl.audio), 800):
         det.update(tl.audio[i:i + 800])
     assert det.band_limited_periods == 0
+
+
+def test_a_stream_start_fires_no_audio_event():
+    """smart_home fired ``speech`` on steps 7-20 of every event-free stream: the first windows were
+    padded with digital silence. Now their audio is missing (and the steps say so) until it is whole."""
+    import copy
+
+    from edgefusion.demo import run_timeline
+    from edgefusion.scenarios import generate_timeline, get_scenario
+
+    quiet = copy.copy(get_scenario("smart_home"))
+    quiet.audio_event_prob = {}  # no labelled sound: distractors, visual states and commands only
+    for seed in (1, 2):
+        results = run_timeline(generate_timeline(quiet, 2.0, seed=seed), "smart_home", out=None).results
+        assert all("audio" in r.missing for r in results[:29]) and "audio" not in results[30].missing
+        fired = [(i, e) for i, r in enumerate(results) for e in r.events if e in quiet.audio_events]
+        assert fired == [], fired
