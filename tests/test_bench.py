@@ -133,3 +133,23 @@ def test_hotpath_table_renders_every_measure_and_splices_between_the_markers():
     assert merged["table"][0]["met"] is False  # met in one report, missed in the other
     readme_text = (path.parents[1] / "README.md").read_text()
     assert mod.BEGIN in readme_text and mod.END in readme_text  # the README has the table's place
+
+
+def test_a_max_rate_run_leaves_out_the_warmup_by_input_time(timeline):
+    """At --rate max a 4-s timeline runs in well under the 2-s warm-up: counted by wall time, every
+    result was left out and the table was empty."""
+    report = run_once(load_package("smart_home"), BenchConfig("null", "fp32", 1), timeline, None, 2.0)
+    assert report.warmup_results == 60 and report.results == 60  # 2 s of 30-fps input each side
+
+
+def test_bench_refuses_bad_numbers_an_unwritable_out_and_a_run_of_nothing(tmp_path, capsys):
+    for args, msg in ((["--warmup", "-1"], "--warmup must be 0 or more seconds, got -1"),
+                      (["--duration", "-1"], "--duration must be a number of seconds longer than --warmup"),
+                      (["--out", "/proc/edgefusion-bench"], "--out /proc/edgefusion-bench: cannot write there")):
+        assert main(["bench", "smart_home", *args]) == 2
+        assert msg in capsys.readouterr().err
+    out = tmp_path / "b"
+    rc = main(["bench", "smart_home", "--duration", "2", "--warmup", "1", "--configs", "onnxruntime:int9",
+               "--no-plots", "--out", str(out)])
+    assert rc == 2 and "no configuration could run here (1 skipped" in capsys.readouterr().err
+    assert "unknown variant" in (out / "bench.md").read_text()  # the reasons are kept

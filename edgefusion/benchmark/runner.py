@@ -103,12 +103,15 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
     warmup_ns = int(warmup_s * 1e9)
     t_first = [None]  # type: list[int | None]
     every = max(1, len(timeline.frames) // max_series)
+    # the warm-up is input time (the frames' own clock): at --rate max a whole run can take less wall
+    # time than the warm-up, which then left out every result
+    input_start = int(timeline.frame_t_ns[0]) if len(timeline.frame_t_ns) else 0
 
     def on_result(r: Result) -> None:
         now = time.monotonic_ns()
         if t_first[0] is None:
             t_first[0] = now
-        if now - t_first[0] < warmup_ns:  # type: ignore[operator]
+        if r.t_ns - input_start < warmup_ns:
             warm[0] += 1
             return
         for s in keys:
@@ -118,6 +121,7 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
             series.append(((now - t_first[0]) / 1e9, r.timings_ns["end_to_end"] / 1e6))  # type: ignore[operator]
 
     ru0, cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), os.times(), time.monotonic()
+    own_peak = _reset_peak_rss()
     with open_stages(stages) as opened, open_config_backend(pkg, cfg, **(backend_options or {})) as be:
         info = str(be.info)
         src = TimelineSource(timeline, pace=live, speed=speed or 1.0)
@@ -126,7 +130,8 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
     wall = time.monotonic() - t0
     cpu1 = os.times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, ru0.ru_maxrss) / 1024
+    hwm = _peak_rss_kb() if own_peak else None
+    peak = (hwm if hwm is not None else max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, ru0.ru_maxrss)) / 1024
     frames_in = len(timeline.frames)
     period_ms = 1000.0 / rate_fps if rate_fps else None
     intervals = [(b - a) / 1e6 for a, b in itertools.pairwise(finish)]
@@ -150,3 +155,26 @@ def run_once(pkg: ModelPackage, cfg: BenchConfig, timeline: Timeline, rate_fps: 
         cpu_utilization=round(cpu_s / wall, 3) if wall > 0 else 0.0, peak_rss_mb=round(peak, 1), backend=info,
         series=series,
     )
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's peak RSS (Linux: ``clear_refs`` 5), so each configuration's peak is its own
+    and not the largest of those before it; False where the kernel does not offer it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_kb() -> int | None:
+    """The peak RSS since the last reset (``VmHWM``), in KiB; None where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

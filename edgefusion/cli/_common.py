@@ -36,6 +36,21 @@ def check_log_output(path: str | Path, force: bool, flag: str) -> None:
         raise ConfigError(f"{flag} {path} exists; choose another path or pass --force to replace it")
 
 
+def output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """A report folder, made (with its parents) and checked writable before any work goes into it."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {out} is a file; give a folder for the reports")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".edgefusion-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {out}: cannot write there ({exc.strerror or exc})") from exc
+    return out
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path | None) -> Iterator[None]:
     """Set an existing recording at ``path`` aside while a run records over it (``--force``).

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from edgefusion.cli._common import add_command, stage_option, stage_specs
+from edgefusion.cli._common import add_command, output_dir, stage_option, stage_specs
 from edgefusion.errors import ConfigError
 
 EPILOG = """examples:
@@ -33,17 +33,24 @@ def cmd_bench(a: argparse.Namespace) -> None:
     if a.rate != "max" and (not a.rate.replace(".", "", 1).isdigit() or float(a.rate) <= 0):
         raise ConfigError(f"--rate must be a positive number of frames per second or 'max', got {a.rate!r}")
     rate = None if a.rate == "max" else float(a.rate)
-    if a.warmup < 0 or a.duration <= a.warmup:
-        raise ConfigError(f"--duration ({a.duration} s) must be longer than --warmup ({a.warmup} s)")
+    if not (math.isfinite(a.warmup) and a.warmup >= 0):
+        raise ConfigError(f"--warmup must be 0 or more seconds, got {a.warmup:g}")
+    if not (math.isfinite(a.duration) and a.duration > a.warmup):
+        raise ConfigError(f"--duration must be a number of seconds longer than --warmup ({a.warmup:g} s), "
+                          f"got {a.duration:g}")
+    out = output_dir(a.out or f"bench/out/{pkg.name}")  # before the runs: an unwritable folder costs nothing
     timeline, desc = bench_input(pkg, log=a.log, scenario=a.scenario, duration_s=a.duration, seed=a.seed)
     configs = parse_configs(a.configs or default_configs(pkg), a.threads)
     report = run_suite(pkg, timeline, desc, _progress(configs), rate, a.warmup, model_only_mode=a.model_only,
                        peak=a.peak, command=sys.argv,
                        on_skip=lambda cfg, why: print(f"skipped {cfg.label}: {why}", file=sys.stderr),
                        stages=stage_specs(a))
-    paths = write_reports(report, Path(a.out or f"bench/out/{pkg.name}"), plots_wanted=not a.no_plots)
+    paths = write_reports(report, out, plots_wanted=not a.no_plots)
     print(markdown(report))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    if not report["runs"] and not report.get("model_only"):
+        raise ConfigError(f"no configuration could run here ({len(report['skipped'])} skipped: the reasons are in "
+                          f"the table above)")
 
 
 def _progress(configs: list[Any]) -> Iterator[Any]:
@@ -71,7 +78,9 @@ def register(sub: Any) -> None:
                                       "tensorrt:int8,torch:fp32 (default: every ONNX Runtime variant of the package)")
     sp.add_argument("--threads", default="2", help="thread counts, e.g. 1,2 (default 2)")
     sp.add_argument("--rate", default="30", help="input frames per second, or max (lossless, as fast as possible)")
-    sp.add_argument("--warmup", type=float, default=2.0, help="seconds of results excluded at the start (default 2)")
+    sp.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds of input at the start whose results are left out (default 2; input time, so "
+                         "a --rate max run leaves out the same frames as a paced one)")
     sp.add_argument("--peak", action="store_true", help="also search the peak sustainable rate per configuration")
     sp.add_argument("--model-only", action="store_true", help="time the bare model call (batch 1 and 8) instead")
     sp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
