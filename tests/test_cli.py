@@ -136,8 +136,13 @@ def test_replay_refuses_a_range_with_nothing_in_it(tmp_path, capsys):
     assert main(["replay", str(log), "--backend", "null", "--start", "0.5"]) == 0
     capsys.readouterr()
     assert main(["replay", str(log), "--model", "smart_home", "--backend", "null", "--check"]) == 0
-    assert "note: this log's ground truth is of scenario 'driving', the replay ran task 'smart_home'" in \
-        capsys.readouterr().out
+    assert ("note: its ground truth is of scenario 'driving', and smart_home-attention runs task 'smart_home'"
+            in capsys.readouterr().out)
+    # eval scores no recording against another task's truth (it printed accuracy 0.000 and PASS)
+    assert main(["eval", "smart_home", str(log), "--backend", "null", "--quiet", "--no-plots",
+                 "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr()
+    assert "ground truth is of scenario 'driving'" in err.out + err.err, err
 
 
 def test_log_info_on_a_log_without_messages(tmp_path, capsys):

@@ -245,6 +245,15 @@ def test_eval_refuses_bad_options_with_one_line(tmp_path, capsys, args, message)
     assert not (tmp_path / "o" / "report.json").exists()
 
 
+def test_eval_refuses_an_out_it_cannot_write_before_any_work(tmp_path, capsys):
+    (tmp_path / "f").write_text("a file")
+    for out, message in ((tmp_path / "f", "is a file; give a folder for the reports"),
+                         ("/proc/edgefusion-eval", "cannot write there")):
+        assert main(["eval", "smart_home", str(tmp_path), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {out}") and message in err and err.count("\n") == 1
+
+
 def test_eval_auto_against_a_package_is_refused(tmp_path, capsys):
     assert main(["eval", "auto", str(tmp_path), "--against", "smart_home", "--quiet"]) == 2
     assert "--against PACKAGE needs a named PACKAGE" in capsys.readouterr().err

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from edgefusion.cli._common import add_command
+from edgefusion.cli._common import add_command, output_dir
 from edgefusion.errors import ConfigError, EdgeFusionError
 
 EVAL_EPILOG = """what it does:
@@ -62,7 +61,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if a.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {a.threads}")
     cfg = EvalConfig(a.package, a.logs, against=a.against, variants=_variants(a.variant), backend=a.backend,
-                     threads=a.threads, ray=a.ray, workers=a.workers, out=Path(a.out), rules=rules,
+                     threads=a.threads, ray=a.ray, workers=a.workers, out=output_dir(a.out), rules=rules,
                      fresh=a.fresh, progress=not a.quiet, plots=not a.no_plots)
     outcome = evaluate(cfg)
     _print(outcome.report)

@@ -143,16 +143,15 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if run.recorder is not None:
         print(f"recorded {run.recorder.writer.messages} messages to {run.recorder.path}", file=sys.stderr)
     if a.check:
+        from edgefusion.logs.check import other_task_truth
         from edgefusion.policy import task_of
 
         task = task_of(pkg)
         report = check_against_log(a.log, results, task=task, audio_window_ns=cfg.sync.audio_window_ns)
         if report.recorded and (note := _package_note(meta.get("edgefusion", {}), pkg)) is not None:
             print(note)
-        truth_of = meta.get("scenario", {}).get("scenario")
-        if task is not None and truth_of and truth_of != task.name:
-            print(f"note: this log's ground truth is of scenario '{truth_of}', the replay ran task '{task.name}' "
-                  f"({pkg.name}): the accuracy below compares two tasks' actions; replay with --model {truth_of}")
+        if (why := other_task_truth(meta, task, pkg.name)) is not None:
+            print(f"note: {why}: the accuracy below compares two tasks' actions")
         for line in report.lines():
             print(line)
         if not report.ok:

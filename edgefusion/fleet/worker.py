@@ -28,7 +28,7 @@ from edgefusion.errors import EdgeFusionError, InputError
 from edgefusion.fleet.labels import label_scores
 from edgefusion.fleet.latency import histogram_json
 from edgefusion.fleet.ship import Shipment, materialize
-from edgefusion.logs.check import check_against_log
+from edgefusion.logs.check import check_against_log, other_task_truth
 from edgefusion.logs.reader import LogReader, decode
 from edgefusion.package import ModelPackage
 from edgefusion.pipeline import PipelineConfig
@@ -122,17 +122,19 @@ def score_recording(log: str | Path, pkg: ModelPackage, backend: Backend, packag
     runtime_log = logging.getLogger("edgefusion")
     runtime_log.addHandler(catcher)
     try:
+        task = task_of(pkg)
+        with LogReader(log) as r:
+            meta = r.info().metadata
+        if (why := other_task_truth(meta, task, pkg.name)) is not None:
+            raise InputError(f"{log}: {why}")
         cfg = PipelineConfig(lossless=True)
         builder = RunBuilder(cfg)
         builder.replay(log)
         results: list[Result] = []
         with builder.build(pkg, backend, on_result=results.append) as run:
             stats = run.pipeline.run()
-        task = task_of(pkg)
         report = _check(log, results, task, cfg.sync.audio_window_ns)
         truth_source, aligned, actions, events = _truth(log, results, task, cfg.sync.audio_window_ns)
-        with LogReader(log) as r:
-            meta = r.info().metadata
     finally:
         runtime_log.removeHandler(catcher)
     label_actions = list(task.actions) if task else list(pkg.output("class_logits").labels)

@@ -21,7 +21,17 @@ from edgefusion.scoring import score_events
 from edgefusion.sync import SECOND
 from edgefusion.task import Task
 
-__all__ = ["CheckReport", "check_against_log", "compare"]
+__all__ = ["CheckReport", "check_against_log", "compare", "other_task_truth"]
+
+
+def other_task_truth(metadata: dict[str, Any], task: Task | None, package: str) -> str | None:
+    """Why a log's ground truth cannot score ``task``: it was synthesized for another scenario's task
+    (its actions are another task's); None when it is the same task, or the log or package does not say."""
+    truth_of = str(metadata.get("scenario", {}).get("scenario") or "")
+    if task is None or not truth_of or truth_of == task.name:
+        return None
+    return (f"its ground truth is of scenario '{truth_of}', and {package} runs task '{task.name}': one task's "
+            f"actions would be scored against another's; use a package of task '{truth_of}'")
 
 
 @dataclass
