@@ -140,7 +140,7 @@ class RunBuilder:
 
     def replay(self, path: str | Path, rate: float | None = None, start_s: float | None = None,
                end_s: float | None = None, loop: bool = False, mapping: dict[str, str] | None = None,
-               allow_gaps: bool = False) -> ReplaySource:
+               allow_gaps: bool = False, history: bool = False) -> ReplaySource:
         """Add a recorded log as the source of every stream (needs the 'mcap' extra).
 
         When the run is recorded too, the log's ground truth is copied into the recording.
@@ -149,7 +149,7 @@ class RunBuilder:
         from edgefusion.sources.replay import ReplaySource
 
         src = ReplaySource(path, rate=rate, start_s=start_s, end_s=end_s, loop=loop, mapping=mapping,
-                           allow_gaps=allow_gaps)
+                           allow_gaps=allow_gaps, history=history)
         self._replays.append(src)
         self.sources.append(src)
         return src

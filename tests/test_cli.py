@@ -145,6 +145,19 @@ def test_replay_refuses_a_range_with_nothing_in_it(tmp_path, capsys):
     assert "ground truth is of scenario 'driving'" in err.out + err.err, err
 
 
+def test_replay_check_of_a_range_compares_the_range_with_its_history(tmp_path, capsys):
+    """--check --start/--end counted every result outside the range as missing, and started the range
+    without the audio, command and smoothing the steps before it gave: MISMATCH on a faithful replay."""
+    log, rec = tmp_path / "s.mcap", tmp_path / "r.mcap"
+    assert main(["synth", "--scenario", "smart_home", "--duration", "4", "--out", str(log)]) == 0
+    assert main(["replay", str(log), "--threads", "1", "--record", str(rec)]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(rec), "--threads", "1", "--check", "--start", "1.5", "--end", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "MATCH: 45 of 45 compared, 0 missing, 0 action, 0 event and 0 emission mismatches" in out, out
+    assert "of 45 frames" in out  # the truth of the range alone
+
+
 def test_log_info_on_a_log_without_messages(tmp_path, capsys):
     from edgefusion.logs import LogWriter
 

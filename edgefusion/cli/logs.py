@@ -94,8 +94,10 @@ def cmd_replay(a: argparse.Namespace) -> None:
     cfg = PipelineConfig(lossless=not a.live)
     builder = RunBuilder(cfg)
     rate = _rate(a.rate)
-    builder.replay(a.log, rate=rate, start_s=a.start, end_s=a.end, loop=a.loop, mapping=_parse_map(a.map),
-                   allow_gaps=a.allow_gaps)
+    # --check of a range runs the steps before it too: its first steps then have the audio window, the
+    # command and the smoothing state they had in the whole log, and compare equal
+    source = builder.replay(a.log, rate=rate, start_s=a.start, end_s=a.end, loop=a.loop,
+                            mapping=_parse_map(a.map), allow_gaps=a.allow_gaps, history=a.check)
     with open_log(a.log) as r:
         meta = r.metadata()
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
@@ -147,7 +149,12 @@ def cmd_replay(a: argparse.Namespace) -> None:
         from edgefusion.policy import task_of
 
         task = task_of(pkg)
-        report = check_against_log(a.log, results, task=task, audio_window_ns=cfg.sync.audio_window_ns)
+        span = None
+        if a.start is not None or a.end is not None:
+            span = (source.range_start_ns, None if a.end is None else source.first_ns + int(a.end * 1e9))
+            results = [r for r in results if r.t_ns >= span[0]]
+        report = check_against_log(a.log, results, task=task, audio_window_ns=cfg.sync.audio_window_ns,
+                                   span_ns=span)
         if report.recorded and (note := _package_note(meta.get("edgefusion", {}), pkg)) is not None:
             print(note)
         if (why := other_task_truth(meta, task, pkg.name)) is not None:
@@ -263,7 +270,10 @@ def register(sub: Any) -> None:
     sp.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     sp.add_argument("--check", action="store_true", help="compare with the results and the truth in the log (its "
                                                          "/truth, else its /labels read with the package's task); "
-                                                         "exit non-zero on a mismatch with the results")
+                                                         "exit non-zero on a mismatch with the results. With "
+                                                         "--start, the steps before it run too (not compared; "
+                                                         "--out gets them), so the range's first steps have the "
+                                                         "state they had")
     sp.add_argument("--record", metavar="OUT.mcap", help="record the replayed run (inputs and results)")
     force_option(sp, "the --record log")
     sp.add_argument("--image-format", default="raw", choices=["raw", "jpeg"], help="images in --record (raw)")

@@ -122,16 +122,20 @@ def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[
 
 
 def check_against_log(path: str | Path, new: list[Result], task: Task | None = None,
-                      audio_window_ns: int = SECOND) -> CheckReport:
+                      audio_window_ns: int = SECOND, span_ns: tuple[int, int | None] | None = None) -> CheckReport:
     """``replay --check``: ``new`` results against the results and the truth recorded in the log at ``path``.
 
     Without ``/truth``, the ``/labels`` track is the truth when ``task`` (the package's task)
-    is given: labels of another task are refused with one line naming them.
+    is given: labels of another task are refused with one line naming them. ``span_ns`` (from, to; log
+    time, ``to`` exclusive or None) compares a range of the log: what was recorded outside it is not missing.
     """
     recorded: list[dict[str, Any]] = []
     truth: list[dict[str, Any]] = []
+    lo, hi = span_ns if span_ns is not None else (None, None)
     with open_log(path) as r:
         for m in r.messages(topics=["/results", "/truth"]):
+            if (lo is not None and m.publish_time_ns < lo) or (hi is not None and m.publish_time_ns >= hi):
+                continue
             d = decode(m)
             assert isinstance(d, dict)
             d["t_ns"] = m.publish_time_ns

@@ -2,8 +2,10 @@
 
 Paced on the log's clock (``rate`` 1 = real time, 2 = twice as fast) or as fast as the
 pipeline takes it (``rate=None``, the default, lossless). ``start_s``/``end_s`` cut a
-window relative to the first message; ``loop`` starts again at the end (time keeps
-increasing). Foreign logs map their topics with ``mapping={"camera": "/cam/image", ...}``.
+window relative to the first message (with ``history``, reading still starts at the first
+message, so the steps of the window have the audio, command and smoothing state the whole log
+gave them; :attr:`ReplaySource.range_start_ns` is where the window begins); ``loop`` starts
+again at the end (time keeps increasing). Foreign logs map their topics with ``mapping={"camera": "/cam/image", ...}``.
 
 A log is untrusted: its chunks are checked (CRC) when it is opened, and a damaged one
 refuses the replay - one line with the count and the time range of the messages lost -
@@ -46,9 +48,9 @@ class ReplaySource(Source):
 
     def __init__(self, path: str | Path, clock: Clock | None = None, rate: float | None = None,
                  start_s: float | None = None, end_s: float | None = None, loop: bool = False,
-                 mapping: dict[str, str] | None = None, allow_gaps: bool = False) -> None:
+                 mapping: dict[str, str] | None = None, allow_gaps: bool = False, history: bool = False) -> None:
         super().__init__(clock)
-        self.allow_gaps = allow_gaps
+        self.allow_gaps, self.history = allow_gaps, history
         if rate is not None and rate <= 0:
             raise InputError(f"replay rate must be positive (or max), got {rate}")
         if start_s is not None and not start_s >= 0:
@@ -99,6 +101,8 @@ class ReplaySource(Source):
         self.present = present
         self._all_topics = set(by_topic)
         self.first_ns = info.start_ns or 0
+        #: log time where the --start window begins (the log's first message without one)
+        self.range_start_ns = self.first_ns + int((self.start_s or 0.0) * 1e9)
         self.info = {"path": str(self.path), "topics": present, "complete": info.complete,
                      "messages": info.messages, "duration_s": ((info.end_ns or 0) - self.first_ns) / 1e9,
                      "gaps": len(gaps), "lost_messages": sum(g.messages or 0 for g in gaps),
@@ -110,7 +114,7 @@ class ReplaySource(Source):
     def __iter__(self) -> Iterator[Sample]:
         if self._reader is None:
             raise InputError("replay: iterate inside 'with source:' (it is not open)")
-        start = None if self.start_s is None else self.first_ns + int(self.start_s * 1e9)
+        start = None if self.start_s is None or self.history else self.range_start_ns
         end = None if self.end_s is None else self.first_ns + int(self.end_s * 1e9)
         origin = start if start is not None else self.first_ns
         shift = 0  # added to all times on a loop, so time keeps increasing
