@@ -234,3 +234,41 @@ def test_check_names_a_package_other_than_the_one_that_recorded_the_log(synth_lo
     out = capsys.readouterr().out
     assert "note: the results in this log were recorded with package 'smart_home-attention'" in out
     assert "MATCH: 60 of 60 compared" in out
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_a_spoken_command_is_written_where_the_run_had_it(tmp_path, lossless):
+    """A lossless run applies a spoken command from its time, a live run only from when it arrived
+    (decoding takes a few hundred ms): the log puts it there, so a replay's steps have it when the run's
+    had it (a live recording with speech never passed replay --check)."""
+    import numpy as np
+
+    from edgefusion.samples import Frame, Result, SpokenCommand
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    path = tmp_path / f"{lossless}.mcap"
+    rec = Recorder(LogWriter(path), lossless=lossless)
+    for t in (1, 2):
+        rec.tap(Frame(t_ns=t * 10**9, image=img))
+    rec.tap(SpokenCommand(t_ns=15 * 10**8, text="lights off", intent="lights_off", confidence=0.9,
+                          start_ns=10**9, end_ns=14 * 10**8))  # said by 1.5 s, handed over after the 2-s frame
+    for t in (1, 2):
+        rec.write(Result(t_ns=t * 10**9, seq=t, action="none", action_score=1.0, scores={}, events=()))
+    rec.close()
+    with LogReader(path) as r:
+        order = [m.topic for m in r.messages(topics=["/camera", "/speech"])]
+    assert order == (["/camera", "/speech", "/camera"] if lossless else ["/camera", "/camera", "/speech"])
+
+
+def test_a_replay_can_leave_out_the_frames_a_recorded_run_dropped(synth_log):
+    """replay --check of a live recording replays only the frames that have a recorded result."""
+    from edgefusion.samples import Frame
+
+    with ReplaySource(synth_log) as src:
+        frames = [s.t_ns for s in src if isinstance(s, Frame)]
+    keep = frozenset(frames[::3])
+    with ReplaySource(synth_log) as src:
+        src.only_frames = keep
+        again = [s for s in src]
+    assert [s.t_ns for s in again if isinstance(s, Frame)] == sorted(keep)
+    assert src.frames_skipped == len(frames) - len(keep) and any(not isinstance(s, Frame) for s in again)

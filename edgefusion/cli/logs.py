@@ -100,6 +100,11 @@ def cmd_replay(a: argparse.Namespace) -> None:
                             mapping=_parse_map(a.map), allow_gaps=a.allow_gaps, history=a.check)
     with open_log(a.log) as r:
         meta = r.metadata()
+        if a.check and not a.live and not a.loop:
+            # a live recording's run dropped frames (a full queue): replaying them would shift the smoothing
+            # and every step after; the check replays the frames that have a recorded result
+            recorded = frozenset(m.publish_time_ns for m in r.messages(topics=["/results"]))
+            source.only_frames = recorded or None
     model = a.model or meta.get("edgefusion", {}).get("package_ref") or meta.get("scenario", {}).get("package")
     if not model:
         raise ConfigError(f"{a.log} does not say which model produced it; pass --model PACKAGE")
@@ -144,6 +149,9 @@ def cmd_replay(a: argparse.Namespace) -> None:
         print(f"skipped from {a.log}: {rejected}", file=sys.stderr)
     if run.recorder is not None:
         print(f"recorded {run.recorder.writer.messages} messages to {run.recorder.path}", file=sys.stderr)
+    if source.frames_skipped:
+        print(f"note: {source.frames_skipped} frames of {a.log} have no recorded result (its run dropped them): "
+              "not replayed, so the steps after them compare as they ran")
     if a.check:
         from edgefusion.logs.check import other_task_truth
         from edgefusion.policy import task_of

@@ -201,10 +201,13 @@ class Recorder(Sink):
             return
         last = next((i for i in frames if self._pending[i].t_ns == t_ns), frames[0])
         items = [self._pending.popleft() for _ in range(last + 1)]
-        # A spoken command comes from the audio's thread, which can run behind the camera's: one issued
-        # by the frame's time but handed over after it is written before it, so a replay (one thread, in
-        # log order) has it for this frame as surely as the recorded run had it.
-        spoken = [x for x in self._pending if isinstance(x, SpokenCommand) and x.t_ns <= items[-1].t_ns]
+        # A spoken command comes from the audio's thread, which can run behind the camera's. A lossless
+        # run orders it by its time, so one issued by the frame's time but handed over after it is written
+        # before it: a replay (one thread, in log order) has it for this frame as the run had it. A live
+        # run has it only from when it arrived (decoding takes a few hundred ms), so it is written where
+        # it arrived, and a replay's steps before that do not have it either.
+        spoken = [x for x in self._pending if isinstance(x, SpokenCommand) and x.t_ns <= items[-1].t_ns] \
+            if self.lossless else []
         if spoken:
             self._pending = collections.deque(x for x in self._pending if not any(x is y for y in spoken))
             items[-1:-1] = spoken

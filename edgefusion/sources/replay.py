@@ -67,6 +67,10 @@ class ReplaySource(Source):
         self._reader: LogReader | BagReader | None = None
         #: topic -> callback(t_ns, decoded dict), called in log order (e.g. copying /truth into a recording)
         self.passthrough: dict[str, Callable[[int, dict[str, Any]], None]] = {}
+        #: when a set of frame times: the other frames are not replayed (``replay --check`` of a live
+        #: recording skips the frames its run dropped); :attr:`frames_skipped` counts them
+        self.only_frames: frozenset[int] | None = None
+        self.frames_skipped = 0
 
     def open(self) -> None:
         self._reader = open_log(self.path, warn=False)  # its damage is reported below, in one line
@@ -133,6 +137,9 @@ class ReplaySource(Source):
                         return
                 s = self._decode(m, stream_of.get(m.topic), shift)
                 if s is None:
+                    continue
+                if self.only_frames is not None and isinstance(s, Frame) and s.t_ns not in self.only_frames:
+                    self.frames_skipped += 1
                     continue
                 last = m.log_time_ns
                 if shift:
