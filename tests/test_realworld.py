@@ -288,6 +288,27 @@ def test_event_threshold_bench_puts_false_alarms_beside_detections(local_corpus:
     assert "| 0.5 |" in out.with_suffix(".md").read_text()
 
 
+def test_stream_false_alarm_bench_streams_each_recording_with_and_without_it(local_corpus: Path,
+                                                                              tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_stream_fa", REPO / "bench" / "stream_false_alarms.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "stream.json"
+    assert bench.main(["--packages", "smart_home", "--corpus", str(local_corpus), "--levels-dbfs", "-20",
+                       "--threads", "1", "--out", str(out)]) == 0
+    (pkg,) = json.loads(out.read_text())["packages"]
+    (level,) = pkg["levels"]
+    assert pkg["recordings"] == ["speech_commands_noise"] and level["recordings"] == 1
+    seconds = bench.LEAD_S + 1.0 + bench.TAIL_S  # a 1-s recording with scene before and after it
+    assert level["steps"] == round(seconds * 30) and level["seconds"] == seconds
+    for key in ("steps_on", "onsets_per_min", "raw_steps"):
+        assert set(level[key]) == {"doorbell", "glass_break", "smoke_alarm", "speech"}
+    # the scene alone fires nothing: its first second's audio is missing, not padded with silence
+    assert all(v == 0.0 for v in level["without_recording"]["steps_on"].values()), level
+    assert "| -20 dBFS | speech |" in out.with_suffix(".md").read_text()
+
+
 @pytest.mark.slow
 def test_fusion_vs_concat_tiny_run(local_corpus: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
