@@ -272,3 +272,23 @@ def test_a_replay_can_leave_out_the_frames_a_recorded_run_dropped(synth_log):
         again = [s for s in src]
     assert [s.t_ns for s in again if isinstance(s, Frame)] == sorted(keep)
     assert src.frames_skipped == len(frames) - len(keep) and any(not isinstance(s, Frame) for s in again)
+
+
+def test_sigterm_stops_a_recorded_replay_cleanly(synth_log, tmp_path):
+    """replay had no handler: SIGTERM killed it (exit 143) and left its recording truncated."""
+    out = tmp_path / "looped.mcap"
+    proc = subprocess.Popen([sys.executable, "-m", "edgefusion", "replay", str(synth_log), "--loop", "--rate", "1",
+                             "--threads", "1", "--record", str(out)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "(stopped by a signal before the end)" in err and "recorded" in err
+    with LogReader(out) as r:
+        assert r.info().complete

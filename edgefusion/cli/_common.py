@@ -52,6 +52,20 @@ def output_dir(path: str | Path, flag: str = "--out") -> Path:
 
 
 @contextlib.contextmanager
+def stopping_on_signals(pipe: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM stop ``pipe`` cleanly (sources closed, sinks and recording finished, the summary
+    printed), as ``serve`` does; the previous handlers come back after."""
+    import signal
+
+    previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal")) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
 def replacing(path: str | Path | None) -> Iterator[None]:
     """Set an existing recording at ``path`` aside while a run records over it (``--force``).
 

@@ -18,6 +18,7 @@ from edgefusion.cli._common import (
     runtime_options,
     stage_option,
     stage_specs,
+    stopping_on_signals,
 )
 from edgefusion.errors import CheckFailed, ConfigError, PackageError
 
@@ -135,10 +136,13 @@ def cmd_replay(a: argparse.Namespace) -> None:
             open_backend(a.backend, pkg, variant=a.variant, threads=a.threads) as be, \
             builder.build(pkg, be, on_result=results.append, stages=stages) as run:
         live_view_line(run)
-        stats = run.pipeline.run()
+        with stopping_on_signals(run.pipeline):
+            stats = run.pipeline.run()
     e2e = stats.latency_ms.get("end_to_end", {})
-    print(f"replayed {a.log}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, {stats.emitted} actions "
-          f"emitted, drops {stats.drops or 'none'}, end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
+    stopped = " (stopped by a signal before the end)" if stats.stopped_by == "signal" else ""
+    print(f"replayed {a.log}{stopped}: {stats.steps} steps in {stats.wall_s:.2f} s on {pkg.name}, "
+          f"{stats.emitted} actions emitted, drops {stats.drops or 'none'}, "
+          f"end-to-end p50 {e2e.get('p50', float('nan')):.2f} ms",
           file=sys.stderr)
     from edgefusion.sources.speech import speech_summary
 
@@ -152,6 +156,8 @@ def cmd_replay(a: argparse.Namespace) -> None:
     if source.frames_skipped:
         print(f"note: {source.frames_skipped} frames of {a.log} have no recorded result (its run dropped them): "
               "not replayed, so the steps after them compare as they ran")
+    if a.check and stopped:
+        raise CheckFailed(f"the replay of {a.log} was stopped before the end: not checked")
     if a.check:
         from edgefusion.logs.check import other_task_truth
         from edgefusion.policy import task_of

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from edgefusion.cli._common import (
     runtime_options,
     stage_option,
     stage_specs,
+    stopping_on_signals,
 )
 from edgefusion.errors import ConfigError
 
@@ -76,14 +76,9 @@ def cmd_run(a: argparse.Namespace) -> None:
             builder.build(pkg, be, stages=stages) as run:
         pipe = run.pipeline
         live_view_line(run)
-        previous = {s: signal.signal(s, lambda *_: pipe.request_stop("signal"))
-                    for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with stopping_on_signals(pipe):
             print(f"running {pkg.name} on {be.info}; stop with Ctrl-C", file=sys.stderr)
             stats = pipe.run(timeout_s=a.duration)
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
     summary: dict[str, Any] = {
         "stopped_by": stats.stopped_by, "steps": stats.steps, "results": stats.results, "emitted": stats.emitted,
         "wall_s": round(stats.wall_s, 3), "drops": stats.drops, "sync": stats.sync, "rejected": stats.rejected,
