@@ -158,6 +158,9 @@ def load_package(where: str | Path, verify: bool = True) -> ModelPackage:
             path = BUILTIN_DIR / where
         elif path.is_dir():
             raise PackageError(f"{path} is not a model package: it has no {MANIFEST}")
+        elif path.is_file():
+            hint = "; to read a log, use 'edgefusion log info'" if path.suffix == ".mcap" else ""
+            raise PackageError(f"{path} is a file, not a model package (a folder with a {MANIFEST}){hint}")
         elif isinstance(where, str) and "/" not in where:
             raise unknown_name("model package", where, builtin_packages())
         else:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,12 @@ def test_background_fills_any_length(name):
     for n in (1001, int(64.1 * 16000)):
         assert len(s.background(n, np.random.default_rng(0), False)) == n
     assert len(generate_timeline(s, 0.0626, seed=1).audio) == int(0.0626 * 16000)
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="the check reads /proc/meminfo")
+def test_a_timeline_larger_than_memory_is_refused_before_it_is_built():
+    with pytest.raises(ConfigError, match=r"--duration 1e\+09 s would need .* GiB .* make several shorter logs"):
+        generate_timeline(get_scenario("driving"), 1e9, seed=0)
 
 
 def test_unknown_scenario_has_a_hint():

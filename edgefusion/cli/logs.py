@@ -277,8 +277,8 @@ def register(sub: Any) -> None:
     sp.add_argument("log", help="an MCAP file (from synth, record or replay --record, or another tool's mapped with "
                                 "--map) or a rosbag2 folder (metadata.yaml and its split .mcap files, read in order)")
     sp.add_argument("--model", help="model package (default: the one named in the log)")
-    sp.add_argument("--rate", default="max", help="1 = real time, 2 = twice as fast, max = as fast as possible "
-                                                  "(default)")
+    sp.add_argument("--rate", "--speed", default="max",
+                    help="1 = real time, 2 = twice as fast, max = as fast as possible (default)")
     sp.add_argument("--start", type=float, help="start this many seconds into the log")
     sp.add_argument("--end", type=float, help="end this many seconds into the log")
     sp.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")

@@ -82,8 +82,10 @@ class CheckReport:
         return out
 
 
-def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[str, Any]]) -> CheckReport:
-    """Match by frame time; results are equal when action, emission and events are equal."""
+def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[str, Any]],
+            origin_ns: int = 0) -> CheckReport:
+    """Match by frame time; results are equal when action, emission and events are equal. Examples name
+    their time from ``origin_ns`` (the log's start: a live recording's times are wall-clock epochs)."""
     rep = CheckReport(frames=len(new), recorded=len(recorded),
                       recorded_stages=sorted({k for old in recorded for k in old.get("stages") or {}}),
                       new_stages=sorted({k for r in new for k in r.stages}))
@@ -100,11 +102,12 @@ def compare(new: list[Result], recorded: list[dict[str, Any]], truth: list[dict[
         if r.action != old["action"]:
             rep.action_mismatches += 1
             if len(rep.examples) < 5:
-                rep.examples.append(f"t={t / 1e9:.3f}s seq {old.get('seq')}: action {old['action']} -> {r.action}")
+                rep.examples.append(f"t={(t - origin_ns) / 1e9:.3f}s seq {old.get('seq')}: "
+                                    f"action {old['action']} -> {r.action}")
         if sorted(r.events) != sorted(old.get("events", [])):
             rep.event_mismatches += 1
             if len(rep.examples) < 5:
-                rep.examples.append(f"t={t / 1e9:.3f}s: events {old.get('events')} -> {list(r.events)}")
+                rep.examples.append(f"t={(t - origin_ns) / 1e9:.3f}s: events {old.get('events')} -> {list(r.events)}")
         if bool(old.get("emitted")) != r.emitted:
             rep.emitted_mismatches += 1
     if truth:
@@ -141,6 +144,7 @@ def check_against_log(path: str | Path, new: list[Result], task: Task | None = N
             d["t_ns"] = m.publish_time_ns
             (recorded if m.topic == "/results" else truth).append(d)
         track = None if truth else r.labels()
+        origin = r.info().start_ns or 0
     note, uncovered = "", 0
     if track is not None and task is None:
         note = "the log has /labels, but the package names no built-in task to read them with: no truth compared"
@@ -149,7 +153,7 @@ def check_against_log(path: str | Path, new: list[Result], task: Task | None = N
         truth = [{"t_ns": int(t), "action": task.actions[a]}
                  for t, a, c in zip(labelled.t_ns, labelled.action, labelled.covered) if c]
         uncovered = int((~labelled.covered).sum())
-    rep = compare(new, recorded, truth)
+    rep = compare(new, recorded, truth, origin)
     rep.truth_note = note
     if rep.truth and track is not None and task is not None:
         rep.truth.update(source="/labels", task=task.name, uncovered=uncovered)

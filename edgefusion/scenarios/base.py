@@ -290,6 +290,7 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
         raise ConfigError(f"--duration must be a positive number of seconds, got {duration_s:g}")
     if seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {seed}")
+    _check_memory(duration_s)
     rng = np.random.default_rng([seed, 2, 1 if hard else 0])
     n_frames = int(duration_s * FPS)
     segments: list[tuple[float, dict[str, Any]]] = []
@@ -334,6 +335,27 @@ def generate_timeline(scenario: Scenario, duration_s: float, seed: int, hard: bo
     return Timeline(scenario.name, seed, frame_t_ns, frames, audio, SR, commands, truth_events, truth_action,
                     meta={"duration_s": duration_s, "hard": hard, "fps": FPS,
                           "sounds": [(e.kind, round(e.onset_s, 3), round(e.dur_s, 3), e.label) for e in sounds]})
+
+
+#: memory a timeline takes per second: its frames (30 x 160 x 120 x 3 bytes) and float32 audio
+TIMELINE_BYTES_PER_S = FPS * FRAME_SIZE[0] * FRAME_SIZE[1] * 3 + SR * 4
+
+
+def _check_memory(duration_s: float) -> None:
+    """Refuse a timeline larger than the memory available (it is built whole: ``synth --duration 1e9`` took
+    20 GB and ten minutes before it was killed); nothing is checked where /proc/meminfo does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return
+    need = duration_s * TIMELINE_BYTES_PER_S
+    if need > 0.8 * avail_kb * 1024:
+        most = 0.8 * avail_kb * 1024 / TIMELINE_BYTES_PER_S
+        raise ConfigError(f"--duration {duration_s:g} s would need {need / 2**30:,.1f} GiB for the synthesized "
+                          f"timeline (it is built in memory: {TIMELINE_BYTES_PER_S / 2**20:.1f} MiB per second), "
+                          f"and {avail_kb / 2**20:.1f} GiB is available: at most about {most:,.0f} s here; "
+                          "make several shorter logs")
 
 
 def noise_and_blur(img: np.ndarray, rng: np.random.Generator, hard: bool, dark: bool = False) -> np.ndarray:
