@@ -48,7 +48,7 @@ class ModelSection:
     package: str = "smart_home"
     backend: str = "onnxruntime"
     variant: str = "fp32"
-    threads: int = 2
+    threads: int | str = 2  # or "auto": the ONNX Runtime backends measure and choose, as --threads auto
     warmup_steps: int = 5
 
 
@@ -257,7 +257,14 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         if dataclasses.is_dataclass(t):
             kwargs[key] = _build(t, value, where, problems)  # type: ignore[arg-type]
             continue
+        if where == "model.threads" and value == "auto":
+            kwargs[key] = value
+            continue
+        if where == "model.threads":
+            t = int  # a count, or "auto" (above)
         problem = _check(where, t, value)
+        if problem and where == "model.threads" and not isinstance(value, int):
+            problem = f"{where}: expected a number of threads or 'auto', got {value!r}"
         if problem:
             problems.append(problem)
         else:

@@ -148,6 +148,12 @@ def test_config_errors_name_the_key_and_suggest():
         loads('[sources.camera]\nuri = "0"\n[sync]\naudio_policy = "drop"')
     with pytest.raises(ConfigError, match=r"sources\.camera\.uri is required"):
         loads("[model]\nthreads = 1")
+    # threads as on the command line: a count or "auto"
+    assert loads('[model]\nthreads = "auto"\n[sources.camera]\nuri = "0"').model.threads == "auto"
+    with pytest.raises(ConfigError, match=r"model.threads: expected a number of threads or 'auto', got 'many'"):
+        loads('[model]\nthreads = "many"\n[sources.camera]\nuri = "0"')
+    with pytest.raises(ConfigError, match=r"model.threads: must be from 1 to 1024, got 0"):
+        loads('[model]\nthreads = 0\n[sources.camera]\nuri = "0"')
     with pytest.raises(ConfigError, match="not valid TOML"):
         loads("[model\n")
 
@@ -306,3 +312,21 @@ def test_systemd_analyze_scores_the_unit_at_most_3():
     line = next(x for x in p.stdout.splitlines() if "Overall exposure level" in x)
     score = float(line.split(":")[1].split()[0])
     assert score <= 3.0, p.stdout
+
+
+def test_config_check_says_what_serve_would_stop_on(tmp_path, capsys):
+    """config check said OK for backend 'tensorrt' where TensorRT is missing; serve then failed at start-up."""
+    from importlib.util import find_spec
+
+    from edgefusion.cli import main
+
+    cfg = tmp_path / "trt.toml"
+    cfg.write_text('[model]\nbackend = "tensorrt"\n[sources.camera]\nuri = "synth:smart_home"\n')
+    rc = main(["config", "check", str(cfg)])
+    err = capsys.readouterr().err
+    if find_spec("tensorrt") is None:
+        assert rc == 2 and "model.backend 'tensorrt' needs the Python module 'tensorrt'" in err, err
+    cfg.write_text('[model]\nvariant = "int8_trt"\n[sources.camera]\nuri = "synth:smart_home"\n')
+    assert main(["config", "check", str(cfg)]) == 0
+    out = capsys.readouterr()
+    assert "built for TensorRT; on 'onnxruntime' it runs on the CPU, for checks only" in out.err and "OK" in out.out
