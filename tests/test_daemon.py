@@ -384,3 +384,30 @@ def test_the_http_server_answers_errors_plainly_and_survives_a_broken_route():
             HttpServer("127.0.0.1", srv.port, {})
     finally:
         srv.close()
+
+
+@pytest.mark.slow
+def test_a_text_port_in_use_makes_the_service_not_ready_until_it_binds(tmp_path):
+    """The text socket's port was taken: serve logged a warning, kept retrying, and /readyz said 200 while
+    no command could arrive."""
+    port, text_port, results = free_port(), free_port(), tmp_path / "results.jsonl"
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", text_port))
+    squatter.listen()
+    extra = f'[sources.text]\nuri = "tcp://127.0.0.1:{text_port}"\n'
+    svc = Served(tmp_path, _config(port, results) + extra)
+    svc.port = port  # it never gets ready while the port is taken: poll /readyz directly
+    try:
+        rz = wait_for(lambda: (r := svc.readyz())["code"] == 503 and "text_reconnecting" in r["reasons"] and r,
+                      30, "readiness to report the text port it cannot bind")
+        assert rz["streams"]["text"]["failing"] and rz["reasons"] == ["text_reconnecting"], rz
+        squatter.close()
+        wait_for(lambda: svc.readyz()["code"] == 200, 15, "readiness once the port is free")
+        with socket.create_connection(("127.0.0.1", text_port), timeout=5) as c:
+            c.sendall(b"turn the lights on\n")
+        wait_for(lambda: "turn the lights on" in results.read_text(), 10, "the command in the results")
+        rc, _ = svc.stop()
+    finally:
+        squatter.close()
+        svc.close()
+    assert rc == 0

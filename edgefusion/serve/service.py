@@ -204,6 +204,12 @@ class Service:
             if required and not fresh and self.warm:
                 reasons.append(f"{name}_reconnecting" if state == "reconnecting" else
                                f"{name}_stale" if seen is not None else f"{name}_waiting")
+        text = self.sources.get("text")
+        if text is not None:  # no age to judge by (commands come when they come): only whether it opened
+            streams["text"] = {"required": True, "state": text.state, "failing": text.failing,
+                               "failures": text.failures}
+            if text.failing is not None and self.warm:
+                reasons.append("text_reconnecting")  # e.g. its port is taken: commands cannot arrive
         sinks = {}
         if self.mqtt is not None:
             sinks["mqtt"] = h = self.mqtt.health()

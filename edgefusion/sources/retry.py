@@ -91,6 +91,11 @@ class RetryingSource(Source):
                     src.stop = self.stop  # one stop event: a stop request reaches the inner source too
                     with src:
                         self.info = dict(src.info)
+                        if getattr(src, "ready_when_open", False) and self.failing:
+                            # a listening socket is working once it is bound, before anything arrives
+                            log.info("source %s recovered after %d failures", self.name, self.failures)
+                            self.failing, self.state, delay = None, "listening", self.initial_s
+                            last_reason = ""
                         for sample in src:
                             if self.state != "streaming":
                                 if self.failing:

@@ -263,6 +263,9 @@ class SocketTextSource(_TextSource):
         max_clients: connections served at once; more are closed at once and counted.
     """
 
+    #: bound is working: a retrying wrapper stops reporting a failure once it is open (commands come when they come)
+    ready_when_open = True
+
     def __init__(self, address: str, clock: Clock | None = None, name: str = "text", allow_remote: bool = False,
                  max_clients: int = MAX_CLIENTS) -> None:
         super().__init__(clock)
