@@ -32,7 +32,8 @@ __all__ = ["OPENCV_DISTS", "Check", "Host", "Report", "diagnose"]
 OPENCV_DISTS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
 EXTRAS = {"audio": ("soundfile", "sounddevice"), "mcap": ("mcap", "zstandard", "lz4"),
           "serve": ("paho", "prometheus_client"), "train": ("torch", "onnx", "onnxscript"),
-          "bench": ("matplotlib", "tqdm")}
+          "bench": ("matplotlib", "tqdm"), "speech": ("pocketsphinx",), "ros2": ("mcap_ros2", "yaml"),
+          "foxglove": ("foxglove",), "fleet": ("ray",), "tensorrt": ("tensorrt",)}
 # Jetson modules by the name in their device tree -> compute capability (no nvidia-smi there)
 JETSON_CC = {"thor": (11, 0), "orin": (8, 7), "xavier": (7, 2), "tx2": (6, 2), "nano": (5, 3)}
 

@@ -180,7 +180,8 @@ def test_missing_opencv_and_onnxruntime_are_problems_with_the_install_line():
     assert c["onnxruntime"][0].fix == "pip install onnxruntime (CPU) or onnxruntime-gpu"
     assert c["jetson"][0].summary.startswith("not a Jetson") and c["gpu"][0].status == "no"
     assert c["audio"][0].fix == "pip install 'edgefusion[audio]'"
-    assert c["extras"][0].fix == "pip install 'edgefusion[audio,mcap,serve,train,bench]' for what they add"
+    assert c["extras"][0].fix == ("pip install 'edgefusion[audio,mcap,serve,train,bench,speech,ros2,foxglove,fleet,"
+                                  "tensorrt]' for what they add")  # every extra in pyproject.toml
 
 
 def test_a_gpu_host_with_the_cpu_onnxruntime_is_told_to_install_the_gpu_build():
@@ -221,3 +222,18 @@ def test_a_gpu_without_a_cuda_version_anywhere_points_at_the_driver():
     (cuda,) = _by_name(diagnose(host))["cuda"]
     assert cuda.status == "no" and cuda.summary.startswith("CUDA not found; cuda-python 12.6.0")
     assert cuda.fix == "the NVIDIA driver (nvidia-smi names its CUDA version), or JetPack"
+
+
+def test_doctor_knows_every_extra_of_the_package():
+    """doctor's extras line left out speech, ros2, foxglove, fleet and tensorrt."""
+    import sys
+    from pathlib import Path
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    from edgefusion.doctor import EXTRAS
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert set(meta["project"]["optional-dependencies"]) - {"dev"} == set(EXTRAS)

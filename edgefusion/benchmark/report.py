@@ -73,11 +73,17 @@ def write_reports(report: dict[str, Any], out_dir: Path, plots_wanted: bool = Tr
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [f"# EdgeFusion benchmark: {report['package']}", "",
-             f"{m['cpu']}, {m['cores']} cores; {report['input']['description']}; rate "
-             f"{report['rate_fps'] or 'max'} fps; warm-up {report['warmup_s']} s excluded.", "",
-             "| config | results | e2e p50 | e2e p99 | e2e p99.9 | inference p50 | jitter p99 | loss | CPU | RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# EdgeFusion benchmark: {report['package']}", ""]
+    if report.get("model_only") and not report["runs"]:  # --model-only: no streaming run to describe
+        lines += [f"{m['cpu']}, {m['cores']} cores; the bare model call on windows of "
+                  f"{report['input']['description']}."]
+    else:
+        lines += [f"{m['cpu']}, {m['cores']} cores; {report['input']['description']}; rate "
+                  f"{report['rate_fps'] or 'max'} fps; warm-up {report['warmup_s']} s of input excluded. "
+                  "Latencies in ms.", "",
+                  "| config | results | e2e p50 | e2e p99 | e2e p99.9 | inference p50 | jitter p99 | loss | CPU "
+                  "| RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
         e, i = r["stages_ms"]["end_to_end"], r["stages_ms"]["inference"]
         lines.append(f"| {r['config']} | {r['results']} | {e.get('p50')} | {e.get('p99')} | {e.get('p99.9')} | "
