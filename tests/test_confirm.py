@@ -185,7 +185,7 @@ def test_config_check_reports_a_confirmed_label_the_model_lacks(vad_dir, tmp_pat
     err = capsys.readouterr().err
     assert "stages.vad.confirm: 'speech' is not an event label of the model, driving-attention" in err
     assert "of the stage" not in err
-    cfg.write_text(cfg.read_text().replace('"driving"', '"smart_home"'))
+    cfg.write_text(cfg.read_text().replace("driving", "smart_home"))  # the model and its scenes
     assert main(["config", "check", str(cfg)]) == 0
 
 

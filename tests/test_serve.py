@@ -325,7 +325,11 @@ def test_config_check_says_what_serve_would_stop_on(tmp_path, capsys):
     rc = main(["config", "check", str(cfg)])
     err = capsys.readouterr().err
     if find_spec("tensorrt") is None:
-        assert rc == 2 and "model.backend 'tensorrt' needs the Python module 'tensorrt'" in err, err
+        assert rc == 2 and "model.backend: 'tensorrt' needs the Python module 'tensorrt'" in err, err
+    cfg.write_text('[model]\npackage = "driving"\n[sources.camera]\nuri = "synth:smart_home"\n')
+    assert main(["config", "check", str(cfg)]) == 2  # a driving model on synthesized smart_home scenes
+    assert ("sources.camera.uri: synth:smart_home synthesizes scenario 'smart_home', and driving-attention runs "
+            "task 'driving'") in capsys.readouterr().err
     cfg.write_text('[model]\nvariant = "int8_trt"\n[sources.camera]\nuri = "synth:smart_home"\n')
     assert main(["config", "check", str(cfg)]) == 0
     out = capsys.readouterr()

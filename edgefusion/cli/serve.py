@@ -37,11 +37,7 @@ def cmd_config_check(a: argparse.Namespace) -> None:
 
     cfg = redacted(load_checked(a.file))
     pkg = load_package(cfg.model.package)
-    if cfg.model.backend == "tensorrt":  # serve would stop at start-up on it: say it now
-        from edgefusion.backends.tensorrt.deps import import_tensorrt
-
-        import_tensorrt(f"{a.file}: model.backend 'tensorrt'")
-    elif cfg.model.variant.endswith("_trt"):
+    if cfg.model.backend != "tensorrt" and cfg.model.variant.endswith("_trt"):
         print(f"note: model.variant {cfg.model.variant!r} is built for TensorRT; on {cfg.model.backend!r} it runs on "
               "the CPU, for checks only", file=sys.stderr)
     print(f"{a.file}: OK (model {pkg.name}, backend {cfg.model.backend}:{cfg.model.variant}, camera "

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,6 +105,8 @@ def _model(cfg: ServiceConfig) -> list[str]:
     from edgefusion.backends import BACKENDS
     from edgefusion.errors import unknown_name
     from edgefusion.package import load_package
+    from edgefusion.policy import task_of
+    from edgefusion.scenarios import SCENARIOS
 
     m = cfg.model
     out = []
@@ -115,10 +118,19 @@ def _model(cfg: ServiceConfig) -> list[str]:
         return [*out, f"model.package: {exc}"]
     if m.backend == "tensorrt":
         variants: list[str] = ["fp32", "fp16", "int8"]
+        if importlib.util.find_spec("tensorrt") is None:  # serve would stop at start-up on it
+            out.append("model.backend: 'tensorrt' needs the Python module 'tensorrt', which is not installed "
+                       "(pip install 'edgefusion[tensorrt]' on x86-64; on Jetson it comes with JetPack)")
     else:
         variants = list(pkg.variants)
     if m.variant not in variants:
         out.append(f"model.variant: {unknown_name(f'variant of package {pkg.name!r}', m.variant, variants)}")
+    uri, scenario = cfg.sources.camera.uri, cfg.sources.camera.uri.removeprefix("synth:")
+    task = task_of(pkg)
+    # (an unknown scenario is the camera check's to report)
+    if uri.startswith("synth:") and scenario in SCENARIOS and task is not None and scenario != task.name:
+        out.append(f"sources.camera.uri: {uri} synthesizes scenario '{uri.removeprefix('synth:')}', and "
+                   f"{pkg.name} runs task '{task.name}': use synth:{task.name} or another package")
     return out
 
 
