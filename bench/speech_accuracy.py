@@ -19,16 +19,17 @@ opened no utterance in it (``no_speech``), split it (``split``), the decoder end
 (``out_of_grammar``), the confidence rule rejected it (``low_confidence``, ``sensitive_unsure``), or another
 intent came out (``wrong_intent``); ``decoded`` holds what each of its utterances was decoded as.
 
-Four condition sets (``--conditions``): ``tuned``, the test's six; ``dev``, eight other voices and variants
+Five condition sets (``--conditions``): ``tuned``, the test's six; ``dev``, eight other voices and variants
 used beside them to choose every setting; ``held-out``, six more, first measured only to report how the choices
 carried to voices never used in choosing (its numbers are published, so it is now a choosing set too);
 ``held-out-2``, six others, measured at most twice (before and after a round of changes), its misses never
-looked at while choosing (``tests/speech_clips.py``).
+looked at while choosing; ``held-out-3``, six more voice variants, the same way for the grammar's "turn the lights
+on/off" (``tests/speech_clips.py``).
 
 Writes JSON (default bench/results/speech_accuracy.json, speech_accuracy_dev.json, speech_accuracy_heldout.json,
-speech_accuracy_heldout2.json).
+speech_accuracy_heldout2.json, speech_accuracy_heldout3.json).
 
-    python bench/speech_accuracy.py [--tasks smart_home driving] [--conditions tuned|dev|held-out|held-out-2]
+    python bench/speech_accuracy.py [--tasks smart_home driving] [--conditions tuned|dev|held-out|held-out-2|held-out-3]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from speech_clips import (
     CONDITIONS,
     DEV_CONDITIONS,
     HELD_OUT_2_CONDITIONS,
+    HELD_OUT_3_CONDITIONS,
     HELD_OUT_CONDITIONS,
     UNRELATED,
     command_clips,
@@ -60,7 +62,8 @@ from edgefusion.sources.speech_asr import SpeechConfig, sensitive_intents, task_
 CONDITION_SETS = {"tuned": (CONDITIONS, "bench/results/speech_accuracy.json"),
                   "dev": (DEV_CONDITIONS, "bench/results/speech_accuracy_dev.json"),
                   "held-out": (HELD_OUT_CONDITIONS, "bench/results/speech_accuracy_heldout.json"),
-                  "held-out-2": (HELD_OUT_2_CONDITIONS, "bench/results/speech_accuracy_heldout2.json")}
+                  "held-out-2": (HELD_OUT_2_CONDITIONS, "bench/results/speech_accuracy_heldout2.json"),
+                  "held-out-3": (HELD_OUT_3_CONDITIONS, "bench/results/speech_accuracy_heldout3.json")}
 
 
 def _rate(good: int, total: int) -> dict[str, Any]:

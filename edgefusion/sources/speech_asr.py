@@ -60,18 +60,23 @@ RATE = 16000
 #: the spoken phrasings of each built-in task's intents. Chosen by measurement (bench/speech_accuracy.py):
 #: phrasings that sound alike across intents are left out ("follow the road" was heard in "pull over";
 #: "hang a left" / "make a left" often ended half-way), and lights_off has phrasings whose difference
-#: from lights_on is more than the one short word "off" ("kill the lights", "lights out").
+#: from lights_on is more than the one short word "off" ("kill the lights", "lights out"). "turn the lights
+#: on/off", the word order people use most, was missing: a new user's "turn the lights off" was heard as "turn on
+#: the lights now" (rejected by confidence only); with it, the three choosing sets heard it right 35 of 40 times
+#: and a fresh held-out set 7 of 12. let_in lost "open up and let them in": "open the window" (Scottish) was forced
+#: into it above let_in's threshold once the clip order changed.
 SPOKEN: dict[str, dict[str, tuple[str, ...]]] = {
     "smart_home": {
-        "lights_on": ("turn on the lights", "switch the lights on", "lights on", "put the light on",
-                      "turn on the lamp", "can you switch on the light", "it is dark turn the lights on",
-                      "light please"),
-        "lights_off": ("turn off the lights", "switch the lights off", "lights off", "turn off the lamp",
-                       "kill the lights", "lights out", "switch off the light", "it is too bright turn the lights off"),
+        "lights_on": ("turn on the lights", "turn the lights on", "switch the lights on", "lights on",
+                      "put the light on", "turn on the lamp", "can you switch on the light",
+                      "it is dark turn the lights on", "light please"),
+        "lights_off": ("turn off the lights", "turn the lights off", "switch the lights off", "lights off",
+                       "turn off the lamp", "kill the lights", "lights out", "switch off the light",
+                       "it is too bright turn the lights off"),
         "lock_door": ("lock the door", "lock the front door", "please lock up the door", "door lock",
                       "secure the door", "lock it up", "make sure the door is locked"),
         "let_in": ("let them in", "open the door for them", "let the guest in", "open the door for the visitor",
-                   "let him in", "let her in", "open up and let them in"),
+                   "let him in", "let her in"),
     },
     "driving": {
         "turn_left": ("turn left", "take the next left", "go left here", "left turn please",
