@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefusion.benchmark.report import machine_facts, save_json
+from edgefusion.benchmark.report import machine_facts, save_json_and_markdown
 from edgefusion.errors import EdgeFusionError
 from edgefusion.metrics import sigmoid
 from edgefusion.package import load_package
@@ -104,10 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeFusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    save_json(report, args.out)
-    md = args.out.with_suffix(".md")
-    md.write_text(markdown(report))
-    print(md.read_text())
+    print(save_json_and_markdown(report, args.out, markdown(report)).read_text())
     return 0
 
 

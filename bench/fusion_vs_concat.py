@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edgefusion.benchmark.report import machine_facts, save_json
+from edgefusion.benchmark.report import machine_facts, save_json_and_markdown
 from edgefusion.errors import ConfigError, EdgeFusionError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,10 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "budget": {k: getattr(args, k) for k in ("samples", "epochs", "threads", "seed", "eval_samples",
                                                          "bench_samples", "spoken", "real_events")},
               "corpus": str(args.corpus), "scenarios": scenarios}
-    save_json(report, args.out)
-    md = args.out.with_suffix(".md")
-    md.write_text(markdown(report))
-    print(f"wrote {args.out} and {md}")
+    save_json_and_markdown(report, args.out, markdown(report))
     return 0
 
 

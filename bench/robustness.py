@@ -45,7 +45,7 @@ import numpy as np
 
 from edgefusion import augment as aug
 from edgefusion.backends import open_backend
-from edgefusion.benchmark.report import machine_facts, save_json
+from edgefusion.benchmark.report import machine_facts, save_json_and_markdown
 from edgefusion.errors import ConfigError, EdgeFusionError
 from edgefusion.metrics import action_accuracy, event_f1, sigmoid
 from edgefusion.package import ModelPackage, load_package
@@ -405,10 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if secs < 60.0 and not args.quick:
             print(f"warning: {p['package']}: only {secs:.0f} s of held-out recordings for false alarms (< 60 s)",
                   file=sys.stderr)
-    save_json(report, args.out)
-    md = args.out.with_suffix(".md")
-    md.write_text(markdown(report))
-    print(f"wrote {md}")
+    save_json_and_markdown(report, args.out, markdown(report))
     return 0
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from edgefusion import augment as aug
 from edgefusion.backends import open_backend
-from edgefusion.benchmark.report import machine_facts, save_json
+from edgefusion.benchmark.report import machine_facts, save_json_and_markdown
 from edgefusion.errors import ConfigError, EdgeFusionError
 from edgefusion.package import ModelPackage, load_package
 from edgefusion.pipeline import Pipeline, PipelineConfig
@@ -193,10 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeFusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    save_json(report, args.out)
-    md = args.out.with_suffix(".md")
-    md.write_text(markdown(report))
-    print(f"wrote {md}")
+    save_json_and_markdown(report, args.out, markdown(report))
     return 0
 
 

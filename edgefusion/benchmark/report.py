@@ -60,6 +60,15 @@ def save_json(report: dict[str, Any], path: str | Path) -> Path:
     return out
 
 
+def save_json_and_markdown(report: dict[str, Any], path: str | Path, markdown_text: str) -> Path:
+    """A bench script's JSON at ``path`` and its Markdown table beside it (same name, ``.md``); say where."""
+    save_json(report, path)
+    md = Path(path).with_suffix(".md")
+    md.write_text(markdown_text)
+    print(f"wrote {md}")
+    return md
+
+
 def write_reports(report: dict[str, Any], out_dir: Path, plots_wanted: bool = True) -> list[Path]:
     """bench.json, bench.md and the plots; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
