@@ -24,6 +24,7 @@ from speech_clips import (
     command_clips,
     espeak_available,
     heard_per_clip,
+    listen_per_clip,
     say,
     stream,
     unrelated_clips,
@@ -297,7 +298,7 @@ def test_speech_source_passes_audio_through_and_adds_commands_before_their_chunk
     assert src.info["speech"] == {"mode": "listening", "task": "smart_home", "utterances": 2, "commands": 2}
 
 
-def test_record_with_speech_writes_the_speech_channel(spoken_wav, tmp_path, capsys):
+def test_record_with_speech_writes_the_speech_channel(spoken_wav, tmp_path, capsys, caplog):
     from edgefusion.cli import main
     from edgefusion.logs import LogReader
 
@@ -308,6 +309,8 @@ def test_record_with_speech_writes_the_speech_channel(spoken_wav, tmp_path, caps
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "speech (listening): 2 utterances, 2 commands" in err
+    # --speech shows what each utterance became (before, only Python's debug logging did)
+    assert "speech: heard 'turn on the lights' -> lights_on (confidence" in caplog.text
     with LogReader(log) as r:
         speech = [json.loads(m.data) for m in r.messages(topics=["/speech"])]
         results = [json.loads(m.data) for m in r.messages(topics=["/results"])]
@@ -321,6 +324,19 @@ def test_record_with_speech_writes_the_speech_channel(spoken_wav, tmp_path, caps
     assert {r["command"] for r in results} >= {"turn on the lights", "lock the door"}
     assert {r["text_status"] for r in results} <= {"command", "no_command"}  # a command source was listening
 
+
+
+@needs_espeak
+def test_an_utterance_that_makes_no_command_says_why(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="edgefusion.speech")
+    clips = unrelated_clips(["what time is it", "tell me a joke"])
+    heard, said = listen_per_clip("smart_home", clips)
+    assert heard == ["-", "-"]
+    lines = [r.getMessage() for r in caplog.records if "no command (" in r.getMessage()]
+    assert len(lines) == sum(u.outcome not in ("commands", "too_short") for s in said for u in s) >= 1, lines
+    assert all(line.startswith("speech: ") and " s of speech, no command (" in line for line in lines)
 
 
 def test_replay_listens_to_a_log_without_speech_and_its_recording_replays_byte_identically(spoken_wav, tmp_path,

@@ -51,6 +51,15 @@ def output_dir(path: str | Path, flag: str = "--out") -> Path:
     return out
 
 
+def listen_with_speech(builder: Any, package: Any) -> None:
+    """``--speech``: listen for the package's task's commands, and show what each utterance became on stderr
+    (a command, or why none: too unsure, outside the grammar), so a user can tell what was heard."""
+    from edgefusion.sources.speech import speech_task
+
+    builder.speech(speech_task(package))
+    logging.getLogger("edgefusion.speech").setLevel(logging.INFO)
+
+
 @contextlib.contextmanager
 def stopping_on_signals(pipe: Any) -> Iterator[None]:
     """SIGINT and SIGTERM stop ``pipe`` cleanly (sources closed, sinks and recording finished, the summary

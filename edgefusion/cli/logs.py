@@ -13,6 +13,7 @@ from edgefusion.cli._common import (
     check_log_output,
     force_option,
     foxglove_option,
+    listen_with_speech,
     live_view_line,
     replacing,
     runtime_options,
@@ -117,9 +118,7 @@ def cmd_replay(a: argparse.Namespace) -> None:
         raise PackageError(f"{exc} (the package {a.log} names as its model; a relative path is from where it was "
                            "recorded); pass --model PACKAGE") from exc
     if a.speech:
-        from edgefusion.sources.speech import speech_task
-
-        builder.speech(speech_task(pkg))
+        listen_with_speech(builder, pkg)
     for spec in a.out or []:
         builder.add_sink(spec)
     if a.foxglove:

@@ -13,6 +13,7 @@ from edgefusion.cli._common import (
     check_log_output,
     force_option,
     foxglove_option,
+    listen_with_speech,
     live_view_line,
     replacing,
     runtime_options,
@@ -54,9 +55,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     builder.audio(a.audio, pace=not a.no_pace, loop=a.loop)
     builder.text(a.text)
     if a.speech:
-        from edgefusion.sources.speech import speech_task
-
-        builder.speech(speech_task(pkg))
+        listen_with_speech(builder, pkg)
     for spec in a.out or (["jsonl:-"] if not a.record else []):
         builder.add_sink(spec)
     if a.foxglove:

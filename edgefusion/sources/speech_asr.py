@@ -619,6 +619,11 @@ class Listener:
         end_ns = max(self._start_ns, self._time_of(end_index))
         outcome, heard = self._judge(text, confidence, margin, end_ns)
         self.counts[outcome] += 1
+        if outcome not in ("commands", "too_short"):  # a command is logged where it is issued; too_short is noise
+            intent = self.rec.grammar.intent(text or "")
+            log.info("speech: %.1f s of speech, no command (%s)%s", (end_ns - self._start_ns) / SECOND,
+                     outcome.replace("_", " "),
+                     f": closest {_words(text or '')!r} ({intent}, confidence {confidence:.2f})" if text else "")
         if self.trace is not None:
             self.trace.append(Utterance(self._start_ns, end_ns, outcome, _words(text or ""),
                                         self.rec.grammar.intent(text or ""), confidence, margin))
