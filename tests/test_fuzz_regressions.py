@@ -192,6 +192,7 @@ def test_a_zeroed_chunk_is_reported_by_log_info_and_refused_by_replay_unless_all
     assert main(["log", "info", str(bad)]) == 0
     out = capsys.readouterr().out
     assert "DAMAGED" in out and f"LOST at byte {offset}: {lost} messages, log time" in out
+    assert f"{60 - lost} readable messages of 60 written over" in out  # the total counted the lost ones
     assert main(["replay", str(bad), "--model", "smart_home", "--backend", "null"]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert f"lost {lost} messages" in line and "--allow-gaps" in line

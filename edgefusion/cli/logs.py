@@ -207,16 +207,18 @@ def cmd_log_info(a: argparse.Namespace) -> None:
         print(json.dumps({**info.__dict__, "labels": labels}, indent=2))
         return
     dur = ((info.end_ns or 0) - (info.start_ns or 0)) / 1e9
+    lost = sum(g["messages"] or 0 for g in info.gaps)
+    count = f"{info.messages - lost} readable messages of {info.messages} written" if lost else \
+        f"{info.messages} messages"
     if info.gaps:
-        lost = sum(g["messages"] or 0 for g in info.gaps)
         state = f"DAMAGED ({len(info.gaps)} damaged chunk(s) or region(s), {lost} messages lost; see below)"
     elif info.recovered_messages is not None:
         state = f"TRUNCATED (recovered {info.recovered_messages} messages from complete chunks; the torn chunk is lost)"
     else:
         state = "complete" if info.complete else "readable, with damage outside the messages (see below)"
     print(f"{info.path}: {state}, profile '{info.profile}', written by '{info.library}'")
-    print(f"{info.messages} messages over {dur:.3f} s ({info.start_ns} .. {info.end_ns} ns log time)"
-          if info.start_ns is not None else f"{info.messages} messages (no log time)")
+    print(f"{count} over {dur:.3f} s ({info.start_ns} .. {info.end_ns} ns log time)"
+          if info.start_ns is not None else f"{count} (no log time)")
     print(f"{'topic':<22} {'schema':<34} {'encoding':<13} {'messages':>8}")
     for c in info.channels:
         print(f"{c['topic']:<22} {c['schema']:<34} {c['message_encoding']:<13} {c['messages']:>8}")
