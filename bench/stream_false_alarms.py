@@ -112,35 +112,40 @@ def bench_package(name: str, args: argparse.Namespace, heldout: Sequence[Recordi
     seed = int(pkg.manifest.provenance.get("seed", 0)) + EVAL_SEED_OFFSET + SEED_SHIFT
     specs = [args.stage] if args.stage is not None else []
     t0 = time.perf_counter()
-    levels = []
-    for level in args.levels_dbfs:
-        totals = {k: dict.fromkeys(events, 0) for k in ("steps", "onsets", "raw_steps", "quiet_steps",
-                                                         "quiet_onsets", "quiet_raw_steps")}
-        n_steps, seconds, by_rec = 0, 0.0, {}
-        for i, rec in enumerate(recordings):
-            tl = quiet_timeline(scenario, LEAD_S + max(rec.seconds, 1.0) + TAIL_S, seed + i)
+    kinds = ("steps", "onsets", "raw_steps")
+    totals = {lv: {k: dict.fromkeys(events, 0) for k in (*kinds, *(f"quiet_{k}" for k in kinds))}
+              for lv in args.levels_dbfs}
+    by_rec: dict[float, dict[str, Any]] = {lv: {} for lv in args.levels_dbfs}
+    n_steps, seconds = 0, 0.0
+    for i, rec in enumerate(recordings):
+        # one scene per recording, and what the scene alone fires, for every level
+        tl = quiet_timeline(scenario, LEAD_S + max(rec.seconds, 1.0) + TAIL_S, seed + i)
+        quiet = count(run_stream(pkg, tl, args.threads, specs), events, threshold)
+        n_steps += len(tl.frames)
+        seconds += len(tl.frames) / float(tl.meta["fps"])
+        for level in args.levels_dbfs:
             loud = count(run_stream(pkg, with_recording(tl, rec, level), args.threads, specs), events, threshold)
-            quiet = count(run_stream(pkg, tl, args.threads, specs), events, threshold)
-            n_steps += len(tl.frames)
-            seconds += len(tl.frames) / float(tl.meta["fps"])
             for e in events:
-                for k in ("steps", "onsets", "raw_steps"):
-                    totals[k][e] += loud[e][k]
-                    totals[f"quiet_{k}"][e] += quiet[e][k]
+                for k in kinds:
+                    totals[level][k][e] += loud[e][k]
+                    totals[level][f"quiet_{k}"][e] += quiet[e][k]
             fired = {e: loud[e] for e in events if loud[e]["steps"] or loud[e]["raw_steps"]}
             if fired:
-                by_rec[rec.id] = {"steps": len(tl.frames), **fired}
-        minutes = seconds / 60.0
+                by_rec[level][rec.id] = {"steps": len(tl.frames), **fired}
+    minutes = seconds / 60.0
+    levels = []
+    for level in args.levels_dbfs:
+        t = totals[level]
         levels.append({
             "level_dbfs": level, "recordings": len(recordings), "steps": n_steps, "seconds": round(seconds, 1),
-            "steps_on": {e: round(totals["steps"][e] / n_steps, 4) for e in events},
-            "onsets_per_min": {e: round(totals["onsets"][e] / minutes, 2) for e in events},
-            "raw_steps": {e: round(totals["raw_steps"][e] / n_steps, 4) for e in events},
+            "steps_on": {e: round(t["steps"][e] / n_steps, 4) for e in events},
+            "onsets_per_min": {e: round(t["onsets"][e] / minutes, 2) for e in events},
+            "raw_steps": {e: round(t["raw_steps"][e] / n_steps, 4) for e in events},
             "without_recording": {
-                "steps_on": {e: round(totals["quiet_steps"][e] / n_steps, 4) for e in events},
-                "onsets_per_min": {e: round(totals["quiet_onsets"][e] / minutes, 2) for e in events},
-                "raw_steps": {e: round(totals["quiet_raw_steps"][e] / n_steps, 4) for e in events}},
-            "by_recording": by_rec,
+                "steps_on": {e: round(t["quiet_steps"][e] / n_steps, 4) for e in events},
+                "onsets_per_min": {e: round(t["quiet_onsets"][e] / minutes, 2) for e in events},
+                "raw_steps": {e: round(t["quiet_raw_steps"][e] / n_steps, 4) for e in events}},
+            "by_recording": by_rec[level],
         })
         print(f"{pkg.name} {level:g} dBFS: steps on {levels[-1]['steps_on']}, "
               f"onsets/min {levels[-1]['onsets_per_min']}", file=sys.stderr)

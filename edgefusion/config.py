@@ -257,14 +257,15 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         if dataclasses.is_dataclass(t):
             kwargs[key] = _build(t, value, where, problems)  # type: ignore[arg-type]
             continue
-        if where == "model.threads" and value == "auto":
-            kwargs[key] = value
-            continue
-        if where == "model.threads":
-            t = int  # a count, or "auto" (above)
+        if where == "model.threads":  # a count, or "auto" as on the command line
+            if value == "auto":
+                kwargs[key] = value
+                continue
+            if not isinstance(value, int):
+                problems.append(f"{where}: expected a number of threads or 'auto', got {value!r}")
+                continue
+            t = int
         problem = _check(where, t, value)
-        if problem and where == "model.threads" and not isinstance(value, int):
-            problem = f"{where}: expected a number of threads or 'auto', got {value!r}"
         if problem:
             problems.append(problem)
         else:

@@ -141,10 +141,9 @@ class Synchronizer:
                 x = np.concatenate([np.zeros(min(gap, self._cap), np.float32), x])
             elif gap < -1:
                 x = x[min(-gap, len(x)) :]
-                n_chunk = len(x)
             self._end_idx += len(x)
             if gap * SECOND > self.config.audio_max_skew_ns * rate:  # a real hole, not jitter: whole again later
-                self._whole_from = self._end_idx - n_chunk
+                self._whole_from = self._end_idx - n_chunk  # where the chunk's own samples begin
             self._append(x[-self._cap :])
 
     def _append(self, x: np.ndarray) -> None:

@@ -129,7 +129,7 @@ def _model(cfg: ServiceConfig) -> list[str]:
     task = task_of(pkg)
     # (an unknown scenario is the camera check's to report)
     if uri.startswith("synth:") and scenario in SCENARIOS and task is not None and scenario != task.name:
-        out.append(f"sources.camera.uri: {uri} synthesizes scenario '{uri.removeprefix('synth:')}', and "
+        out.append(f"sources.camera.uri: {uri} synthesizes scenario '{scenario}', and "
                    f"{pkg.name} runs task '{task.name}': use synth:{task.name} or another package")
     return out
 

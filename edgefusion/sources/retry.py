@@ -93,15 +93,10 @@ class RetryingSource(Source):
                         self.info = dict(src.info)
                         if getattr(src, "ready_when_open", False) and self.failing:
                             # a listening socket is working once it is bound, before anything arrives
-                            log.info("source %s recovered after %d failures", self.name, self.failures)
-                            self.failing, self.state, delay = None, "listening", self.initial_s
-                            last_reason = ""
+                            delay, last_reason = self._recovered("listening"), ""
                         for sample in src:
                             if self.state != "streaming":
-                                if self.failing:
-                                    log.info("source %s recovered after %d failures", self.name, self.failures)
-                                self.failing, self.state, delay = None, "streaming", self.initial_s
-                                last_reason = ""
+                                delay, last_reason = self._recovered("streaming"), ""
                             yield sample
                         self.rejected.update(src.rejected)
                     return  # a normal end of stream
@@ -125,3 +120,11 @@ class RetryingSource(Source):
                     delay = min(self.max_s, delay * 2)
         finally:
             self.state = "ended"
+
+    def _recovered(self, state: str) -> float:
+        """The stream works again (now in ``state``): clear the failure, say so if there was one, and return
+        the backoff to start from next time."""
+        if self.failing:
+            log.info("source %s recovered after %d failures", self.name, self.failures)
+        self.failing, self.state = None, state
+        return self.initial_s

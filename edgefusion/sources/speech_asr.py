@@ -617,23 +617,24 @@ class Listener:
         self.counts["utterances"] += 1
         text, confidence, margin = self.rec.finish()
         end_ns = max(self._start_ns, self._time_of(end_index))
-        outcome, heard = self._judge(text, confidence, margin, end_ns)
+        intent = self.rec.grammar.intent(text) if text else None
+        outcome, heard = self._judge(text, intent, confidence, margin, end_ns)
         self.counts[outcome] += 1
         if outcome not in ("commands", "too_short"):  # a command is logged where it is issued; too_short is noise
-            intent = self.rec.grammar.intent(text or "")
             log.info("speech: %.1f s of speech, no command (%s)%s", (end_ns - self._start_ns) / SECOND,
                      outcome.replace("_", " "),
                      f": closest {_words(text or '')!r} ({intent}, confidence {confidence:.2f})" if text else "")
         if self.trace is not None:
-            self.trace.append(Utterance(self._start_ns, end_ns, outcome, _words(text or ""),
-                                        self.rec.grammar.intent(text or ""), confidence, margin))
+            self.trace.append(Utterance(self._start_ns, end_ns, outcome, _words(text or ""), intent, confidence,
+                                        margin))
         return heard
 
-    def _judge(self, text: str | None, confidence: float, margin: float, end_ns: int) -> tuple[str, Heard | None]:
-        """What becomes of a decoded utterance: (outcome, the command or None)."""
+    def _judge(self, text: str | None, intent: str | None, confidence: float, margin: float,
+               end_ns: int) -> tuple[str, Heard | None]:
+        """What becomes of a decoded utterance (``intent``: its text's, None outside the grammar):
+        (outcome, the command or None)."""
         if self._speech_samples < self.config.min_speech_ms * RATE // 1000:
             return "too_short", None
-        intent = self.rec.grammar.intent(text) if text else None
         if intent is None:
             log.debug("speech: %.2f s of speech outside the grammar (%r)", (end_ns - self._start_ns) / SECOND, text)
             return "out_of_grammar", None
