@@ -84,6 +84,7 @@ class SpeechSection:
     min_speech_ms: int = SpeechConfig.min_speech_ms
     max_utterance_s: float = SpeechConfig.max_utterance_s
     min_confidence: float = SpeechConfig.min_confidence
+    intent_classifier: bool = SpeechConfig.intent_classifier
 
 
 @dataclass(frozen=True)
@@ -456,4 +457,5 @@ def speech_config(cfg: ServiceConfig) -> SpeechConfig:
     """
     sp = cfg.sources.speech
     return SpeechConfig(vad_mode=sp.vad_mode, window_ms=sp.window_ms, min_speech_ms=sp.min_speech_ms,
-                        max_utterance_s=sp.max_utterance_s, min_confidence=sp.min_confidence)
+                        max_utterance_s=sp.max_utterance_s, min_confidence=sp.min_confidence,
+                        intent_classifier=sp.intent_classifier)

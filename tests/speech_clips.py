@@ -214,10 +214,13 @@ def listen_per_clip(task: str, clips: list[Clip], config: object = None) -> tupl
     """:func:`heard_per_clip`, and per clip the utterances the endpointer closed in its span (each a
     :class:`~edgefusion.sources.speech_asr.Utterance`: decoded text, confidence, what became of it)."""
     from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
+    from edgefusion.sources.speech_intents import IntentClassifier
 
     audio, spans = stream([c.audio for c in clips])
     sensitive = sensitive_intents(task)
-    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive), config or SpeechConfig(),  # type: ignore[arg-type]
+    config = config or SpeechConfig()
+    intents = IntentClassifier.for_task(task) if config.intent_classifier else None  # type: ignore[attr-defined]
+    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive, intents=intents), config,  # type: ignore[arg-type]
                         sensitive=sensitive)
     listener.trace = []
     for c in chunks(audio):
@@ -235,5 +238,5 @@ def listen_per_clip(task: str, clips: list[Clip], config: object = None) -> tupl
             continue
         said[k].append(u)
         if u.outcome == "commands":
-            got[k] = str(u.intent) if got[k] == "-" else "several"
+            got[k] = str(u.command) if got[k] == "-" else "several"
     return got, said

@@ -53,9 +53,12 @@ NOT_COMMANDS = [TEST_DATA / "audio" / "speech_commands" / f"{w}_1000ms.wav" for 
 
 def _listen(task: str, audio: np.ndarray, config: SpeechConfig | None = None):
     from edgefusion.sources.speech_asr import Listener, Recognizer
+    from edgefusion.sources.speech_intents import IntentClassifier
 
     sensitive = sensitive_intents(task)
-    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive), config or SpeechConfig(),
+    config = config or SpeechConfig()
+    intents = IntentClassifier.for_task(task) if config.intent_classifier else None  # as SpeechSource does
+    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive, intents=intents), config,
                         sensitive=sensitive)
     heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
     return heard, listener.counts
@@ -104,14 +107,16 @@ def test_grammar_leaves_out_phrases_it_cannot_pronounce_and_counts_them():
 def test_a_security_sensitive_command_is_taken_only_said_alone():
     """let_in with a filler around it (how unrelated questions were forced into the grammar) makes no command;
     a filler around any other intent, or let_in said alone, does."""
-    from edgefusion.sources.speech_asr import Listener
+    from edgefusion.sources.speech_asr import Decoded, Listener
 
-    class Said:  # stands for the recognizer: what the decoder "heard", with a high confidence
+    class Said:  # stands for the recognizer (no intent classifier): what the decoder "heard", with a high confidence
+        intents = None
+
         def __init__(self) -> None:
             self.grammar, self.active, self.text = CommandGrammar(task_phrases("smart_home")), False, ""
 
         def finish(self):
-            return self.text, 0.9, 8.0
+            return Decoded(self.text, 0.9, 8.0)
 
     rec = Said()
     listener = Listener(rec, SpeechConfig(), sensitive=sensitive_intents("smart_home"))  # type: ignore[arg-type]
@@ -125,7 +130,7 @@ def test_a_security_sensitive_command_is_taken_only_said_alone():
     assert listener.counts["sensitive_unsure"] == 2 and listener.counts["commands"] == 2
     def judged_at(confidence: float, margin: float, cases: tuple[tuple[str, str | None], ...]) -> None:
         """Each (text, intent it should make, or None) decoded at ``confidence``."""
-        rec.finish = lambda: (rec.text, confidence, margin)  # type: ignore[method-assign]
+        rec.finish = lambda: Decoded(rec.text, confidence, margin)  # type: ignore[method-assign]
         for text, want in cases:
             rec.text = text
             h = listener._close(RATE)

@@ -35,6 +35,7 @@ from edgefusion.package import ModelPackage
 from edgefusion.samples import AudioChunk, SpokenCommand
 from edgefusion.sources.base import Sample, Source
 from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
+from edgefusion.sources.speech_intents import IntentClassifier
 
 __all__ = ["SpeechConfig", "SpeechSource", "check_speech_available", "speech_summary", "speech_task"]
 
@@ -118,8 +119,11 @@ class SpeechSource(Source):
                          getattr(self.inner, "path", self.inner.name), present["speech"])
             else:
                 sensitive = sensitive_intents(self.task)
-                self.listener = Listener(Recognizer(task_phrases(self.task), sensitive=sensitive), self.config,
-                                         sensitive=sensitive)
+                intents = IntentClassifier.for_task(self.task) if self.config.intent_classifier else None
+                self.listener = Listener(Recognizer(task_phrases(self.task), sensitive=sensitive, intents=intents),
+                                         self.config, sensitive=sensitive)
+                log.info("speech: listening for %s commands (%s)", self.task,
+                         "the grammar and the intent classifier" if intents else "the grammar alone")
         except BaseException:
             self.inner.close()
             raise
@@ -157,6 +161,8 @@ class SpeechSource(Source):
 
     def _command(self, h: Any, issued_ns: int) -> SpokenCommand:
         """The command of ``h``, issued at the end of the audio that closed its utterance."""
-        log.info("speech: heard %r -> %s (confidence %.2f)", h.text, h.intent, h.confidence)
+        log.info("speech: heard %r -> %s (confidence %.2f, %s)", h.text, h.intent, h.confidence,
+                 {"both": "grammar and classifier", "classifier": f"classifier; grammar decoded {h.decoded!r}"}
+                 .get(h.by, h.by))
         return SpokenCommand(t_ns=max(issued_ns, h.end_ns), text=h.text, intent=h.intent, confidence=h.confidence,
                              start_ns=h.start_ns, end_ns=h.end_ns)

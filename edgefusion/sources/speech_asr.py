@@ -39,13 +39,14 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from edgefusion.errors import ConfigError, MissingDependencyError
 from edgefusion.preprocess.audio import StreamResampler
 from edgefusion.samples import AudioChunk
+from edgefusion.sources.speech_intents import OTHER, IntentClassifier
 
 __all__ = ["FILLERS_BOTH_SIDES_MIN_CONFIDENCE", "FILLER_MIN_CONFIDENCE", "RATE", "SENSITIVE_MIN_CONFIDENCE",
            "CommandGrammar", "Heard", "Listener", "Recognizer", "SpeechConfig", "Utterance", "sensitive_intents",
@@ -164,6 +165,8 @@ class SpeechConfig:
             longer window bridges longer pauses inside a command.
         min_speech_ms: utterances shorter than this are ignored (clicks, a cough).
         max_utterance_s: an utterance is cut (and decoded) after this long.
+        intent_classifier: also hear intents with the task's spoken-intent classifier
+            (:mod:`edgefusion.sources.speech_intents`) where the task has one; see :meth:`Listener._judge`.
         min_confidence: utterances recognized with less confidence (:meth:`Recognizer.score`) make no command.
             Chosen on the test's, the dev and the first held-out voices (bench/speech_accuracy.py) for the worst
             of (commands heard - 90%, unrelated sentences rejected - 95%) over the sets and tasks: accents the
@@ -180,6 +183,7 @@ class SpeechConfig:
     min_speech_ms: int = 200
     max_utterance_s: float = 5.0
     min_confidence: float = 0.15
+    intent_classifier: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -277,6 +281,15 @@ class CommandGrammar:
             return 0
         return 1 if words.startswith(core + " ") or words.endswith(" " + core) else 2
 
+    def first_phrase(self, intent: str) -> str:
+        """The first phrasing of ``intent`` (how a command heard without words is written).
+
+        Example:
+            >>> CommandGrammar(({"lock_door": ("lock the door", "door lock")}, ())).first_phrase("lock_door")
+            'lock the door'
+        """
+        return next(p for p, i in self.phrases.items() if i == intent)
+
     def phrase(self, sentence: str) -> str | None:
         """The command phrase in a recognized sentence, without the fillers around it; None if none."""
         words = _words(sentence)
@@ -324,7 +337,13 @@ def british_variant(word: str, phones: str) -> str | None:
 
 @dataclass(frozen=True)
 class Heard:
-    """One recognized utterance that passed the grammar and the confidence threshold."""
+    """One utterance that made a command (see :meth:`Listener._judge` for who decides).
+
+    ``text`` is what the command says: the grammar's sentence, or, when the intent classifier alone heard the
+    intent (``by == "classifier"``), the intent's first phrasing (the classifier hears intents, not words; the
+    grammar's sentence, of another intent or none, is kept in ``decoded``). ``confidence`` is the grammar's
+    (``by == "grammar"``) or the classifier's probability of the intent.
+    """
 
     text: str
     intent: str
@@ -333,6 +352,9 @@ class Heard:
     end_ns: int
     #: per-frame score of the grammar path minus the free phone loop's (PocketSphinx log units)
     margin: float
+    #: who heard it: "grammar", "classifier" or "both"
+    by: str = "grammar"
+    decoded: str = ""
 
 
 @dataclass(frozen=True)
@@ -347,6 +369,21 @@ class Utterance:
     intent: str | None  # the intent of the grammar phrase decoded, whether or not it made a command
     confidence: float
     margin: float
+    #: the intent classifier's most likely label and its probability (None without a classifier)
+    classified: tuple[str, float] | None = None
+    by: str = ""  # who heard the command ("grammar", "classifier", "both"); "" when none was made
+    command: str | None = None  # the intent of the command made, None when none was
+    grammar: str = ""  # the grammar's own verdict (Listener._grammar_judge), whatever the outcome
+
+
+class Decoded(NamedTuple):
+    """What :meth:`Recognizer.finish` made of an utterance: the grammar's sentence (None when it ended outside it),
+    its confidence and margin, and the intent classifier's probabilities (None without one)."""
+
+    text: str | None
+    confidence: float
+    margin: float
+    probs: dict[str, float] | None = None
 
 
 class Recognizer:
@@ -428,8 +465,10 @@ class Recognizer:
                 + length)
 
     def __init__(self, grammar_phrases: tuple[dict[str, tuple[str, ...]], tuple[str, ...]], *,
-                 sensitive: frozenset[str] = frozenset()) -> None:
-        """``sensitive``: intents whose words keep the dictionary's pronunciations only (see :meth:`_add_variants`)."""
+                 sensitive: frozenset[str] = frozenset(), intents: IntentClassifier | None = None) -> None:
+        """``sensitive``: intents whose words keep the dictionary's pronunciations only (see :meth:`_add_variants`);
+        ``intents``: the task's spoken-intent classifier, run on each utterance beside the grammar (its labels must
+        be the grammar's intents)."""
         ps = _pocketsphinx()
         model = ps.get_model_path()
         quiet = {"loglevel": "FATAL", "samprate": RATE}
@@ -450,6 +489,10 @@ class Recognizer:
         self._log_base = math.log(1.0001)  # PocketSphinx's log base: scores come back as base ** score
         self._audio: list[bytes] = []
         self.active = False
+        self.intents = intents
+        if intents is not None and set(intents.intents) != set(self.grammar.intents):
+            raise ConfigError(f"speech: the intent classifier knows {sorted(intents.intents)}, the grammar "
+                              f"{sorted(self.grammar.intents)}; retrain it (python -m export.speech_intents)")
 
     def _add_variants(self, sensitive: frozenset[str]) -> list[tuple[str, str]]:
         """Add each grammar word's :func:`british_variant` pronunciations (the grammar search takes any of a
@@ -487,11 +530,14 @@ class Recognizer:
         # when it ends, only the grammar is left to decode.
         self._phones.process_raw(pcm, False, False)
 
-    def finish(self) -> tuple[str | None, float, float]:
-        """End the utterance and decode it: (sentence or None, confidence, margin)."""
+    def finish(self) -> Decoded:
+        """End the utterance and decode it."""
         self.active = False
         pcm, self._audio = b"".join(self._audio), []
         self._phones.end_utt()
+        probs = None
+        if self.intents is not None:
+            probs = self.intents.probabilities(np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0)
         # The grammar decodes the whole utterance at once: PocketSphinx then normalizes its cepstra
         # over the utterance itself. Decoding while it is spoken (normalization carried over from
         # earlier audio) recognized fewer of the test phrasings (34 of 40 against 36 for driving).
@@ -501,14 +547,14 @@ class Recognizer:
         hyp, loop = self._grammar.hyp(), self._phones.hyp()
         frames = max(1, self._grammar.n_frames())
         if hyp is None or loop is None or hyp.score <= 0 or loop.score <= 0:
-            return None, 0.0, -math.inf
+            return Decoded(None, 0.0, -math.inf, probs)
         loop_pf = math.log(loop.score) / self._log_base / frames
         margin = math.log(hyp.score) / self._log_base / frames - loop_pf
         # words, not silence, noise or the grammar's empty (NULL) transitions
         words = sum(s.end_frame - s.start_frame + 1 for s in self._grammar.seg()
                     if s.end_frame >= s.start_frame >= 0 and not s.word.startswith(("<", "[", "+", "(")))
         x = self.score(margin, loop_pf, min(1.0, words / frames), frames) / self.SCALE
-        return hyp.hypstr, 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x)))), margin
+        return Decoded(hyp.hypstr, 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x)))), margin, probs)
 
 
 class Listener:
@@ -521,7 +567,9 @@ class Listener:
     :data:`SENSITIVE_MIN_CONFIDENCE` for a security-sensitive intent),
     ``sensitive_unsure`` (a security-sensitive intent with
     fillers around it, see :func:`sensitive_intents`), ``cut`` (longer than
-    ``max_utterance_s``).
+    ``max_utterance_s``); with an intent classifier (see :meth:`_judge`) also ``classifier_other`` (the
+    classifier was sure it is no command) and ``sensitive_unconfirmed`` (it heard a security-sensitive intent
+    the grammar did not confirm).
     """
 
     #: audio before an utterance decoded with it (see __init__)
@@ -615,43 +663,79 @@ class Listener:
 
     def _close(self, end_index: int) -> Heard | None:
         self.counts["utterances"] += 1
-        text, confidence, margin = self.rec.finish()
+        decoded = self.rec.finish()
+        text, confidence = decoded.text, decoded.confidence
         end_ns = max(self._start_ns, self._time_of(end_index))
         intent = self.rec.grammar.intent(text) if text else None
-        outcome, heard = self._judge(text, intent, confidence, margin, end_ns)
+        grammar = self._grammar_judge(text, intent, confidence)
+        outcome, heard = self._judge(decoded, intent, grammar, end_ns)
         self.counts[outcome] += 1
+        top = None if decoded.probs is None else max(decoded.probs.items(), key=lambda kv: kv[1])
         if outcome not in ("commands", "too_short"):  # a command is logged where it is issued; too_short is noise
-            log.info("speech: %.1f s of speech, no command (%s)%s", (end_ns - self._start_ns) / SECOND,
+            log.info("speech: %.1f s of speech, no command (%s)%s%s", (end_ns - self._start_ns) / SECOND,
                      outcome.replace("_", " "),
-                     f": closest {_words(text or '')!r} ({intent}, confidence {confidence:.2f})" if text else "")
+                     f": closest {_words(text or '')!r} ({intent}, confidence {confidence:.2f})" if text else "",
+                     "" if top is None else f"; classifier: {top[0]} {top[1]:.2f}")
         if self.trace is not None:
             self.trace.append(Utterance(self._start_ns, end_ns, outcome, _words(text or ""), intent, confidence,
-                                        margin))
+                                        decoded.margin, classified=None if top is None else (top[0], round(top[1], 4)),
+                                        by=heard.by if heard else "", command=heard.intent if heard else None,
+                                        grammar=grammar))
         return heard
 
-    def _judge(self, text: str | None, intent: str | None, confidence: float, margin: float,
-               end_ns: int) -> tuple[str, Heard | None]:
-        """What becomes of a decoded utterance (``intent``: its text's, None outside the grammar):
-        (outcome, the command or None)."""
-        if self._speech_samples < self.config.min_speech_ms * RATE // 1000:
-            return "too_short", None
+    def _grammar_judge(self, text: str | None, intent: str | None, confidence: float) -> str:
+        """The grammar's verdict on a decoded utterance (``intent``: its text's, None outside the grammar):
+        ``commands`` or the outcome that says why not."""
         if intent is None:
-            log.debug("speech: %.2f s of speech outside the grammar (%r)", (end_ns - self._start_ns) / SECOND, text)
-            return "out_of_grammar", None
+            return "out_of_grammar"
         if confidence < self.config.min_confidence:
-            log.debug("speech: %r (%s) below the confidence threshold: %.3f", text, intent, confidence)
-            return "low_confidence", None
+            return "low_confidence"
         sides = self.rec.grammar.filler_sides(text or "")
         if intent in self.sensitive and sides:
-            log.debug("speech: %r (%s) not taken: a security-sensitive command is taken only said alone", text, intent)
-            return "sensitive_unsure", None
+            return "sensitive_unsure"
         if intent in self.sensitive and confidence < SENSITIVE_MIN_CONFIDENCE:
-            log.debug("speech: %r (%s) below the security-sensitive confidence threshold: %.3f", text, intent,
-                      confidence)
-            return "low_confidence", None
+            return "low_confidence"
         if confidence < (self.config.min_confidence, FILLER_MIN_CONFIDENCE, FILLERS_BOTH_SIDES_MIN_CONFIDENCE)[sides]:
-            log.debug("speech: %r (%s) said with fillers, below their confidence threshold: %.3f", text, intent,
-                      confidence)
-            return "low_confidence", None
-        return "commands", Heard(text=_words(text or ""), intent=intent, confidence=round(confidence, 4),
-                                 start_ns=self._start_ns, end_ns=end_ns, margin=margin)
+            return "low_confidence"
+        return "commands"
+
+    def _judge(self, decoded: Decoded, intent: str | None, grammar: str, end_ns: int) -> tuple[str, Heard | None]:
+        """What becomes of a decoded utterance (``intent``: its sentence's; ``grammar``: the grammar's verdict):
+        (outcome, the command or None).
+
+        Without an intent classifier, the grammar decides (:meth:`_grammar_judge`). With one (its probabilities
+        in ``decoded.probs``; ``info`` thresholds from its JSON):
+
+        - it names an intent with at least ``min_probability``: that intent is the command, whatever the
+          grammar decoded (``by`` "both" where the grammar made the same command), except a security-sensitive
+          one, which needs ``min_sensitive`` and the grammar to have decoded a phrase of that same intent (at any
+          confidence, fillers or not): two recognizers that share nothing but the audio agree on it. Else
+          ``sensitive_unconfirmed``;
+        - it says ``other`` with at least ``min_other``: no command (``classifier_other``), whatever the grammar
+          decoded;
+        - in between, the grammar decides.
+        """
+        text, confidence = decoded.text, decoded.confidence
+        if self._speech_samples < self.config.min_speech_ms * RATE // 1000:
+            return "too_short", None
+        words = _words(text or "")
+        log.debug("speech: %r (%s): grammar %s at %.3f; classifier %s", text, intent, grammar, confidence,
+                  decoded.probs)
+        clf, probs = self.rec.intents, decoded.probs
+        if clf is not None and probs is not None:
+            label, p = max(probs.items(), key=lambda kv: kv[1])
+            if label != OTHER and p >= clf.info.min_probability:
+                agreed = grammar == "commands" and intent == label
+                if label in self.sensitive and not (intent == label and p >= clf.info.min_sensitive):
+                    return "sensitive_unconfirmed", None
+                said = words if intent == label else self.rec.grammar.first_phrase(label)
+                return "commands", Heard(text=said, intent=label, confidence=round(p, 4), start_ns=self._start_ns,
+                                         end_ns=end_ns, margin=decoded.margin, by="both" if agreed else "classifier",
+                                         decoded=words)
+            if label == OTHER and p >= clf.info.min_other:
+                return "classifier_other", None
+        if grammar != "commands":
+            return grammar, None
+        return "commands", Heard(text=words, intent=str(intent), confidence=round(confidence, 4),
+                                 start_ns=self._start_ns, end_ns=end_ns, margin=decoded.margin, by="grammar",
+                                 decoded=words)
