@@ -26,10 +26,16 @@ carried to voices never used in choosing (its numbers are published, so it is no
 looked at while choosing; ``held-out-3``, six more voice variants, the same way for the grammar's "turn the lights
 on/off" (``tests/speech_clips.py``).
 
+Every command is heard by the runtime's default listener: the PocketSphinx grammar and the task's spoken-intent
+classifier (``edgefusion/models/speech/<task>.intents.onnx``, see ``Listener._judge``); ``heard_by`` counts who
+decided each command ("grammar", "classifier", "both"). ``--grammar-only`` measures the grammar alone (the listener
+before the classifier, and with ``[sources.speech] intent_classifier = false``), written with a ``_grammar`` suffix.
+
 Writes JSON (default bench/results/speech_accuracy.json, speech_accuracy_dev.json, speech_accuracy_heldout.json,
 speech_accuracy_heldout2.json, speech_accuracy_heldout3.json).
 
     python bench/speech_accuracy.py [--tasks smart_home driving] [--conditions tuned|dev|held-out|held-out-2|held-out-3]
+                                    [--grammar-only]
 """
 
 from __future__ import annotations
@@ -109,10 +115,12 @@ def run_task(task: str, config: SpeechConfig, conditions: tuple[Any, ...] = COND
             why = miss_cause(g, us)
             causes[voice][why] += 1
             misheard.append({"intent": c.label, "text": c.text, "condition": c.condition, "heard": g, "why": why,
-                             "decoded": [[u.outcome, u.text, round(u.confidence, 3)] for u in us]})
+                             "decoded": [[u.outcome, u.text, round(u.confidence, 3), u.classified] for u in us]})
     right = sum(g == c.label for c, g in zip(commands, heard_cmd))
+    heard_by = collections.Counter(u.by for us in said for u in us if u.outcome == "commands")
     out: dict[str, Any] = {
         **_rate(right, len(commands)),
+        "heard_by": dict(heard_by),
         "by_voice": {k: _rate(*v) for k, v in by_voice.items()},
         "by_snr_db": {k: _rate(*v) for k, v in by_snr.items()},
         "by_intent": {k: {**_rate(row[k], sum(row.values())), "heard_as": dict(row)} for k, row in confusion.items()},
@@ -145,13 +153,15 @@ def main() -> None:
                     help="tuned: the test's voices, speeds and noise levels; dev: eight others, also used to choose "
                          "changes; held-out: six others (published, now used to choose too); held-out-2: six others, "
                          "never used in choosing anything (measure it at most twice, the last time at the end)")
+    ap.add_argument("--grammar-only", action="store_true",
+                    help="the PocketSphinx grammar alone, without the task's spoken-intent classifier")
     ap.add_argument("--out", default=None, help="JSON to write (default bench/results/speech_accuracy.json, "
                                                 "speech_accuracy_dev.json, speech_accuracy_heldout.json or "
                                                 "speech_accuracy_heldout2.json)")
     a = ap.parse_args()
     conditions, default_out = CONDITION_SETS[a.conditions]
-    out = a.out or default_out
-    config = SpeechConfig()
+    out = a.out or (default_out.replace(".json", "_grammar.json") if a.grammar_only else default_out)
+    config = SpeechConfig(intent_classifier=not a.grammar_only)
     report: dict[str, Any] = {"machine": machine_facts(), "goal": {"accuracy": 0.9, "unrelated_rejected": 0.95,
                                                                     "security_sensitive_from_unrelated": 0},
                               "config": config.__dict__, "condition_set": a.conditions,
@@ -160,6 +170,7 @@ def main() -> None:
     for task in a.tasks:
         r = report["tasks"][task] = run_task(task, config, conditions)
         print(f"{task}: {r['correct']} of {r['total']} phrasings heard as their intent ({r['accuracy']:.1%})")
+        print(f"  commands heard by: {r['heard_by']}")
         print(f"  said with fillers: {r['with_fillers']['correct']} of {r['with_fillers']['total']} "
               f"({r['with_fillers']['accuracy']:.1%})")
         print("  by voice: " + ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in r["by_voice"].items()))
