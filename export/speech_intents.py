@@ -64,9 +64,7 @@ def evaluation_conditions() -> tuple[set[str], set[str], set[str]]:
     sys.path.insert(0, str(REPO / "tests"))
     import speech_clips as sc
 
-    sets = (sc.CONDITIONS, sc.DEV_CONDITIONS, sc.HELD_OUT_CONDITIONS, sc.HELD_OUT_2_CONDITIONS,
-            sc.HELD_OUT_3_CONDITIONS)
-    voices = {v for s in sets for v, _, _ in s}
+    voices = {v for s in sc.EVALUATION_SETS for v, _, _ in s}
     variants = {v.split("+", 1)[1] for v in voices if "+" in v}
     sentences = {_key(t) for t in sc.UNRELATED}
     for task in ("smart_home", "driving"):

@@ -83,6 +83,8 @@ HELD_OUT_3_CONDITIONS = (
     ("en-gb-x-rp+max", 180, None),
     ("en-029+f5", 165, 20.0),
 )
+#: every evaluation set above (the spoken-intent classifier's training keeps all their voices out)
+EVALUATION_SETS = (CONDITIONS, DEV_CONDITIONS, HELD_OUT_CONDITIONS, HELD_OUT_2_CONDITIONS, HELD_OUT_3_CONDITIONS)
 Condition = tuple[str, int, "float | None"]
 #: sentences that are no command of the task (questions, chit-chat, other devices)
 UNRELATED = (

@@ -7,17 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from speech_clips import (
-    CONDITIONS,
-    DEV_CONDITIONS,
-    HELD_OUT_2_CONDITIONS,
-    HELD_OUT_3_CONDITIONS,
-    HELD_OUT_CONDITIONS,
-    UNRELATED,
-    espeak_available,
-    say,
-    unrelated_sentences,
-)
+from speech_clips import EVALUATION_SETS, UNRELATED, espeak_available, say, unrelated_sentences
 
 from edgefusion.errors import ConfigError
 from edgefusion.sources.speech_asr import (
@@ -55,8 +45,7 @@ def test_each_task_ships_a_classifier_of_its_grammar_intents(task):
     p = clf.probabilities(np.zeros(RATE, np.float32))
     assert set(p) == set(clf.info.labels) and abs(sum(p.values()) - 1) < 1e-4
     # its training kept every evaluation voice out, and says so
-    held = {v for s in (CONDITIONS, DEV_CONDITIONS, HELD_OUT_CONDITIONS, HELD_OUT_2_CONDITIONS,
-                        HELD_OUT_3_CONDITIONS) for v, _, _ in s}
+    held = {v for s in EVALUATION_SETS for v, _, _ in s}
     trained = set(clf.info.training["voices"]) | set(clf.info.training["held_back_voices"])
     assert trained and not trained & held
     assert not {v.split("+")[1] for v in trained if "+" in v} & {v.split("+")[1] for v in held if "+" in v}
