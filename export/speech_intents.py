@@ -128,7 +128,7 @@ def clip_specs(task: str, voices: list[str], seed: int, negatives_per_voice: int
     phrases, fillers = task_phrases(task)
     negs = negatives(task, seed, 400)
     rng = np.random.default_rng([seed, 7])
-    specs = []
+    specs: list[dict[str, Any]] = []
     for voice in voices:
         said = [(i, t) for i, ts in phrases.items() for t in ts]
         for intent, text in said:
