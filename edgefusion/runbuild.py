@@ -131,12 +131,26 @@ class RunBuilder:
         """Add the audio stream unless ``uri`` is ``none``; see :func:`~edgefusion.sources.audio_factory`."""
         files = not pace and all(Path(p).is_file() for p in uri.split(",") if p)
         factory = audio_factory(uri, pace=pace, loop=loop, clock=self._file_clock if files else None)
+        if factory is not None:
+            self._replace_timeline("own_audio", "--audio replaces the synthesized camera's own audio")
         return None if factory is None else self._stream("audio", factory, False)
 
     def text(self, uri: str) -> Source | None:
         """Add the command stream unless ``uri`` is ``none``; see :func:`~edgefusion.sources.text_factory`."""
         factory = text_factory(uri)
+        if factory is not None:
+            self._replace_timeline("own_commands", "--text replaces the synthesized camera's typed commands")
         return None if factory is None else self._stream("text", factory, False)
+
+    def _replace_timeline(self, stream: str, why: str) -> None:
+        """Turn off a synthesized camera's own audio or commands (``stream``: the TimelineSource attribute):
+        another source delivers them, and one stream fed twice has two clocks and two kinds of command."""
+        from edgefusion.sources.timeline import TimelineSource
+
+        for s in self.sources:
+            if isinstance(s, TimelineSource) and getattr(s, stream):
+                setattr(s, stream, False)
+                log.info("%s", why)
 
     def replay(self, path: str | Path, rate: float | None = None, start_s: float | None = None,
                end_s: float | None = None, loop: bool = False, mapping: dict[str, str] | None = None,
@@ -175,6 +189,8 @@ class RunBuilder:
             raise ConfigError("--speech listens to the run's audio, and this run has none: add --audio (default "
                               "for the microphone, or audio files), or replay a log that holds audio")
         inner = carriers[0]
+        if inner.name == "audio":
+            self._replace_timeline("own_commands", "--speech replaces the synthesized camera's typed commands")
         i = self.sources.index(inner)
         if isinstance(inner, RetryingSource):
             factory = inner.factory

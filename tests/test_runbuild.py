@@ -184,3 +184,29 @@ def test_the_service_gives_mqtt_and_the_recorder_the_pipeline_drop_counter(tmp_p
         assert [s.name for s in pipe.sources] == ["camera", "text"] and isinstance(pipe.sources[1], CallTextSource)
         assert pipe.sinks[1].commands is pipe.sources[1] and list(svc.sources) == ["camera"]
         assert pipe.taps == [svc._seen, run.recorder.tap] and pipe.frames.capacity == 3
+
+
+def test_audio_or_text_of_their_own_replace_a_synthesized_cameras(tmp_path):
+    """A synth: camera brings audio and typed commands; --audio / --text (and --speech on --audio) replace them,
+    so one stream is not fed from two sources with two clocks (replay --check found time going backwards)."""
+    import numpy as np
+    import soundfile as sf
+
+    from edgefusion.sources.timeline import TimelineSource
+
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    b = RunBuilder(PipelineConfig())
+    b.camera("synth:smart_home", pace=False)
+    (tl,) = [s for s in b.sources if isinstance(s, TimelineSource)]
+    assert tl.own_audio and tl.own_commands
+    b.audio(str(wav), pace=False)
+    assert not tl.own_audio and tl.own_commands
+    b.text("stdin")
+    assert not tl.own_commands
+    kinds = {type(s).__name__ for s in itertools.islice(tl, 400)}
+    assert kinds == {"Frame"}  # its frames only
+    alone = RunBuilder(PipelineConfig())
+    alone.camera("synth:smart_home", pace=False)
+    (tl2,) = alone.sources
+    assert {type(s).__name__ for s in itertools.islice(tl2, 400)} >= {"Frame", "AudioChunk"}

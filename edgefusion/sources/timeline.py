@@ -33,6 +33,10 @@ class TimelineSource(Source):
         live: stamp the samples on ``clock`` (each pass starts at the clock's time, never before the last
             pass ended) instead of from ``start_ns``: a synthesized camera beside live sources, whose
             samples (a command typed over TCP) carry that clock's times, so sync can pair them.
+
+    ``own_audio`` / ``own_commands`` (attributes, True): deliver the timeline's audio / typed commands; a run
+    that takes them from another source (``--audio``, ``--text``, ``--speech``) turns them off
+    (:class:`~edgefusion.runbuild.RunBuilder`), so that one stream is not fed twice.
     """
 
     name = "timeline"
@@ -49,6 +53,8 @@ class TimelineSource(Source):
         self.start_ns = start_ns
         self.loop = loop
         self.live = live
+        self.own_audio = True
+        self.own_commands = True
         self.info = {"scenario": timeline.scenario, "seed": timeline.seed, "frames": len(timeline.frames)}
 
     def __iter__(self) -> Iterator[Sample]:
@@ -76,11 +82,12 @@ class TimelineSource(Source):
             if self.pace and not pace_until(self.stop, mono0 + int(t_ns / self.speed)):
                 return
             end = min(len(tl.audio), int(t_ns * rate // SECOND))
-            if end > sent:
+            if end > sent and self.own_audio:
                 yield AudioChunk(t_ns=base + sent * SECOND // rate, samples=tl.audio[sent:end],
                                  sample_rate=rate, source="audio")
                 sent = end
             while ci < len(cmds) and cmds[ci].t_ns <= t_ns:
-                yield Command(t_ns=base + cmds[ci].t_ns, text=cmds[ci].text, source="text")
+                if self.own_commands:
+                    yield Command(t_ns=base + cmds[ci].t_ns, text=cmds[ci].text, source="text")
                 ci += 1
             yield Frame(t_ns=base + t_ns, image=img, source="camera")
