@@ -22,6 +22,12 @@ Everything is seeded: the same arguments give the same clips (espeak-ng renders 
 and, on one machine, the same weights.
 
     python -m export.speech_intents [--tasks smart_home driving] [--voices 80] [--epochs 40] [--seed 0]
+                                    [--out DIR] [--force]
+
+By default it writes the shipped files (``edgefusion/models/speech/``), which the runtime loads; replacing
+them needs ``--force``. Negated commands ("don't turn left") are not among its negatives: trained as no
+command, they cost the head recall (driving phrasings on the test's voices 100% -> 89%) and still leaked;
+the grammar hears the negation instead (``Listener._judge``).
 
 Needs espeak-ng (``apt-get install espeak-ng``) and the ``train`` extra (torch). About 3 minutes per task on 2 cores.
 """
@@ -315,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-other", type=float, default=0.7,
                     help="probability of 'other' at which the classifier overrules the grammar (0.7)")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    ap.add_argument("--out", type=Path, default=REPO / "edgefusion" / "models" / "speech")
+    ap.add_argument("--out", type=Path, default=REPO / "edgefusion" / "models" / "speech",
+                    help="where <task>.intents.onnx and .json go (default: the shipped ones, edgefusion/models/speech; "
+                         "replacing existing files needs --force)")
+    ap.add_argument("--force", action="store_true", help="replace a task's existing classifier files in --out")
     args = ap.parse_args(argv)
     for name in ("voices", "val_voices", "negatives", "sounds", "epochs", "workers"):
         if getattr(args, name) < 1:
@@ -337,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         ap.error(f"--out {args.out}: {exc.strerror}")
+    there = [str(args.out / f"{t}.intents.{x}") for t in args.tasks for x in ("onnx", "json")
+             if (args.out / f"{t}.intents.{x}").exists()]
+    if there and not args.force:
+        ap.error(f"{there[0]} exists (the files the runtime loads when --out is the default); pass --force to "
+                 "replace it, or choose another --out")
     from edgefusion.sources.speech_intents import OTHER
 
     voices = training_voices(args.voices + args.val_voices, args.seed)
@@ -365,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{task}.intents.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
         print(f"{task}: {len(tr)} clips of {len(train_v)} voices; held-back voices ({len(va)} clips) "
               f"{val_acc:.1%} right -> {args.out / f'{task}.intents.onnx'}")
+        if val_acc < 0.9:
+            print(f"{task}: warning: {val_acc:.1%} on the held-back voices is too low to use; train on more "
+                  f"--voices (80) and --epochs (40)", file=sys.stderr)
     return 0
 
 

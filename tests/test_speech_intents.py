@@ -215,3 +215,28 @@ def test_training_keeps_evaluation_voices_and_sentences_out_and_makes_loadable_f
     clf = IntentClassifier(tmp_path / "driving.intents.onnx", tmp_path / "driving.intents.json")
     assert set(clf.intents) == set(task_phrases("driving")[0]) and clf.info.training["clips"] > 0
     assert abs(sum(clf.probabilities(np.zeros(RATE, np.float32)).values()) - 1) < 1e-4
+
+
+def test_a_negated_command_is_none_whatever_the_classifier_heard():
+    heard, u = _judge("don't turn on the lights", 0.9, lights_on=0.97)
+    assert heard is None and u.outcome == "negated" and u.grammar == "negated" and u.intent == "lights_on"
+    heard, u = _judge("please do not let them in", 0.9, let_in=0.99)
+    assert heard is None and u.outcome == "negated"
+
+
+@needs_espeak
+@pytest.mark.parametrize("task", TASKS)
+def test_spoken_negations_make_no_command(task):
+    """"don't turn left" holds "turn left": the classifier hears it, the grammar hears the negation. Measured
+    here: with the classifier alone deciding, 17 of 24 driving negations made their command."""
+    from speech_clips import CONDITIONS, heard_per_clip, unrelated_clips
+
+    said = {"smart_home": ["don't lock the door", "don't turn on the lights", "don't turn off the lights",
+                           "don't let them in", "do not open the door for them", "never let him in"],
+            "driving": ["don't turn left", "do not turn left", "don't pull over", "don't keep going",
+                        "don't continue", "never turn left here"]}[task]
+    clips = unrelated_clips(said * 2, seed=9, conditions=CONDITIONS)
+    got = heard_per_clip(task, clips)
+    made = [(c.text, c.condition, g) for c, g in zip(clips, got) if g != "-"]
+    assert len(made) <= 1, made
+    assert not {g for _, _, g in made} & sensitive_intents(task)
