@@ -32,16 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the cl
 from speech_clips import chunks, stream
 
 from edgefusion.benchmark.report import machine_facts, save_json
-from edgefusion.sources.speech_asr import RATE, Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
-from edgefusion.sources.speech_intents import IntentClassifier
+from edgefusion.sources.speech_asr import RATE, Listener, SpeechConfig, sensitive_intents
 
 
 def listen(task: str, recordings: list[Any], classifier: bool) -> dict[str, Any]:
     audio, spans = stream([r.audio for r in recordings], seed=7)
     sensitive = sensitive_intents(task)
-    intents = IntentClassifier.for_task(task) if classifier else None
-    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive, intents=intents), SpeechConfig(),
-                        sensitive=sensitive)
+    listener = Listener.for_task(task, SpeechConfig(intent_classifier=classifier))
     listener.trace = []
     for c in chunks(audio):
         listener.feed(c)

@@ -215,15 +215,10 @@ def heard_per_clip(task: str, clips: list[Clip], config: object = None) -> list[
 def listen_per_clip(task: str, clips: list[Clip], config: object = None) -> tuple[list[str], list[list[Any]]]:
     """:func:`heard_per_clip`, and per clip the utterances the endpointer closed in its span (each a
     :class:`~edgefusion.sources.speech_asr.Utterance`: decoded text, confidence, what became of it)."""
-    from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
-    from edgefusion.sources.speech_intents import IntentClassifier
+    from edgefusion.sources.speech_asr import Listener
 
     audio, spans = stream([c.audio for c in clips])
-    sensitive = sensitive_intents(task)
-    config = config or SpeechConfig()
-    intents = IntentClassifier.for_task(task) if config.intent_classifier else None  # type: ignore[attr-defined]
-    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive, intents=intents), config,  # type: ignore[arg-type]
-                        sensitive=sensitive)
+    listener = Listener.for_task(task, config)  # type: ignore[arg-type]
     listener.trace = []
     for c in chunks(audio):
         listener.feed(c)

@@ -52,14 +52,9 @@ NOT_COMMANDS = [TEST_DATA / "audio" / "speech_commands" / f"{w}_1000ms.wav" for 
 
 
 def _listen(task: str, audio: np.ndarray, config: SpeechConfig | None = None):
-    from edgefusion.sources.speech_asr import Listener, Recognizer
-    from edgefusion.sources.speech_intents import IntentClassifier
+    from edgefusion.sources.speech_asr import Listener
 
-    sensitive = sensitive_intents(task)
-    config = config or SpeechConfig()
-    intents = IntentClassifier.for_task(task) if config.intent_classifier else None  # as SpeechSource does
-    listener = Listener(Recognizer(task_phrases(task), sensitive=sensitive, intents=intents), config,
-                        sensitive=sensitive)
+    listener = Listener.for_task(task, config)  # as SpeechSource does
     heard = [h for c in chunks(audio) for h in listener.feed(c)] + listener.end()
     return heard, listener.counts
 

@@ -34,8 +34,7 @@ from edgefusion.errors import ConfigError, InputError
 from edgefusion.package import ModelPackage
 from edgefusion.samples import AudioChunk, SpokenCommand
 from edgefusion.sources.base import Sample, Source
-from edgefusion.sources.speech_asr import Listener, Recognizer, SpeechConfig, sensitive_intents, task_phrases
-from edgefusion.sources.speech_intents import IntentClassifier
+from edgefusion.sources.speech_asr import Listener, SpeechConfig
 
 __all__ = ["SpeechConfig", "SpeechSource", "check_speech_available", "speech_summary", "speech_task"]
 
@@ -118,12 +117,9 @@ class SpeechSource(Source):
                 log.info("speech: %s holds its recognized speech (%s); replaying it, not listening again",
                          getattr(self.inner, "path", self.inner.name), present["speech"])
             else:
-                sensitive = sensitive_intents(self.task)
-                intents = IntentClassifier.for_task(self.task) if self.config.intent_classifier else None
-                self.listener = Listener(Recognizer(task_phrases(self.task), sensitive=sensitive, intents=intents),
-                                         self.config, sensitive=sensitive)
+                self.listener = Listener.for_task(self.task, self.config)
                 log.info("speech: listening for %s commands (%s)", self.task,
-                         "the grammar and the intent classifier" if intents else "the grammar alone")
+                         "the grammar and the intent classifier" if self.listener.rec.intents else "the grammar alone")
         except BaseException:
             self.inner.close()
             raise

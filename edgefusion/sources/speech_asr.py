@@ -410,6 +410,11 @@ class Decoded(NamedTuple):
     margin: float
     probs: dict[str, float] | None = None
 
+    @property
+    def best(self) -> tuple[str, float] | None:
+        """The classifier's most likely label and its probability (None without a classifier)."""
+        return None if self.probs is None else max(self.probs.items(), key=lambda kv: kv[1])
+
 
 class Recognizer:
     """Two PocketSphinx decoders fed the same utterance: the command grammar and a free phone loop.
@@ -625,6 +630,15 @@ class Listener:
         #: when a list: every utterance's :class:`Utterance` (what was decoded and what became of it)
         self.trace: list[Utterance] | None = None
 
+    @classmethod
+    def for_task(cls, task: str, config: SpeechConfig | None = None) -> Listener:
+        """The listener ``--speech`` uses for ``task``: the grammar of its phrasings, its security-sensitive
+        intents, and its spoken-intent classifier when ``config.intent_classifier`` (and the task has one)."""
+        config = config or SpeechConfig()
+        sensitive = sensitive_intents(task)
+        intents = IntentClassifier.for_task(task) if config.intent_classifier else None
+        return cls(Recognizer(task_phrases(task), sensitive=sensitive, intents=intents), config, sensitive=sensitive)
+
     def _time_of(self, index: int) -> int:
         """The capture time of 16 kHz sample ``index`` (from the chunk it came in)."""
         base_i, base_t = self._times[0] if self._times else (0, 0)
@@ -697,7 +711,7 @@ class Listener:
         grammar = self._grammar_judge(text, intent, confidence)
         outcome, heard = self._judge(decoded, intent, grammar, end_ns)
         self.counts[outcome] += 1
-        top = None if decoded.probs is None else max(decoded.probs.items(), key=lambda kv: kv[1])
+        top = decoded.best
         if outcome not in ("commands", "too_short"):  # a command is logged where it is issued; too_short is noise
             log.info("speech: %.1f s of speech, no command (%s)%s%s", (end_ns - self._start_ns) / SECOND,
                      outcome.replace("_", " "),
@@ -752,11 +766,11 @@ class Listener:
         words = _words(text or "")
         log.debug("speech: %r (%s): grammar %s at %.3f; classifier %s", text, intent, grammar, confidence,
                   decoded.probs)
-        clf, probs = self.rec.intents, decoded.probs
+        clf, best = self.rec.intents, decoded.best
         if grammar == "negated":  # "don't turn left": the classifier hears "turn left" in it
             return grammar, None
-        if clf is not None and probs is not None:
-            label, p = max(probs.items(), key=lambda kv: kv[1])
+        if clf is not None and best is not None:
+            label, p = best
             if label != OTHER and p >= clf.info.min_probability:
                 agreed = grammar == "commands" and intent == label
                 if label in self.sensitive and not (intent == label and p >= clf.info.min_sensitive):
